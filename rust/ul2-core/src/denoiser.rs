@@ -1,0 +1,186 @@
+//! Denoisers and mixtures: what happens to one row.
+
+use crate::error::{Error, Result, Where};
+use crate::prefix::{check_suffix_density, prefix_split};
+use crate::rng::{Purpose, Stream};
+use crate::sentinels::{Sentinels, applied_lengths, apply_runs, convert};
+use crate::spans::{Runs, SpanParams, SpanScratch};
+use crate::{OutToken, Token};
+
+/// The objective of one denoiser.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kind {
+    /// T5 span corruption: R and X denoisers.
+    SpanCorruption(SpanParams),
+    /// Prefix LM (the S-denoiser), T5's `prefix_lm`.
+    PrefixLm { suffix_density: f64 },
+    /// Plain next-token prediction: the whole row is the target.
+    CausalLm,
+}
+
+/// A denoiser with its mode prompt (token ids prepended to the inputs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Denoiser {
+    pub kind: Kind,
+    pub prefix: Vec<i64>,
+}
+
+impl Denoiser {
+    pub fn new(kind: Kind, prefix: Vec<i64>) -> Result<Self> {
+        if let Kind::PrefixLm { suffix_density } = kind {
+            check_suffix_density(suffix_density)?;
+        }
+        if let Some(&t) = prefix.iter().find(|t| **t < 0) {
+            return Err(Error::invalid("prefix", t, "prompt token ids must be >= 0"));
+        }
+        Ok(Self { kind, prefix })
+    }
+}
+
+/// Denoisers with sampling rates (unnormalised, like seqio's).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mixture {
+    denoisers: Vec<Denoiser>,
+    cumulative: Vec<f64>,
+}
+
+impl Mixture {
+    pub fn new(entries: Vec<(Denoiser, f64)>) -> Result<Self> {
+        if entries.is_empty() {
+            return Err(Error::invalid("mixture", "[]", "must hold at least one denoiser"));
+        }
+        let mut total = 0.0;
+        let mut cumulative = Vec::with_capacity(entries.len());
+        for (_, rate) in &entries {
+            if !(rate.is_finite() && *rate >= 0.0) {
+                return Err(Error::invalid("rate", rate, "rates must be finite numbers >= 0"));
+            }
+            total += rate;
+            cumulative.push(total);
+        }
+        if total <= 0.0 {
+            return Err(Error::invalid("rate", 0, "at least one rate must be > 0"));
+        }
+        Ok(Self {
+            denoisers: entries.into_iter().map(|(d, _)| d).collect(),
+            cumulative,
+        })
+    }
+
+    #[must_use]
+    pub fn denoisers(&self) -> &[Denoiser] {
+        &self.denoisers
+    }
+
+    /// The denoiser of example `key`: index `i` with probability `rate_i / Σ rates`.
+    #[must_use]
+    pub fn choose(&self, seed: u64, key: u64) -> usize {
+        if self.denoisers.len() == 1 {
+            return 0;
+        }
+        let total = self.cumulative[self.cumulative.len() - 1];
+        let u = Stream::new(seed, key, Purpose::Denoiser).unit_f64() * total;
+        self.cumulative.iter().position(|&c| u < c).unwrap_or(self.cumulative.len() - 1)
+    }
+}
+
+/// Everything a row needs besides its tokens and key.
+#[derive(Debug, Clone, Copy)]
+pub struct RowConfig<'a> {
+    pub mixture: &'a Mixture,
+    pub sentinels: &'a Sentinels,
+    pub eos_id: Option<i64>,
+    pub seed: u64,
+}
+
+/// Per-thread scratch, grown once and reused for every row.
+#[derive(Debug, Default, Clone)]
+pub struct RowScratch {
+    spans: SpanScratch,
+    runs: Runs,
+}
+
+/// One denoised row: which denoiser, and how much of each output it filled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RowLengths {
+    pub denoiser: usize,
+    pub inputs: usize,
+    pub targets: usize,
+}
+
+/// Denoises `tokens` (example `key`) into the fronts of `inputs` and `targets`, whose
+/// lengths are the budgets; a row that would not fit is an error, never cut.
+pub fn denoise_row<T: Token, O: OutToken>(
+    cfg: &RowConfig<'_>,
+    tokens: &[T],
+    key: u64,
+    scratch: &mut RowScratch,
+    inputs: &mut [O],
+    targets: &mut [O],
+) -> Result<RowLengths> {
+    cfg.sentinels.check_tokens(tokens, O::MAX, "rows")?;
+    let index = cfg.mixture.choose(cfg.seed, key);
+    let denoiser = &cfg.mixture.denoisers[index];
+    let eos = usize::from(cfg.eos_id.is_some());
+    let p = denoiser.prefix.len();
+    let length = tokens.len();
+    let (li, lt) = match &denoiser.kind {
+        Kind::SpanCorruption(params) => {
+            let (noise, spans) = params.counts(length)?;
+            let roll = usize::from(params.random_roll && spans > 0);
+            let spans = cfg.sentinels.admit(spans, roll)?;
+            scratch
+                .spans
+                .layout(length, (noise, spans), params.random_roll, cfg.seed, key, &mut scratch.runs);
+            let (ai, at) = applied_lengths(&scratch.runs, length);
+            fit(p + ai + eos, inputs.len(), "inputs", "inputs_length", length)?;
+            fit(at + eos, targets.len(), "targets", "targets_length", length)?;
+            apply_runs(tokens, &scratch.runs, cfg.sentinels, &mut inputs[p..], targets);
+            (p + ai, at)
+        }
+        Kind::PrefixLm { suffix_density } => {
+            let k = prefix_split(length, *suffix_density, cfg.seed, key)?;
+            fit(p + k + eos, inputs.len(), "inputs", "inputs_length", length)?;
+            fit(length - k + eos, targets.len(), "targets", "targets_length", length)?;
+            convert(&tokens[..k], &mut inputs[p..p + k]);
+            convert(&tokens[k..], &mut targets[..length - k]);
+            (p + k, length - k)
+        }
+        Kind::CausalLm => {
+            fit(p + eos, inputs.len(), "inputs", "inputs_length", length)?;
+            fit(length + eos, targets.len(), "targets", "targets_length", length)?;
+            convert(tokens, &mut targets[..length]);
+            (p, length)
+        }
+    };
+    for (d, &s) in inputs.iter_mut().zip(&denoiser.prefix) {
+        *d = O::from_i64(s);
+    }
+    let (li, lt) = match cfg.eos_id {
+        Some(e) => {
+            inputs[li] = O::from_i64(e);
+            targets[lt] = O::from_i64(e);
+            (li + 1, lt + 1)
+        }
+        None => (li, lt),
+    };
+    Ok(RowLengths {
+        denoiser: index,
+        inputs: li,
+        targets: lt,
+    })
+}
+
+fn fit(length: usize, limit: usize, what: &'static str, budget: &'static str, raw: usize) -> Result<()> {
+    if length <= limit {
+        return Ok(());
+    }
+    Err(Error::DoesNotFit {
+        where_: Where::arg("rows"),
+        what,
+        length,
+        budget,
+        limit,
+        fix: format!("this row has {raw} raw tokens; pass rows no longer than the planned raw_length (ul2.plan)"),
+    })
+}

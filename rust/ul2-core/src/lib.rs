@@ -1,0 +1,63 @@
+//! `ul2-core`: T5 span corruption and the UL2 mixture of denoisers, exact and keyed.
+//!
+//! Data flows one way: rows of tokens ([`batch::Rows`]) → a denoiser per example
+//! ([`denoiser`], drawing from [`spans`], [`prefix`] and [`sentinels`] with keyed
+//! randomness from [`rng`]) → output buffers ([`batch`]) whose lengths the planner
+//! ([`plan`]) fixes in advance. No Python here: the `ul2-python` crate converts and
+//! dispatches.
+#![forbid(unsafe_code)]
+
+pub mod batch;
+pub mod denoiser;
+pub mod error;
+pub mod plan;
+pub mod prefix;
+pub mod rng;
+pub mod sentinels;
+pub mod spans;
+
+pub use batch::{EncDec, Field, Format, Rows, denoise_batch, format_enc_dec};
+pub use denoiser::{Denoiser, Kind, Mixture, RowConfig, RowLengths, RowScratch, denoise_row};
+pub use error::{Error, Result, Where};
+pub use plan::{Budget, PlanRow, plan_denoiser, plan_span_corruption};
+pub use prefix::{prefix_bounds, prefix_split};
+pub use sentinels::{Overflow, Sentinels, applied_lengths, apply_runs};
+pub use spans::{Composer, Runs, SpanParams, SpanScratch, noise_mask, span_counts};
+
+/// An input token type (what NumPy arrays may hold: int32, int64, uint16, uint32).
+pub trait Token: Copy + Send + Sync + 'static {
+    fn to_i64(self) -> i64;
+}
+
+/// An output token type (int32 or int64; signed for the −100 labels).
+pub trait OutToken: Copy + Send + Sync + PartialEq + std::fmt::Debug + 'static {
+    /// Largest id the type holds.
+    const MAX: i64;
+    /// Caller guarantees `v` fits (ids are checked against [`OutToken::MAX`] first).
+    fn from_i64(v: i64) -> Self;
+}
+
+macro_rules! token {
+    ($($t:ty),*) => {$(
+        impl Token for $t {
+            #[inline]
+            fn to_i64(self) -> i64 { i64::from(self) }
+        }
+    )*};
+}
+token!(i32, i64, u16, u32);
+
+impl OutToken for i32 {
+    const MAX: i64 = i32::MAX as i64;
+    #[inline]
+    fn from_i64(v: i64) -> Self {
+        v as i32
+    }
+}
+impl OutToken for i64 {
+    const MAX: i64 = i64::MAX;
+    #[inline]
+    fn from_i64(v: i64) -> Self {
+        v
+    }
+}

@@ -1,0 +1,313 @@
+//! Sentinel ids and mask application in T5's layout.
+
+use crate::error::{Error, Result, Where};
+use crate::spans::Runs;
+
+/// What to do when a row has more noise spans than sentinel ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overflow {
+    /// `ValueError` naming the row, the spans and the sentinels available (default).
+    Error,
+    /// Limit the number of spans to the sentinels available.
+    Cap,
+    /// Keep counting down below the last sentinel into the vocabulary, as T5 does.
+    T5,
+}
+
+impl Overflow {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "error" => Ok(Self::Error),
+            "cap" => Ok(Self::Cap),
+            "t5" => Ok(Self::T5),
+            _ => Err(Error::invalid("on_overflow", format!("{s:?}"), "must be 'error', 'cap' or 't5'")),
+        }
+    }
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Error => "error",
+            Self::Cap => "cap",
+            Self::T5 => "t5",
+        }
+    }
+}
+
+/// Sentinel ids: `ids[k]` stands for `<extra_id_k>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sentinels {
+    ids: Vec<i64>,
+    vocab_size: Option<i64>,
+    pub on_overflow: Overflow,
+    pub check_collisions: bool,
+    lo: i64,
+    hi: i64,
+    /// `ids` fill `[lo, hi]` completely, so membership is a range test.
+    dense: bool,
+}
+
+impl Sentinels {
+    /// T5's layout: `<extra_id_k> = vocab_size − 1 − k` for `k < count`.
+    pub fn t5(vocab_size: i64, count: usize, on_overflow: Overflow, check_collisions: bool) -> Result<Self> {
+        if count == 0 {
+            return Err(Error::invalid("count", 0, "must be >= 1"));
+        }
+        if vocab_size < count as i64 {
+            return Err(Error::invalid(
+                "vocab_size",
+                vocab_size,
+                format!("must be >= count={count} so every sentinel id is >= 0"),
+            ));
+        }
+        let ids = (0..count as i64).map(|k| vocab_size - 1 - k).collect();
+        Self::build(ids, Some(vocab_size), on_overflow, check_collisions)
+    }
+
+    /// Any ids, in `<extra_id_0>, <extra_id_1>, …` order; they must be distinct and >= 0.
+    pub fn from_ids(ids: Vec<i64>, on_overflow: Overflow, check_collisions: bool) -> Result<Self> {
+        if ids.is_empty() {
+            return Err(Error::invalid("ids", "[]", "must hold at least one sentinel id"));
+        }
+        if let Some((i, &id)) = ids.iter().enumerate().find(|(_, id)| **id < 0) {
+            return Err(Error::invalid("ids", format!("[..{id}..]"), format!("ids[{i}]={id} is negative")));
+        }
+        let mut sorted = ids.clone();
+        sorted.sort_unstable();
+        if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+            return Err(Error::invalid("ids", format!("[..{}..]", w[0]), format!("{} appears twice", w[0])));
+        }
+        Self::build(ids, None, on_overflow, check_collisions)
+    }
+
+    fn build(ids: Vec<i64>, vocab_size: Option<i64>, on_overflow: Overflow, check_collisions: bool) -> Result<Self> {
+        let lo = *ids.iter().min().expect("non-empty");
+        let hi = *ids.iter().max().expect("non-empty");
+        let dense = (hi - lo + 1) as usize == ids.len();
+        Ok(Self {
+            ids,
+            vocab_size,
+            on_overflow,
+            check_collisions,
+            lo,
+            hi,
+            dense,
+        })
+    }
+
+    #[must_use]
+    pub fn ids(&self) -> &[i64] {
+        &self.ids
+    }
+    #[must_use]
+    pub fn count(&self) -> usize {
+        self.ids.len()
+    }
+    #[must_use]
+    pub fn vocab_size(&self) -> Option<i64> {
+        self.vocab_size
+    }
+
+    /// Whether `token` is one of the sentinel ids.
+    #[inline]
+    #[must_use]
+    pub fn contains(&self, token: i64) -> bool {
+        token >= self.lo && token <= self.hi && (self.dense || self.ids.contains(&token))
+    }
+
+    /// The id of the `k`-th sentinel of a row; past the last id it continues downwards as
+    /// T5 does (only reached with `on_overflow="t5"`).
+    #[inline]
+    #[must_use]
+    pub fn id(&self, k: usize) -> i64 {
+        match self.ids.get(k) {
+            Some(&id) => id,
+            None => self.ids[self.ids.len() - 1] - (k + 1 - self.ids.len()) as i64,
+        }
+    }
+
+    /// Spans a row may have under the overflow policy: `spans` itself, capped for
+    /// `Cap`, or an error for `Error` when it needs more sentinels than there are.
+    /// `extra` is the number of sentinels beyond one per span the row may use
+    /// (one for `random_roll`, whose wrap can split a span).
+    pub fn admit(&self, spans: usize, extra: usize) -> Result<usize> {
+        let needed = spans + extra;
+        if needed <= self.count() || spans == 0 {
+            return Ok(spans);
+        }
+        match self.on_overflow {
+            Overflow::T5 => {
+                let lowest = self.id(needed - 1);
+                if lowest < 0 {
+                    return Err(Error::SentinelOverflow {
+                        where_: Where::arg("sentinels"),
+                        spans,
+                        needed,
+                        available: self.count(),
+                        fix: "on_overflow='t5' would count below id 0; use 'cap' or more sentinels",
+                    });
+                }
+                Ok(spans)
+            }
+            Overflow::Cap if self.count() > extra => Ok(self.count() - extra),
+            Overflow::Cap | Overflow::Error => Err(Error::SentinelOverflow {
+                where_: Where::arg("sentinels"),
+                spans,
+                needed,
+                available: self.count(),
+                fix: "give more sentinel ids (Sentinels.t5(vocab_size, count=...)), lower noise_density or raise \
+                      mean_span_length, or pass on_overflow='cap' or 't5'",
+            }),
+        }
+    }
+
+    /// Checks a row's tokens: non-negative, below the vocabulary size when known, at most
+    /// `max_id` (what the output dtype holds) and, unless turned off, not a sentinel id.
+    /// One vectorisable min/max pass; the per-token scan runs only to name the culprit.
+    pub fn check_tokens<T: crate::Token>(&self, tokens: &[T], max_id: i64, arg: &'static str) -> Result<()> {
+        let (mut min, mut max) = (i64::MAX, i64::MIN);
+        for &t in tokens {
+            let t = t.to_i64();
+            min = min.min(t);
+            max = max.max(t);
+        }
+        let limit = self.vocab_size.map_or(max_id, |v| (v - 1).min(max_id));
+        let may_collide = self.check_collisions && max >= self.lo && min <= self.hi;
+        if tokens.is_empty() || (min >= 0 && max <= limit && !may_collide) {
+            return Ok(());
+        }
+        for (position, &t) in tokens.iter().enumerate() {
+            let token = t.to_i64();
+            let reason = if token < 0 {
+                "is negative".to_owned()
+            } else if self.vocab_size.is_some_and(|v| token >= v) {
+                format!("is outside the vocabulary (vocab_size={})", self.vocab_size.unwrap_or(0))
+            } else if token > max_id {
+                format!("does not fit the output dtype (max {max_id}); use dtype=numpy.int64")
+            } else if self.check_collisions && self.contains(token) {
+                return Err(Error::SentinelCollision {
+                    where_: Where::arg(arg),
+                    position,
+                    token,
+                });
+            } else {
+                continue;
+            };
+            return Err(Error::TokenOutOfRange {
+                where_: Where::arg(arg),
+                position,
+                token,
+                reason,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Lengths `(inputs, targets)` that [`apply_runs`] writes for `runs` (no EOS, no prompt).
+#[must_use]
+pub fn applied_lengths(runs: &Runs, length: usize) -> (usize, usize) {
+    let noise_runs = runs.noise_runs();
+    let mut noise = 0usize;
+    let mut is_noise = runs.first_is_noise;
+    for &l in &runs.lengths {
+        if is_noise {
+            noise += l as usize;
+        }
+        is_noise = !is_noise;
+    }
+    let trailing = usize::from(runs.ends_clean());
+    (length - noise + noise_runs, noise + noise_runs + trailing)
+}
+
+/// Writes inputs and targets for `tokens` under `runs` into the fronts of `inputs` and
+/// `targets` (which must be long enough: see [`applied_lengths`]).
+///
+/// Layout: inputs are the non-noise tokens with each noise run replaced by the next
+/// sentinel; targets are each of those sentinels followed by the run it replaced, so
+/// sentinel `k` marks the same run on both sides even when the mask starts with noise
+/// (T5 misaligns that case). When the mask ends clean the targets end with one more
+/// sentinel, as T5's `nonnoise_span_to_unique_sentinel` does: a clean row gives `[S0]`.
+/// For masks that start clean this is exactly T5's output.
+pub fn apply_runs<T: crate::Token, O: crate::OutToken>(
+    tokens: &[T],
+    runs: &Runs,
+    sentinels: &Sentinels,
+    inputs: &mut [O],
+    targets: &mut [O],
+) -> (usize, usize) {
+    let (mut pos, mut i, mut t, mut k) = (0usize, 0usize, 0usize, 0usize);
+    let mut is_noise = runs.first_is_noise;
+    for &len in &runs.lengths {
+        let len = len as usize;
+        let src = &tokens[pos..pos + len];
+        if is_noise {
+            let s = O::from_i64(sentinels.id(k));
+            k += 1;
+            inputs[i] = s;
+            i += 1;
+            targets[t] = s;
+            convert(src, &mut targets[t + 1..=t + len]);
+            t += len + 1;
+        } else {
+            convert(src, &mut inputs[i..i + len]);
+            i += len;
+        }
+        pos += len;
+        is_noise = !is_noise;
+    }
+    if runs.ends_clean() {
+        targets[t] = O::from_i64(sentinels.id(k));
+        t += 1;
+    }
+    (i, t)
+}
+
+/// Element-wise copy with widening/narrowing; compiles to a `memcpy` or a vector loop.
+#[inline]
+pub(crate) fn convert<T: crate::Token, O: crate::OutToken>(src: &[T], dst: &mut [O]) {
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d = O::from_i64(s.to_i64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn apply(tokens: &[i64], mask: &[bool], s: &Sentinels) -> (Vec<i64>, Vec<i64>) {
+        let runs = Runs::from_mask(mask);
+        let (li, lt) = applied_lengths(&runs, tokens.len());
+        let (mut a, mut b) = (vec![0i64; li], vec![0i64; lt]);
+        assert_eq!(apply_runs(tokens, &runs, s, &mut a, &mut b), (li, lt));
+        (a, b)
+    }
+
+    #[test]
+    fn t5_denoise_vector() {
+        let s = Sentinels::t5(26, 2, Overflow::Error, true).unwrap();
+        let tokens = [3, 2, 20, 4, 3, 2, 8, 13, 2, 3, 2, 23, 7, 19, 22, 3, 2, 7, 2];
+        let mut mask = vec![false; 19];
+        mask[8] = true;
+        mask[14..].iter_mut().for_each(|m| *m = true);
+        let (i, t) = apply(&tokens, &mask, &s);
+        assert_eq!(i, [3, 2, 20, 4, 3, 2, 8, 13, 25, 3, 2, 23, 7, 19, 24]);
+        assert_eq!(t, [25, 2, 24, 22, 3, 2, 7, 2]);
+    }
+
+    #[test]
+    fn no_noise_gives_one_sentinel_target() {
+        let s = Sentinels::t5(1000, 100, Overflow::Error, true).unwrap();
+        assert_eq!(apply(&[10, 11, 12], &[false; 3], &s), (vec![10, 11, 12], vec![999]));
+    }
+
+    #[test]
+    fn overflow_policies() {
+        let e = Sentinels::t5(1000, 100, Overflow::Error, true).unwrap();
+        assert!(matches!(e.admit(128, 0), Err(Error::SentinelOverflow { needed: 128, .. })));
+        let c = Sentinels::t5(1000, 100, Overflow::Cap, true).unwrap();
+        assert_eq!(c.admit(128, 1).unwrap(), 99);
+        let t = Sentinels::t5(1000, 100, Overflow::T5, true).unwrap();
+        assert_eq!(t.admit(128, 0).unwrap(), 128);
+        assert_eq!(t.id(127), 1000 - 128);
+    }
+}

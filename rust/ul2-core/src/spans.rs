@@ -1,0 +1,314 @@
+//! Span corruption's random part: T5's counts, uniform compositions and the (optionally
+//! rolled) run layout of the noise mask.
+
+use crate::error::{Error, Result};
+use crate::rng::{Purpose, Stream};
+
+/// Parameters of one span-corruption draw, validated once by [`SpanParams::new`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SpanParams {
+    pub noise_density: f64,
+    pub mean_span_length: f64,
+    pub num_spans: Option<usize>,
+    pub random_roll: bool,
+}
+
+impl SpanParams {
+    pub fn new(
+        noise_density: f64,
+        mean_span_length: f64,
+        num_spans: Option<usize>,
+        random_roll: bool,
+    ) -> Result<Self> {
+        if !(0.0..=1.0).contains(&noise_density) {
+            return Err(Error::invalid("noise_density", noise_density, "must be a number in [0, 1]"));
+        }
+        if !(mean_span_length.is_finite() && mean_span_length > 0.0) {
+            return Err(Error::invalid("mean_span_length", mean_span_length, "must be a finite number > 0"));
+        }
+        if num_spans == Some(0) {
+            return Err(Error::invalid("num_spans", 0, "must be >= 1 (or None to derive it)"));
+        }
+        Ok(Self {
+            noise_density,
+            mean_span_length,
+            num_spans,
+            random_roll,
+        })
+    }
+
+    /// `(N, n)` for a row of `length` tokens: the mask's exact counts (see [`span_counts`]).
+    pub fn counts(&self, length: usize) -> Result<(usize, usize)> {
+        counts(length, self.noise_density, self.mean_span_length, self.num_spans)
+    }
+}
+
+/// T5's counts `(N, n)` for `length` raw tokens, as realised by its mask.
+///
+/// `N = clamp(round_f32(L·r), 1, L−1)`, `n = max(1, round_f32(N/μ))` in float32 with
+/// ties-to-even, computed on `max(L, 2)` as T5 does; so `L < 2` and `r = 0` give `(0, 0)`.
+/// Counts T5 cannot realise (`n > N`, or `n > L − N` when `r > 0.5`) are a `ValueError`
+/// where T5 crashes.
+pub fn span_counts(length: usize, noise_density: f64, mean_span_length: f64) -> Result<(usize, usize)> {
+    SpanParams::new(noise_density, mean_span_length, None, false)?.counts(length)
+}
+
+fn counts(length: usize, r: f64, mu: f64, num_spans: Option<usize>) -> Result<(usize, usize)> {
+    if r == 0.0 || length < 2 {
+        return Ok((0, 0));
+    }
+    let noise = ((length as f32) * (r as f32)).round_ties_even() as usize;
+    let noise = noise.clamp(1, length - 1);
+    let spans = num_spans.unwrap_or_else(|| (((noise as f32) / (mu as f32)).round_ties_even() as usize).max(1));
+    if spans > noise {
+        return Err(match num_spans {
+            Some(n) => Error::invalid(
+                "num_spans",
+                n,
+                format!("more spans than the {noise} noise tokens of a {length}-token row"),
+            ),
+            None => Error::invalid(
+                "mean_span_length",
+                mu,
+                format!("gives {spans} spans for {noise} noise tokens at length {length}; must be >= 1"),
+            ),
+        });
+    }
+    if spans > length - noise {
+        return Err(Error::invalid(
+            if num_spans.is_some() { "num_spans" } else { "noise_density" },
+            if num_spans.is_some() { spans.to_string() } else { r.to_string() },
+            format!(
+                "{spans} noise spans need as many non-noise spans but a {length}-token row has only {} non-noise tokens; \
+                 lower noise_density or raise mean_span_length",
+                length - noise
+            ),
+        ));
+    }
+    Ok((noise, spans))
+}
+
+/// Reusable buffers for drawing compositions; one per worker thread, so the hot loop
+/// allocates nothing per row once they have grown.
+#[derive(Debug, Default, Clone)]
+pub struct Composer {
+    bits: Vec<u64>,
+}
+
+impl Composer {
+    /// Appends to `out` a uniformly random composition of `total` into `parts` positive
+    /// integers (every composition equally likely).
+    ///
+    /// A composition is a choice of `parts − 1` cut points among the `total − 1` gaps.
+    /// Floyd's algorithm picks that subset with `parts − 1` draws (or its complement, when
+    /// smaller) into a bitset; reading the bitset in order gives the cuts sorted. Cost:
+    /// `O(min(parts, total − parts) + total/64)`, never an `O(total)` shuffle.
+    pub fn compose(&mut self, total: usize, parts: usize, rng: &mut Stream, out: &mut Vec<u32>) {
+        debug_assert!(parts >= 1 && parts <= total);
+        let gaps = total - 1;
+        let cuts = parts - 1;
+        let complement = cuts > gaps / 2;
+        let chosen = if complement { gaps - cuts } else { cuts };
+        self.bits.clear();
+        self.bits.resize(gaps.div_ceil(64), 0);
+        for j in (gaps - chosen)..gaps {
+            let t = rng.below(j as u64 + 1) as usize;
+            let pick = if self.bits[t / 64] >> (t % 64) & 1 == 1 { j } else { t };
+            self.bits[pick / 64] |= 1 << (pick % 64);
+        }
+        // Gap g (0-based) is the cut between item g and item g+1.
+        let mut last = 0usize;
+        for (w, &word) in self.bits.iter().enumerate() {
+            let valid = if (w + 1) * 64 <= gaps { u64::MAX } else { (1u64 << (gaps % 64)) - 1 };
+            let mut cutset = if complement { !word & valid } else { word };
+            while cutset != 0 {
+                let g = w * 64 + cutset.trailing_zeros() as usize;
+                out.push((g + 1 - last) as u32);
+                last = g + 1;
+                cutset &= cutset - 1;
+            }
+        }
+        out.push((total - last) as u32);
+    }
+}
+
+/// The noise mask of one row as alternating runs: `first_is_noise` says what the first run
+/// is, `lengths` the run lengths (all positive, summing to the row length).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Runs {
+    pub first_is_noise: bool,
+    pub lengths: Vec<u32>,
+}
+
+impl Runs {
+    /// Number of noise runs (each gets its own sentinel).
+    #[must_use]
+    pub fn noise_runs(&self) -> usize {
+        let n = self.lengths.len();
+        if self.first_is_noise { n.div_ceil(2) } else { n / 2 }
+    }
+
+    /// Whether the last run is non-noise (or the row is a single clean run).
+    #[must_use]
+    pub fn ends_clean(&self) -> bool {
+        let n = self.lengths.len();
+        n > 0 && (n % 2 == 1) != self.first_is_noise
+    }
+
+    /// Runs as a bool mask (`true` = noise).
+    pub fn write_mask(&self, mask: &mut Vec<bool>) {
+        let mut noise = self.first_is_noise;
+        for &len in &self.lengths {
+            mask.extend(std::iter::repeat_n(noise, len as usize));
+            noise = !noise;
+        }
+    }
+
+    /// Runs of an arbitrary mask.
+    pub fn from_mask(mask: &[bool]) -> Self {
+        let mut runs = Self {
+            first_is_noise: mask.first().copied().unwrap_or(false),
+            lengths: Vec::new(),
+        };
+        let mut start = 0;
+        for i in 1..=mask.len() {
+            if i == mask.len() || mask[i] != mask[start] {
+                runs.lengths.push((i - start) as u32);
+                start = i;
+            }
+        }
+        runs
+    }
+}
+
+/// Per-thread scratch for drawing span layouts.
+#[derive(Debug, Default, Clone)]
+pub struct SpanScratch {
+    composer: Composer,
+    noise: Vec<u32>,
+    clean: Vec<u32>,
+    rolled: Vec<u32>,
+}
+
+impl SpanScratch {
+    /// Draws the run layout of a `length`-token row with `(noise, spans)` from
+    /// [`SpanParams::counts`] into `runs`: non-noise first, alternating, noise last; then
+    /// rotated right by a uniform offset when `random_roll` is set (a run cut by the wrap
+    /// becomes two runs, each with its own sentinel later).
+    pub fn layout(
+        &mut self,
+        length: usize,
+        (noise, spans): (usize, usize),
+        random_roll: bool,
+        seed: u64,
+        key: u64,
+        runs: &mut Runs,
+    ) {
+        runs.lengths.clear();
+        runs.first_is_noise = false;
+        if spans == 0 {
+            if length > 0 {
+                runs.lengths.push(length as u32);
+            }
+            return;
+        }
+        self.noise.clear();
+        self.clean.clear();
+        self.composer
+            .compose(noise, spans, &mut Stream::new(seed, key, Purpose::NoiseSpans), &mut self.noise);
+        self.composer.compose(
+            length - noise,
+            spans,
+            &mut Stream::new(seed, key, Purpose::CleanSpans),
+            &mut self.clean,
+        );
+        for (&c, &m) in self.clean.iter().zip(&self.noise) {
+            runs.lengths.push(c);
+            runs.lengths.push(m);
+        }
+        if random_roll {
+            let offset = Stream::new(seed, key, Purpose::Roll).below(length as u64) as usize;
+            self.roll(runs, length, offset);
+        }
+    }
+
+    /// Rotate right by `offset` (`tf.roll` semantics): the new row starts at old position
+    /// `length − offset`.
+    fn roll(&mut self, runs: &mut Runs, length: usize, offset: usize) {
+        if offset == 0 {
+            return;
+        }
+        let split = length - offset;
+        let (mut at, mut run) = (0usize, 0usize);
+        while at + runs.lengths[run] as usize <= split {
+            at += runs.lengths[run] as usize;
+            run += 1;
+        }
+        let cut = split - at; // tokens of `run` before the split
+        self.rolled.clear();
+        self.rolled.push(runs.lengths[run] - cut as u32);
+        self.rolled.extend_from_slice(&runs.lengths[run + 1..]);
+        // The old row ends with noise and starts clean, so no runs merge at the old seam.
+        self.rolled.extend_from_slice(&runs.lengths[..run]);
+        if cut > 0 {
+            self.rolled.push(cut as u32);
+        }
+        runs.first_is_noise = run % 2 == 1;
+        std::mem::swap(&mut runs.lengths, &mut self.rolled);
+    }
+}
+
+/// A `length`-long noise mask (`true` = noise) keyed by `(seed, key)`.
+pub fn noise_mask(length: usize, params: &SpanParams, seed: u64, key: u64) -> Result<Vec<bool>> {
+    let counts = params.counts(length)?;
+    let mut runs = Runs::default();
+    SpanScratch::default().layout(length, counts, params.random_roll, seed, key, &mut runs);
+    let mut mask = Vec::with_capacity(length);
+    runs.write_mask(&mut mask);
+    Ok(mask)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn t5_counts_for_the_standard_lengths() {
+        assert_eq!(span_counts(568, 0.15, 3.0).unwrap(), (85, 28));
+        assert_eq!(span_counts(766, 0.5, 3.0).unwrap(), (383, 128));
+        assert_eq!(span_counts(600, 0.15, 64.0).unwrap(), (90, 1));
+        // float32 rounding: 190·0.15 is 28.5 in float64 but 28.500002 in float32.
+        assert_eq!(span_counts(190, 0.15, 3.0).unwrap().0, 29);
+    }
+
+    #[test]
+    fn small_lengths_follow_t5() {
+        let p = SpanParams::new(0.15, 3.0, None, false).unwrap();
+        let m = |l| noise_mask(l, &p, 0, 0).unwrap();
+        assert_eq!(m(0), Vec::<bool>::new());
+        assert_eq!(m(1), vec![false]);
+        assert_eq!(m(2), vec![false, true]);
+        assert_eq!(m(3), vec![false, false, true]);
+        assert_eq!(m(5), vec![false, false, false, false, true]);
+    }
+
+    #[test]
+    fn roll_keeps_every_token_and_splits_a_wrapped_run() {
+        let mut s = SpanScratch::default();
+        let mut runs = Runs {
+            first_is_noise: false,
+            lengths: vec![3, 2, 4, 1],
+        };
+        s.roll(&mut runs, 10, 2); // old 8,9 (clean 8, noise 9) move to the front
+        assert_eq!(runs.lengths, vec![1, 1, 3, 2, 3]);
+        assert!(!runs.first_is_noise);
+        let mut runs = Runs {
+            first_is_noise: false,
+            lengths: vec![3, 2, 4, 1],
+        };
+        s.roll(&mut runs, 10, 6); // split inside the noise run at 3..5
+        assert_eq!(runs.lengths, vec![1, 4, 1, 3, 1]);
+        assert!(runs.first_is_noise);
+        assert_eq!(runs.noise_runs(), 3);
+    }
+}
