@@ -1,1 +1,27 @@
+//! Python bindings of ul2: convert, dispatch, release the GIL. No logic of their own.
 
+mod arrays;
+mod collate;
+mod detach;
+mod errors;
+mod spans;
+
+/// ul2's native module (private; use the `ul2` package).
+#[pyo3::pymodule]
+mod _ul2 {
+    use pyo3::prelude::*;
+
+    #[pymodule_export]
+    use super::collate::{PyCollator, _plan, _validate};
+    #[pymodule_export]
+    use super::detach::{_after_fork_in_child, get_num_threads, set_num_threads};
+    #[pymodule_export]
+    use super::errors::SentinelOverflowError;
+    #[pymodule_export]
+    use super::spans::{PySentinels, apply_mask, noise_mask, plan_span_corruption, prefix_split, span_counts};
+
+    #[pymodule_init]
+    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        m.add("__version__", env!("CARGO_PKG_VERSION"))
+    }
+}

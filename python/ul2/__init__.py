@@ -1,0 +1,54 @@
+"""ul2: UL2 mixture-of-denoisers and exact T5 span corruption, with a Rust core.
+
+``import ul2`` needs only NumPy; framework adapters import their framework themselves.
+"""
+
+from __future__ import annotations
+
+import os
+
+from . import presets
+from ._ul2 import (
+    Sentinels,
+    SentinelOverflowError,
+    __version__,
+    apply_mask,
+    get_num_threads,
+    noise_mask,
+    plan_span_corruption,
+    prefix_split,
+    set_num_threads,
+    span_counts,
+)
+from ._ul2 import _after_fork_in_child
+from .collate import Collator
+from .denoisers import CausalLM, Denoiser, Mixture, PrefixLM, SpanCorruption
+from .plan import Plan, PlanRow, plan
+
+# A forked child (e.g. a DataLoader worker) inherits no threads: drop the parent's pool
+# so the child builds its own on first use.
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+__all__ = [
+    "CausalLM",
+    "Collator",
+    "Denoiser",
+    "Mixture",
+    "Plan",
+    "PlanRow",
+    "PrefixLM",
+    "SentinelOverflowError",
+    "Sentinels",
+    "SpanCorruption",
+    "__version__",
+    "apply_mask",
+    "get_num_threads",
+    "noise_mask",
+    "plan",
+    "plan_span_corruption",
+    "prefix_split",
+    "presets",
+    "set_num_threads",
+    "span_counts",
+]

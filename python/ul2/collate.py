@@ -1,0 +1,82 @@
+"""The batch transform: rows of token ids in, a dict of padded NumPy arrays out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _ul2
+from .denoisers import Denoiser, Mixture, as_mixture
+
+_DTYPES = {np.dtype(np.int32): False, np.dtype(np.int64): True}
+
+
+def output_is_wide(dtype: npt.DTypeLike) -> bool:
+    """``True`` for int64 outputs, ``False`` for int32; anything else is a ``TypeError``."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype={dtype!r}: must be numpy.int32 or numpy.int64") from None
+    if dt not in _DTYPES:
+        raise TypeError(f"dtype={dtype!r}: must be numpy.int32 or numpy.int64")
+    return _DTYPES[dt]
+
+
+class Collator:
+    """Denoises a batch of rows (a 2-D ``[B, L]`` array or a list of 1-D arrays) into padded
+    arrays with the names of ``format``: ``"hf"`` (``input_ids``, ``attention_mask``,
+    ``labels`` padded with -100, ``decoder_input_ids``, ``decoder_attention_mask``) or
+    ``"seqio"`` (``encoder_input_tokens``, ``decoder_target_tokens``, ...).
+
+    Row ``i`` is example ``keys[i]``; its denoiser and noise come from ``(seed, key)`` alone.
+    Without ``keys``, a running counter numbers the examples. Rows longer than the planned raw
+    length for their denoiser (see ``ul2.plan``) are an error, never cut. ``targets_length``
+    defaults to the planned maximum of the mixture.
+
+    The work runs in Rust on ul2's thread pool with the GIL released; contiguous int32, int64,
+    uint16 and uint32 rows are read in place and the outputs are handed to NumPy without a copy.
+    """
+
+    def __init__(
+        self,
+        mixture: Mixture | Denoiser | Sequence[tuple[Denoiser, float]],
+        *,
+        sentinels: _ul2.Sentinels,
+        inputs_length: int,
+        targets_length: int | None = None,
+        eos_id: int | None = 1,
+        pad_id: int = 0,
+        format: str = "hf",
+        seed: int = 0,
+        dtype: npt.DTypeLike = np.int32,
+    ) -> None:
+        self.mixture = as_mixture(mixture)
+        self.sentinels = sentinels
+        self.format = format
+        self.seed = seed
+        self.dtype = np.dtype(np.int64 if output_is_wide(dtype) else np.int32)
+        self.eos_id, self.pad_id = eos_id, pad_id
+        self._core = _ul2._Collator(
+            self.mixture._specs(), sentinels, inputs_length, targets_length, eos_id, pad_id, format, seed,
+            self.dtype == np.int64,
+        )
+        self.inputs_length: int = self._core.inputs_length
+        self.targets_length: int = self._core.targets_length
+
+    def __call__(self, rows: Any, keys: Any = None) -> dict[str, npt.NDArray[Any]]:
+        return self._core(rows, keys)
+
+    @property
+    def next_key(self) -> int:
+        """The key the next call without ``keys`` starts at."""
+        return self._core.next_key
+
+    def __repr__(self) -> str:
+        return (
+            f"Collator({self.mixture!r}, sentinels={self.sentinels!r}, inputs_length={self.inputs_length}, "
+            f"targets_length={self.targets_length}, eos_id={self.eos_id}, pad_id={self.pad_id}, "
+            f"format={self.format!r}, seed={self.seed}, dtype=numpy.{self.dtype})"
+        )

@@ -1,0 +1,194 @@
+"""Denoisers and mixtures: plain, immutable values that print, compare and round-trip
+through a dict or JSON (so a run's manifest records the exact objective)."""
+
+from __future__ import annotations
+
+import json
+import numbers
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar, TypeAlias, Union
+
+from . import _ul2
+
+_Spec: TypeAlias = "tuple[str, float, float, int | None, bool, list[int], float]"
+
+
+def _prefix(value: Iterable[int] | None) -> tuple[int, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise TypeError(f"prefix={value!r}: expected a sequence of int token ids (encode prompt strings first)")
+    out = tuple(value)
+    for i, t in enumerate(out):
+        if isinstance(t, bool) or not isinstance(t, numbers.Integral):
+            raise TypeError(f"prefix[{i}]={t!r}: token ids must be ints")
+        if t < 0:
+            raise ValueError(f"prefix[{i}]={t}: token ids must be >= 0")
+    return tuple(int(t) for t in out)
+
+
+class _Denoiser:
+    kind: ClassVar[str]
+
+    def _spec(self, rate: float) -> tuple[str, float, float, int | None, bool, list[int], float]:
+        raise NotImplementedError
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "prefix", _prefix(self.prefix))  # type: ignore[attr-defined]
+        _ul2._validate([self._spec(1.0)])
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)  # type: ignore[call-overload]
+        d["prefix"] = list(d["prefix"])
+        return {"type": type(self).__name__, **d}
+
+
+@dataclass(frozen=True)
+class SpanCorruption(_Denoiser):
+    """T5 span corruption: the R (regular) and X (extreme) denoisers.
+
+    ``noise_density`` of the tokens are replaced, in ``mean_span_length``-long spans on average
+    (or exactly ``num_spans`` spans), by sentinels; ``prefix`` is the mode prompt's token ids.
+    """
+
+    mean_span_length: float
+    noise_density: float
+    num_spans: int | None = None
+    prefix: tuple[int, ...] = ()
+    random_roll: bool = False
+
+    def _spec(self, rate: float) -> tuple[str, float, float, int | None, bool, list[int], float]:
+        for name in ("mean_span_length", "noise_density"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Real):
+                raise TypeError(f"{name}={v!r}: must be a number")
+        if self.num_spans is not None and (
+            isinstance(self.num_spans, bool) or not isinstance(self.num_spans, numbers.Integral)
+        ):
+            raise TypeError(f"num_spans={self.num_spans!r}: must be an int or None")
+        if not isinstance(self.random_roll, bool):
+            raise TypeError(f"random_roll={self.random_roll!r}: must be True or False")
+        if self.num_spans is not None and self.num_spans < 1:
+            raise ValueError(f"num_spans={self.num_spans}: must be >= 1 (or None to derive it)")
+        n = None if self.num_spans is None else int(self.num_spans)
+        return ("span", float(self.mean_span_length), float(self.noise_density), n, self.random_roll,
+                list(self.prefix), rate)
+
+
+@dataclass(frozen=True)
+class PrefixLM(_Denoiser):
+    """Prefix LM, the S (sequential) denoiser: inputs are a prefix, targets the rest.
+
+    The split follows T5's ``prefix_lm``: the suffix is ``suffix_density`` of the row on average
+    (0.5 as in the released UL2 code, 0.25 as in the paper).
+    """
+
+    suffix_density: float = 0.5
+    prefix: tuple[int, ...] = ()
+
+    def _spec(self, rate: float) -> tuple[str, float, float, int | None, bool, list[int], float]:
+        if isinstance(self.suffix_density, bool) or not isinstance(self.suffix_density, numbers.Real):
+            raise TypeError(f"suffix_density={self.suffix_density!r}: must be a number")
+        return ("prefix_lm", float(self.suffix_density), 0.0, None, False, list(self.prefix), rate)
+
+
+@dataclass(frozen=True)
+class CausalLM(_Denoiser):
+    """Plain next-token prediction: the whole row is the target; inputs hold only the prompt."""
+
+    prefix: tuple[int, ...] = ()
+
+    def _spec(self, rate: float) -> tuple[str, float, float, int | None, bool, list[int], float]:
+        return ("causal", 0.0, 0.0, None, False, list(self.prefix), rate)
+
+
+Denoiser: TypeAlias = Union[SpanCorruption, PrefixLM, CausalLM]
+_KINDS: dict[str, type[_Denoiser]] = {c.__name__: c for c in (SpanCorruption, PrefixLM, CausalLM)}
+
+
+def denoiser_from_dict(d: Mapping[str, Any]) -> Denoiser:
+    """Inverse of ``Denoiser.to_dict``."""
+    d = dict(d)
+    kind = d.pop("type", None)
+    if kind not in _KINDS:
+        raise ValueError(f"type={kind!r}: unknown denoiser; expected one of {sorted(_KINDS)}")
+    cls = _KINDS[kind]
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = set(d) - names
+    if unknown:
+        raise ValueError(f"{kind}: unknown fields {sorted(unknown)}")
+    return cls(**d)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Mixture:
+    """Denoisers with sampling rates (unnormalised): each example draws one denoiser with
+    probability ``rate / sum(rates)`` from its own key."""
+
+    entries: tuple[tuple[Denoiser, float], ...] = field(default=())
+
+    def __init__(self, entries: Iterable[tuple[Denoiser, float]]) -> None:
+        items = tuple(entries)
+        if not items:
+            raise ValueError("mixture=[]: must hold at least one (denoiser, rate) pair")
+        out = []
+        for i, item in enumerate(items):
+            if not (isinstance(item, tuple) and len(item) == 2):
+                raise TypeError(f"mixture[{i}]={item!r}: expected a (denoiser, rate) pair")
+            d, rate = item
+            if not isinstance(d, _Denoiser):
+                raise TypeError(f"mixture[{i}]: {d!r} is not a denoiser (SpanCorruption, PrefixLM, CausalLM)")
+            if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
+                raise TypeError(f"rate={rate!r}: mixture[{i}]'s rate must be a number")
+            out.append((d, float(rate)))
+        object.__setattr__(self, "entries", tuple(out))
+        _ul2._validate(self._specs())
+
+    @property
+    def denoisers(self) -> tuple[Denoiser, ...]:
+        return tuple(d for d, _ in self.entries)
+
+    @property
+    def rates(self) -> tuple[float, ...]:
+        return tuple(r for _, r in self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def _specs(self) -> list[tuple[str, float, float, int | None, bool, list[int], float]]:
+        return [d._spec(rate) for d, rate in self.entries]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"denoisers": [{"rate": r, **d.to_dict()} for d, r in self.entries]}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Mixture:
+        entries = []
+        for item in d["denoisers"]:
+            item = dict(item)
+            rate = item.pop("rate")
+            entries.append((denoiser_from_dict(item), rate))
+        return cls(entries)
+
+    @classmethod
+    def from_json(cls, s: str) -> Mixture:
+        return cls.from_dict(json.loads(s))
+
+    def __repr__(self) -> str:
+        inner = ",\n".join(f"    ({d!r}, {r!r})" for d, r in self.entries)
+        return f"Mixture([\n{inner},\n])"
+
+
+def as_mixture(value: Mixture | Denoiser | Sequence[tuple[Denoiser, float]]) -> Mixture:
+    """A mixture from a mixture, a single denoiser (rate 1) or a list of pairs."""
+    if isinstance(value, Mixture):
+        return value
+    if isinstance(value, _Denoiser):
+        return Mixture([(value, 1.0)])  # type: ignore[list-item]
+    if isinstance(value, (list, tuple)):
+        return Mixture(value)
+    raise TypeError(f"mixture={value!r}: expected a Mixture, a denoiser or a list of (denoiser, rate) pairs")

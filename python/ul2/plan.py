@@ -1,0 +1,83 @@
+"""Length planning for a mixture: what each denoiser takes and produces for a budget."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple, overload
+
+from . import _ul2
+from .denoisers import Denoiser, Mixture, as_mixture
+
+
+class PlanRow(NamedTuple):
+    """One denoiser's plan: raw tokens it consumes, output lengths (prompt and EOS included;
+    maxima for the random-length S denoiser), noise spans and sentinels it needs."""
+
+    denoiser: Denoiser
+    raw_length: int
+    inputs_length: int
+    targets_length: int
+    spans: int
+    sentinels: int
+
+
+class Plan(Sequence[PlanRow]):
+    """Per-denoiser plan rows; ``repr`` is a table."""
+
+    def __init__(self, rows: Sequence[PlanRow]) -> None:
+        self._rows = tuple(rows)
+
+    @overload
+    def __getitem__(self, i: int) -> PlanRow: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[PlanRow]: ...
+    def __getitem__(self, i: int | slice) -> PlanRow | Sequence[PlanRow]:
+        return self._rows[i]
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __repr__(self) -> str:
+        head = ("denoiser", "raw", "inputs", "targets", "spans", "sentinels")
+        body = [
+            (_label(r.denoiser), str(r.raw_length), str(r.inputs_length), str(r.targets_length), str(r.spans),
+             str(r.sentinels))
+            for r in self._rows
+        ]
+        widths = [max(len(row[i]) for row in [head, *body]) for i in range(len(head))]
+        lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+                 for row in [head, *body]]
+        return "\n".join(lines)
+
+
+def _label(d: Denoiser) -> str:
+    from .denoisers import CausalLM, PrefixLM, SpanCorruption
+
+    if isinstance(d, SpanCorruption):
+        n = "" if d.num_spans is None else f", n={d.num_spans}"
+        s = f"SpanCorruption({d.mean_span_length:g}, {d.noise_density:g}{n})"
+    elif isinstance(d, PrefixLM):
+        s = f"PrefixLM({d.suffix_density:g})"
+    elif isinstance(d, CausalLM):
+        s = "CausalLM()"
+    return s + (f" +{len(d.prefix)} prompt" if d.prefix else "")
+
+
+def plan(
+    mixture: Mixture | Denoiser | Sequence[tuple[Denoiser, float]],
+    *,
+    sentinels: _ul2.Sentinels,
+    inputs_length: int | None = None,
+    targets_length: int | None = None,
+    sequence_length: int | None = None,
+    eos: bool = True,
+) -> Plan:
+    """For each denoiser, the raw length that fills the budget exactly and what it produces.
+
+    Encoder-decoder budgets are ``inputs_length`` (and optionally ``targets_length``);
+    decoder-only is ``sequence_length``. Prompt tokens and EOS are counted, so nothing is ever
+    cut; more spans than sentinels raise ``SentinelOverflowError`` naming the fix.
+    """
+    m = as_mixture(mixture)
+    rows = _ul2._plan(m._specs(), sentinels, inputs_length, targets_length, sequence_length, eos)
+    return Plan([PlanRow(d, *r) for d, r in zip(m.denoisers, rows)])

@@ -1,0 +1,67 @@
+"""Standard objectives as plain ``Mixture`` values (print, copy and change them freely).
+
+Mode prompts: ``prompts=None`` gives no prompt at all; a mapping gives each prompt string
+(``"[NLU]"``, ``"[NLG]"``, ``"[S2S]"``) its token ids; a callable ``str -> list[int]``
+(any tokenizer's ``encode``) encodes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+from .denoisers import Denoiser, Mixture, PrefixLM, SpanCorruption
+
+Prompts = Mapping[str, Sequence[int]] | Callable[[str], Sequence[int]] | None
+
+R_PROMPT, X_PROMPT, S_PROMPT = "[NLU]", "[NLG]", "[S2S]"
+
+
+def encode_prompt(prompts: Prompts, text: str) -> tuple[int, ...]:
+    """Token ids of the mode prompt ``text`` under ``prompts`` (empty for ``None``)."""
+    if prompts is None:
+        return ()
+    if isinstance(prompts, Mapping):
+        if text not in prompts:
+            raise ValueError(f"prompts: no token ids for {text!r}; give all of {[R_PROMPT, X_PROMPT, S_PROMPT]}")
+        return tuple(prompts[text])
+    if callable(prompts):
+        return tuple(prompts(text))
+    raise TypeError(f"prompts={prompts!r}: expected None, a mapping str -> token ids, or a callable")
+
+
+def _span(mu: float, r: float, prompts: Prompts) -> SpanCorruption:
+    # The released UL2 code marks X as "extreme" when spans are long or dense.
+    mode = X_PROMPT if (mu >= 12 or r >= 0.3) else R_PROMPT
+    return SpanCorruption(mu, r, prefix=encode_prompt(prompts, mode))
+
+
+def t5() -> Mixture:
+    """T5's span corruption: mean span 3, 15% noise (512 inputs -> 568 raw, 114 targets)."""
+    return Mixture([(SpanCorruption(3.0, 0.15), 1.0)])
+
+
+def _ul2(s_density: float, prompts: Prompts) -> Mixture:
+    spans = [(3.0, 0.15), (8.0, 0.15), (3.0, 0.5), (8.0, 0.5), (64.0, 0.15), (64.0, 0.5)]
+    denoisers: list[Denoiser] = [_span(mu, r, prompts) for mu, r in spans]
+    denoisers.append(PrefixLM(s_density, prefix=encode_prompt(prompts, S_PROMPT)))
+    return Mixture([(d, 1.0) for d in denoisers])
+
+
+def ul2(prompts: Prompts = None) -> Mixture:
+    """UL2 as released: R(3,.15), R(8,.15), X(3,.5), X(8,.5), X(64,.15), X(64,.5) and S (prefix LM,
+    suffix density .5), uniform rates; prompts ``[NLU]`` (R), ``[NLG]`` (X), ``[S2S]`` (S)."""
+    return _ul2(0.5, prompts)
+
+
+def ul2_paper(prompts: Prompts = None) -> Mixture:
+    """UL2 as the paper states it: ``ul2()`` with the S-denoiser's suffix density .25."""
+    return _ul2(0.25, prompts)
+
+
+def ul2r(prompts: Prompts = None) -> Mixture:
+    """UL2R (U-PaLM continued training of decoder-only models): 50% S, 25% R(3,.15), 25% X(32,.5)."""
+    return Mixture([
+        (PrefixLM(0.5, prefix=encode_prompt(prompts, S_PROMPT)), 0.5),
+        (_span(3.0, 0.15, prompts), 0.25),
+        (_span(32.0, 0.5, prompts), 0.25),
+    ])

@@ -1,0 +1,69 @@
+//! One way into Rust work: release the GIL, run on ul2's own thread pool, map errors.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use rayon::{ThreadPool, ThreadPoolBuilder};
+
+/// The pool and the thread count it was asked for (`None`: `UL2_NUM_THREADS` or all cores).
+static POOL: Mutex<(Option<usize>, Option<Arc<ThreadPool>>)> = Mutex::new((None, None));
+
+fn default_threads() -> usize {
+    std::env::var("UL2_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
+}
+
+fn pool() -> PyResult<Arc<ThreadPool>> {
+    let mut guard = POOL.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(p) = &guard.1 {
+        return Ok(Arc::clone(p));
+    }
+    let threads = guard.0.unwrap_or_else(default_threads);
+    let p = Arc::new(
+        ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("ul2-{i}"))
+            .build()
+            .map_err(|e| PyValueError::new_err(format!("num_threads={threads}: cannot start the thread pool: {e}")))?,
+    );
+    guard.1 = Some(Arc::clone(&p));
+    Ok(p)
+}
+
+/// Releases the GIL and runs `f` on ul2's pool, mapping core errors to Python exceptions.
+pub fn run_detached<T: Send>(py: Python<'_>, f: impl FnOnce() -> ul2_core::Result<T> + Send) -> PyResult<T> {
+    let pool = pool()?;
+    crate::errors::py(py.detach(|| pool.install(f)))
+}
+
+/// Sets the number of threads ul2 uses (`None`: `UL2_NUM_THREADS` or all cores).
+#[pyfunction]
+#[pyo3(signature = (num_threads=None))]
+pub fn set_num_threads(num_threads: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    let n = crate::arrays::optional(num_threads, |o| crate::arrays::count(o, "num_threads"))?;
+    if n == Some(0) {
+        return Err(PyValueError::new_err("num_threads=0: must be >= 1 (or None for all cores)"));
+    }
+    *POOL.lock().unwrap_or_else(PoisonError::into_inner) = (n, None);
+    Ok(())
+}
+
+/// The number of threads ul2 uses now.
+#[pyfunction]
+pub fn get_num_threads() -> PyResult<usize> {
+    Ok(pool()?.current_num_threads())
+}
+
+/// Forgets the pool without joining it: after `fork()` its threads do not exist in the
+/// child (the tokenizers fork handler, done from Python's `os.register_at_fork`).
+#[pyfunction]
+pub fn _after_fork_in_child() {
+    let mut guard = POOL.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(p) = guard.1.take() {
+        std::mem::forget(p);
+    }
+}
