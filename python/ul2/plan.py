@@ -79,5 +79,12 @@ def plan(
     cut; more spans than sentinels raise ``SentinelOverflowError`` naming the fix.
     """
     m = as_mixture(mixture)
-    rows = _ul2._plan(m._specs(), sentinels, inputs_length, targets_length, sequence_length, eos)
-    return Plan([PlanRow(d, *r) for d, r in zip(m.denoisers, rows)])
+    rows = []
+    for i, (d, spec) in enumerate(zip(m.denoisers, m._specs())):
+        try:
+            (r,) = _ul2._plan([spec], sentinels, inputs_length, targets_length, sequence_length, eos)
+        except ValueError as e:
+            # Same exception type, now saying which denoiser of the mixture cannot be planned.
+            raise type(e)(f"mixture[{i}] {_label(d)}: {e}") from None
+        rows.append(PlanRow(d, *r))
+    return Plan(rows)

@@ -16,7 +16,7 @@ pub enum Error {
         reason: String,
     },
     /// More noise spans than sentinel ids with `on_overflow="error"`.
-    #[error("{where_}{spans} noise spans need {needed} sentinels but sentinels has only {available}: {fix}")]
+    #[error("{where_}{spans} noise spans need {needed} sentinel ids but only {available} are available; {fix}")]
     SentinelOverflow {
         where_: Where,
         spans: usize,
