@@ -22,6 +22,7 @@ from ._ul2 import (
 )
 from ._ul2 import _after_fork_in_child
 from .collate import Collator
+from .dataset import DenoisingDataset
 from .denoisers import CausalLM, Denoiser, Mixture, PrefixLM, SpanCorruption
 from .plan import Plan, PlanRow, plan
 
@@ -33,6 +34,7 @@ if hasattr(os, "register_at_fork"):
 __all__ = [
     "CausalLM",
     "Collator",
+    "DenoisingDataset",
     "Denoiser",
     "Mixture",
     "Plan",

@@ -25,11 +25,28 @@ def output_is_wide(dtype: npt.DTypeLike) -> bool:
     return _DTYPES[dt]
 
 
+def _flag(value: object, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name}={value!r}: must be True or False")
+    return value
+
+
+def _budget(obj: Any) -> str:
+    if obj.sequence_length is not None:
+        return f"sequence_length={obj.sequence_length}"
+    return f"inputs_length={obj.inputs_length}, targets_length={obj.targets_length}"
+
+
 class Collator:
     """Denoises a batch of rows (a 2-D ``[B, L]`` array or a list of 1-D arrays) into padded
-    arrays with the names of ``format``: ``"hf"`` (``input_ids``, ``attention_mask``,
-    ``labels`` padded with -100, ``decoder_input_ids``, ``decoder_attention_mask``) or
-    ``"seqio"`` (``encoder_input_tokens``, ``decoder_target_tokens``, ...).
+    arrays with the names of ``format``: encoder-decoder ``"hf"`` (``input_ids``,
+    ``attention_mask``, ``labels`` padded with -100, ``decoder_input_ids``,
+    ``decoder_attention_mask``) or ``"seqio"`` (``encoder_input_tokens``,
+    ``decoder_target_tokens``, ...) for an ``inputs_length`` budget; decoder-only
+    ``"decoder"`` (``input_ids``, ``attention_mask``, ``labels``, ``prefix_lengths``) or
+    ``"seqio_decoder"`` (``decoder_target_tokens``, ``decoder_causal_attention``, ...) for a
+    ``sequence_length`` budget. ``pack=True`` packs consecutive rows into each output row and
+    adds segment ids, positions and ``cu_seqlens``; ``fill_rate`` reports the last batch's fill.
 
     Row ``i`` is example ``keys[i]``; its denoiser and noise come from ``(seed, key)`` alone.
     Without ``keys``, a running counter numbers the examples. Rows longer than the planned raw
@@ -45,26 +62,31 @@ class Collator:
         mixture: Mixture | Denoiser | Sequence[tuple[Denoiser, float]],
         *,
         sentinels: _ul2.Sentinels,
-        inputs_length: int,
+        inputs_length: int | None = None,
         targets_length: int | None = None,
+        sequence_length: int | None = None,
         eos_id: int | None = 1,
         pad_id: int = 0,
-        format: str = "hf",
+        format: str | None = None,
         seed: int = 0,
         dtype: npt.DTypeLike = np.int32,
+        pack: bool = False,
+        bidirectional_mask: bool = False,
     ) -> None:
         self.mixture = as_mixture(mixture)
         self.sentinels = sentinels
-        self.format = format
         self.seed = seed
         self.dtype = np.dtype(np.int64 if output_is_wide(dtype) else np.int32)
         self.eos_id, self.pad_id = eos_id, pad_id
+        self.pack = _flag(pack, "pack")
         self._core = _ul2._Collator(
-            self.mixture._specs(), sentinels, inputs_length, targets_length, eos_id, pad_id, format, seed,
-            self.dtype == np.int64,
+            self.mixture._specs(), sentinels, inputs_length, targets_length, sequence_length, eos_id, pad_id, format,
+            seed, self.dtype == np.int64, self.pack, _flag(bidirectional_mask, "bidirectional_mask"),
         )
-        self.inputs_length: int = self._core.inputs_length
-        self.targets_length: int = self._core.targets_length
+        self.format: str = self._core.format
+        self.inputs_length: int | None = self._core.inputs_length
+        self.targets_length: int | None = self._core.targets_length
+        self.sequence_length: int | None = self._core.sequence_length
 
     def __call__(self, rows: Any, keys: Any = None) -> dict[str, npt.NDArray[Any]]:
         return self._core(rows, keys)
@@ -74,9 +96,14 @@ class Collator:
         """The key the next call without ``keys`` starts at."""
         return self._core.next_key
 
+    @property
+    def fill_rate(self) -> float:
+        """Fraction of the last batch's output positions that hold tokens."""
+        return self._core.fill_rate
+
     def __repr__(self) -> str:
         return (
-            f"Collator({self.mixture!r}, sentinels={self.sentinels!r}, inputs_length={self.inputs_length}, "
-            f"targets_length={self.targets_length}, eos_id={self.eos_id}, pad_id={self.pad_id}, "
-            f"format={self.format!r}, seed={self.seed}, dtype=numpy.{self.dtype})"
+            f"Collator({self.mixture!r}, sentinels={self.sentinels!r}, {_budget(self)}, eos_id={self.eos_id}, "
+            f"pad_id={self.pad_id}, format={self.format!r}, seed={self.seed}, dtype=numpy.{self.dtype}, "
+            f"pack={self.pack})"
         )

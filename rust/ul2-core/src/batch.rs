@@ -3,9 +3,13 @@
 
 use rayon::prelude::*;
 
-use crate::denoiser::{RowConfig, RowLengths, RowScratch, denoise_row};
-use crate::error::{Error, Result};
+use crate::denoiser::{RowConfig, RowLengths, RowScratch, denoise_row, example_bounds};
+use crate::error::{Error, Result, Where};
+use crate::format::{Denoised, Family, Segment};
+use crate::index::{Corpus, SampleIndex};
 use crate::{OutToken, Token};
+
+pub use crate::format::{Field, Format};
 
 /// Rows of token ids, borrowed from the caller without a copy.
 #[derive(Debug, Clone)]
@@ -110,76 +114,231 @@ pub fn denoise_batch<T: Token, O: OutToken>(
     })
 }
 
-/// Output naming and layout (SPEC §5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// Hugging Face encoder-decoder names.
-    Hf,
-    /// seqio / t5x encoder-decoder names.
-    Seqio,
+/// Names the buffers of [`denoise_batch`] for an encoder-decoder `format` (one example per row).
+pub fn format_enc_dec<O: OutToken>(out: EncDec<O>, format: Format, pad: O) -> Result<Vec<Field<O>>> {
+    let segments = out
+        .lengths
+        .iter()
+        .map(|l| Segment { denoiser: l.denoiser as u32, inputs: l.inputs as u32, targets: l.targets as u32 })
+        .collect();
+    let d = Denoised {
+        rows: out.rows,
+        family: Family::EncoderDecoder,
+        widths: (out.inputs_width, out.targets_width),
+        first: out.inputs,
+        second: out.targets,
+        segments,
+        row_starts: (0..=out.rows).collect(),
+    };
+    crate::format::format(d, format, pad, crate::format::Options::default())
 }
 
-impl Format {
-    pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "hf" => Ok(Self::Hf),
-            "seqio" => Ok(Self::Seqio),
-            _ => Err(Error::invalid("format", format!("{s:?}"), "must be 'hf' or 'seqio'")),
-        }
+/// Where example `i`'s tokens come from.
+pub trait RowSource<T>: Sync {
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Example `i`'s tokens: borrowed, or gathered into `scratch` when not contiguous.
+    fn row<'s>(&'s self, i: usize, scratch: &'s mut Vec<T>) -> &'s [T];
+}
+
+impl<T: Token> RowSource<T> for Rows<'_, T> {
+    fn len(&self) -> usize {
+        Rows::len(self)
+    }
+    fn row<'s>(&'s self, i: usize, _: &'s mut Vec<T>) -> &'s [T] {
+        Rows::row(self, i)
     }
 }
 
-/// One named `[rows, width]` output array.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Field<O> {
-    pub name: &'static str,
-    pub width: usize,
-    pub data: Vec<O>,
+/// Samples `ids[i]` of a corpus's index.
+#[derive(Debug, Clone, Copy)]
+pub struct Samples<'a, T> {
+    pub corpus: Corpus<'a, T>,
+    pub index: &'a SampleIndex,
+    pub ids: &'a [u64],
 }
 
-/// Label value outside the targets in the Hugging Face format (ignored by the loss).
-pub const IGNORE_INDEX: i64 = -100;
+impl<T: Token> RowSource<T> for Samples<'_, T> {
+    fn len(&self) -> usize {
+        self.ids.len()
+    }
+    fn row<'s>(&'s self, i: usize, scratch: &'s mut Vec<T>) -> &'s [T] {
+        let (start, stop) = self.index.span(self.ids[i] as usize);
+        self.corpus.slice(start, stop, scratch)
+    }
+}
 
-/// Turns denoised buffers into the named arrays of `format`, reusing the two buffers and
-/// filling the derived ones in parallel.
-#[must_use]
-pub fn format_enc_dec<O: OutToken>(out: EncDec<O>, format: Format, pad: O) -> Vec<Field<O>> {
-    let EncDec { inputs_width: iw, targets_width: tw, mut targets, inputs, lengths, rows } = out;
-    let ones = |width: usize, len: fn(&RowLengths) -> usize| {
-        let mut m = vec![O::from_i64(0); rows * width];
-        if width > 0 {
-            m.par_chunks_mut(width).zip(&lengths).for_each(|(row, l)| row[..len(l)].fill(O::from_i64(1)));
+/// Shape of the output rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    pub family: Family,
+    /// Encoder-decoder `(inputs, targets)`; decoder `(sequence, 0)`.
+    pub widths: (usize, usize),
+}
+
+/// Groups examples `0..keys.len()` (in order) into rows, next-fit: a row takes examples
+/// while their bounded lengths ([`example_bounds`]) fit. Returns row starts (`rows + 1`
+/// entries). `lengths(i)` is example `i`'s raw length.
+pub fn pack_bins(
+    cfg: &RowConfig<'_>,
+    lengths: impl Fn(usize) -> usize + Sync,
+    keys: &[u64],
+    layout: Layout,
+) -> Result<Vec<usize>> {
+    let bounds = keys
+        .par_iter()
+        .enumerate()
+        .map(|(i, &k)| example_bounds(cfg, lengths(i), k).map_err(|e| (i, e.at_row(i))))
+        .collect::<Vec<_>>();
+    let (w0, w1) = layout.widths;
+    let mut bins = vec![0];
+    let (mut a, mut b) = (0usize, 0usize);
+    for (i, bound) in bounds.into_iter().enumerate() {
+        let (_, li, lt) = bound.map_err(|(_, e)| e)?;
+        let (need_a, need_b) = match layout.family {
+            Family::EncoderDecoder => (li, lt),
+            Family::Decoder => (li + lt, 0),
+        };
+        if need_a > w0 || need_b > w1 {
+            let (what, budget, length, limit) = match layout.family {
+                Family::Decoder => ("sequence", "sequence_length", need_a, w0),
+                Family::EncoderDecoder if need_a > w0 => ("inputs", "inputs_length", need_a, w0),
+                Family::EncoderDecoder => ("targets", "targets_length", need_b, w1),
+            };
+            return Err(Error::DoesNotFit {
+                where_: Where::row("rows", i),
+                what,
+                length,
+                budget,
+                limit,
+                fix: "pass rows no longer than the planned raw_length (ul2.plan)".into(),
+            });
         }
-        m
-    };
-    let mut shifted = vec![pad; rows * tw];
-    if tw > 0 {
-        shifted.par_chunks_mut(tw).zip(targets.par_chunks(tw)).zip(&lengths).for_each(|((d, t), l)| {
-            let n = l.targets.min(tw - 1);
-            d[1..=n].copy_from_slice(&t[..n]);
+        if i > 0 && (a + need_a > w0 || b + need_b > w1) {
+            bins.push(i);
+            a = 0;
+            b = 0;
+        }
+        a += need_a;
+        b += need_b;
+    }
+    if !keys.is_empty() {
+        bins.push(keys.len());
+    }
+    Ok(bins)
+}
+
+/// Denoises examples `0..keys.len()` of `source` (example `i` is keyed `keys[i]`) into
+/// output rows, row `r` holding examples `bins[r]..bins[r + 1]` one after another, in
+/// parallel on the current rayon pool. The error of the lowest example wins.
+pub fn denoise_rows<T: Token, O: OutToken, S: RowSource<T>>(
+    cfg: &RowConfig<'_>,
+    source: &S,
+    keys: &[u64],
+    bins: &[usize],
+    layout: Layout,
+    pad: O,
+) -> Result<Denoised<O>> {
+    if keys.len() != source.len() || bins.first() != Some(&0) || bins.last() != Some(&keys.len()) {
+        return Err(Error::Internal(format!(
+            "{} keys, {} examples, bins {:?}..{:?}",
+            keys.len(),
+            source.len(),
+            bins.first(),
+            bins.last()
+        )));
+    }
+    let rows = bins.len() - 1;
+    let (w0, w1) = layout.widths;
+    // Decoder rows have no second buffer; a one-slot stand-in keeps the zip below uniform.
+    let (c0, c1) = (w0.max(1), if layout.family == Family::Decoder { 1 } else { w1.max(1) });
+    let mut first = vec![pad; rows * c0];
+    let mut second = vec![pad; rows * c1];
+    let chunk = rows_per_task(rows);
+    let parts = first
+        .par_chunks_mut(c0 * chunk)
+        .zip(second.par_chunks_mut(c1 * chunk))
+        .enumerate()
+        .map_init(
+            || (RowScratch::default(), Vec::<T>::new(), Vec::<O>::new()),
+            |(scratch, gather, tbuf), (c, (firsts, seconds))| {
+                let mut segments = Vec::new();
+                for (j, (a, b)) in firsts.chunks_mut(c0).zip(seconds.chunks_mut(c1)).enumerate() {
+                    let r = c * chunk + j;
+                    let (a, b) = (&mut a[..w0], &mut b[..if layout.family == Family::Decoder { 0 } else { w1 }]);
+                    let (mut oa, mut ob) = (0usize, 0usize);
+                    for i in bins[r]..bins[r + 1] {
+                        let tokens = source.row(i, gather);
+                        let l = match layout.family {
+                            Family::EncoderDecoder => denoise_row(cfg, tokens, keys[i], scratch, &mut a[oa..], &mut b[ob..]),
+                            Family::Decoder => decoder_row(cfg, tokens, keys[i], scratch, &mut a[oa..], tbuf, pad),
+                        }
+                        .map_err(|e| (i, e.at_row(i)))?;
+                        segments.push(Segment { denoiser: l.denoiser as u32, inputs: l.inputs as u32, targets: l.targets as u32 });
+                        match layout.family {
+                            Family::EncoderDecoder => {
+                                oa += l.inputs;
+                                ob += l.targets;
+                            }
+                            Family::Decoder => oa += l.inputs + l.targets,
+                        }
+                    }
+                }
+                Ok(segments)
+            },
+        )
+        .collect::<Vec<std::result::Result<Vec<Segment>, (usize, Error)>>>();
+    let mut segments = Vec::with_capacity(keys.len());
+    let mut first_error: Option<(usize, Error)> = None;
+    for p in parts {
+        match p {
+            Ok(s) => segments.extend(s),
+            Err((i, e)) => {
+                if first_error.as_ref().is_none_or(|(j, _)| i < *j) {
+                    first_error = Some((i, e));
+                }
+            }
+        }
+    }
+    if let Some((_, e)) = first_error {
+        return Err(e);
+    }
+    if w0 == 0 {
+        first.clear();
+    }
+    if layout.family == Family::Decoder || w1 == 0 {
+        second.clear();
+    }
+    Ok(Denoised { rows, family: layout.family, widths: layout.widths, first, second, segments, row_starts: bins.to_vec() })
+}
+
+/// A decoder-only example: inputs then targets in one stretch of `row`.
+fn decoder_row<T: Token, O: OutToken>(
+    cfg: &RowConfig<'_>,
+    tokens: &[T],
+    key: u64,
+    scratch: &mut RowScratch,
+    row: &mut [O],
+    tbuf: &mut Vec<O>,
+    pad: O,
+) -> Result<RowLengths> {
+    let room = row.len();
+    tbuf.clear();
+    tbuf.resize(room, pad);
+    let l = denoise_row(cfg, tokens, key, scratch, row, tbuf)?;
+    if l.inputs + l.targets > room {
+        row[..l.inputs].fill(pad);
+        return Err(Error::DoesNotFit {
+            where_: Where::arg("rows"),
+            what: "sequence",
+            length: l.inputs + l.targets,
+            budget: "sequence_length",
+            limit: room,
+            fix: format!("this row has {} raw tokens; pass rows no longer than the planned raw_length (ul2.plan)", tokens.len()),
         });
     }
-    let input_mask = ones(iw, |l| l.inputs);
-    let target_mask = ones(tw, |l| l.targets);
-    match format {
-        Format::Hf => {
-            if tw > 0 {
-                let ignore = O::from_i64(IGNORE_INDEX);
-                targets.par_chunks_mut(tw).zip(&lengths).for_each(|(row, l)| row[l.targets..].fill(ignore));
-            }
-            vec![
-                Field { name: "input_ids", width: iw, data: inputs },
-                Field { name: "attention_mask", width: iw, data: input_mask },
-                Field { name: "labels", width: tw, data: targets },
-                Field { name: "decoder_input_ids", width: tw, data: shifted },
-                Field { name: "decoder_attention_mask", width: tw, data: target_mask },
-            ]
-        }
-        Format::Seqio => vec![
-            Field { name: "encoder_input_tokens", width: iw, data: inputs },
-            Field { name: "decoder_target_tokens", width: tw, data: targets },
-            Field { name: "decoder_input_tokens", width: tw, data: shifted },
-            Field { name: "decoder_loss_weights", width: tw, data: target_mask },
-        ],
-    }
+    row[l.inputs..l.inputs + l.targets].copy_from_slice(&tbuf[..l.targets]);
+    Ok(l)
 }

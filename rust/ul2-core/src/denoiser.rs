@@ -171,6 +171,28 @@ pub fn denoise_row<T: Token, O: OutToken>(
     })
 }
 
+/// Upper bounds of `(inputs, targets)` lengths (prompt and EOS included) of example `key`
+/// with `length` raw tokens, without denoising it: exact but for `random_roll`, whose wrap
+/// may add one sentinel. Used to pack rows before filling them.
+pub fn example_bounds(cfg: &RowConfig<'_>, length: usize, key: u64) -> Result<(usize, usize, usize)> {
+    let index = cfg.mixture.choose(cfg.seed, key);
+    let denoiser = &cfg.mixture.denoisers[index];
+    let (p, e) = (denoiser.prefix.len(), usize::from(cfg.eos_id.is_some()));
+    let (i, t) = match &denoiser.kind {
+        Kind::SpanCorruption(params) => {
+            let (i, t, spans, used) = crate::plan::span_lengths(length, params, p, e, Some(cfg.sentinels))?;
+            cfg.sentinels.admit(spans, used - spans)?;
+            (i, t)
+        }
+        Kind::PrefixLm { suffix_density } => {
+            let k = prefix_split(length, *suffix_density, cfg.seed, key)?;
+            (p + k + e, length - k + e)
+        }
+        Kind::CausalLm => (p + e, length + e),
+    };
+    Ok((index, i, t))
+}
+
 fn fit(length: usize, limit: usize, what: &'static str, budget: &'static str, raw: usize) -> Result<()> {
     if length <= limit {
         return Ok(());

@@ -1,23 +1,28 @@
 //! `ul2-core`: T5 span corruption and the UL2 mixture of denoisers, exact and keyed.
 //!
-//! Data flows one way: rows of tokens ([`batch::Rows`]) → a denoiser per example
-//! ([`denoiser`], drawing from [`spans`], [`prefix`] and [`sentinels`] with keyed
-//! randomness from [`rng`]) → output buffers ([`batch`]) whose lengths the planner
-//! ([`plan`]) fixes in advance. No Python here: the `ul2-python` crate converts and
+//! Data flows one way: a token source ([`index::Corpus`] or caller's [`batch::Rows`]) →
+//! the sampler/index ([`index`]: which tokens and which denoiser for example `k`) → a
+//! denoiser per example ([`denoiser`], drawing from [`spans`], [`prefix`] and
+//! [`sentinels`] with keyed randomness from [`rng`]) → output rows ([`batch`]) whose
+//! lengths the planner ([`plan`]) fixes in advance → named arrays ([`format`]). No Python here: the `ul2-python` crate converts and
 //! dispatches.
 #![forbid(unsafe_code)]
 
 pub mod batch;
 pub mod denoiser;
 pub mod error;
+pub mod format;
+pub mod index;
 pub mod plan;
 pub mod prefix;
 pub mod rng;
 pub mod sentinels;
 pub mod spans;
 
-pub use batch::{EncDec, Field, Format, Rows, denoise_batch, format_enc_dec};
-pub use denoiser::{Denoiser, Kind, Mixture, RowConfig, RowLengths, RowScratch, denoise_row};
+pub use batch::{EncDec, Layout, RowSource, Rows, Samples, denoise_batch, denoise_rows, format_enc_dec, pack_bins};
+pub use format::{Denoised, Family, Field, Format, Options, Segment, format};
+pub use index::{Corpus, Documents, SampleIndex};
+pub use denoiser::{Denoiser, Kind, Mixture, RowConfig, RowLengths, RowScratch, denoise_row, example_bounds};
 pub use error::{Error, Result, Where};
 pub use plan::{Budget, PlanRow, plan_denoiser, plan_span_corruption};
 pub use prefix::{prefix_bounds, prefix_split};
@@ -27,6 +32,8 @@ pub use spans::{Composer, Runs, SpanParams, SpanScratch, noise_mask, span_counts
 /// An input token type (what NumPy arrays may hold: int32, int64, uint16, uint32).
 pub trait Token: Copy + Send + Sync + 'static {
     fn to_i64(self) -> i64;
+    /// `v` as this type, if it fits.
+    fn try_from_i64(v: i64) -> Option<Self>;
 }
 
 /// An output token type (int32 or int64; signed for the −100 labels).
@@ -42,6 +49,8 @@ macro_rules! token {
         impl Token for $t {
             #[inline]
             fn to_i64(self) -> i64 { i64::from(self) }
+            #[inline]
+            fn try_from_i64(v: i64) -> Option<Self> { Self::try_from(v).ok() }
         }
     )*};
 }

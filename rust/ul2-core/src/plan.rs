@@ -31,7 +31,7 @@ pub struct PlanRow {
 
 /// Output lengths of a span-corruption row of `raw` tokens: `(inputs, targets, spans,
 /// sentinels)`, prompt and EOS included; `sentinels` caps spans when given (policy `cap`).
-fn span_lengths(
+pub(crate) fn span_lengths(
     raw: usize,
     params: &SpanParams,
     prompt: usize,
@@ -179,11 +179,12 @@ pub fn plan_denoiser(denoiser: &Denoiser, budget: Budget, eos: bool, sentinels: 
                     }
                     targets.unwrap_or(inputs).checked_sub(e)
                 }
-                Budget::Decoder { sequence } => sequence.checked_sub(p + e),
+                Budget::Decoder { sequence } => sequence.checked_sub(p + 2 * e),
             };
-            let raw = room.filter(|&r| r >= 1).ok_or_else(|| too_small("targets_length", budget_len(budget), p))?;
-            let inputs_length = p + if matches!(budget, Budget::Decoder { .. }) { 0 } else { e };
-            Ok(PlanRow { raw_length: raw, inputs_length, targets_length: raw + e, spans: 0, sentinels: 0 })
+            let arg = if matches!(budget, Budget::Decoder { .. }) { "sequence_length" } else { "targets_length" };
+            let raw = room.filter(|&r| r >= 1).ok_or_else(|| too_small(arg, budget_len(budget), p))?;
+            // Inputs hold the prompt and EOS only, in both families.
+            Ok(PlanRow { raw_length: raw, inputs_length: p + e, targets_length: raw + e, spans: 0, sentinels: 0 })
         }
     }
 }

@@ -6,7 +6,7 @@ use numpy::{IntoPyArray, PyArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
-use ul2_core::{Budget, Denoiser, Format, Kind, Mixture, OutToken, RowConfig, Rows, SpanParams};
+use ul2_core::{Budget, Denoiser, Family, Format, Kind, Layout, Mixture, Options, OutToken, RowConfig, RowSource, Rows, SpanParams};
 
 use crate::arrays::{self, Pick, Tokens, with_tokens};
 use crate::detach::run_detached;
@@ -17,9 +17,9 @@ use crate::spans::PySentinels;
 /// `(kind, a, b, num_spans, random_roll, prefix, rate)` with `kind` one of
 /// `"span"` (`a` = mean span length, `b` = noise density), `"prefix_lm"` (`a` = suffix
 /// density) or `"causal"`.
-type Spec = (String, f64, f64, Option<usize>, bool, Vec<i64>, f64);
+pub type Spec = (String, f64, f64, Option<usize>, bool, Vec<i64>, f64);
 
-fn mixture(specs: Vec<Spec>) -> PyResult<Mixture> {
+pub fn mixture(specs: Vec<Spec>) -> PyResult<Mixture> {
     let entries = specs
         .into_iter()
         .map(|(kind, a, b, num_spans, roll, prefix, rate)| {
@@ -113,36 +113,35 @@ fn ragged<'a, T: Pick>(_first: &arrays::Borrowed<'_, T>, list: &'a [Tokens<'_>])
         .collect()
 }
 
-/// The batch transform: rows in, a dict of `[rows, width]` NumPy arrays out.
-#[pyclass(module = "ul2._ul2", name = "_Collator", frozen)]
-pub struct PyCollator {
-    mixture: Mixture,
-    sentinels: ul2_core::Sentinels,
-    inputs_length: usize,
-    targets_length: usize,
-    eos_id: Option<i64>,
-    pad_id: i64,
-    format: Format,
-    seed: u64,
-    wide: bool,
-    next_key: AtomicU64,
+/// What a batch transform or a dataset needs to turn examples into named arrays.
+pub struct Engine {
+    pub mixture: Mixture,
+    pub sentinels: ul2_core::Sentinels,
+    pub eos_id: Option<i64>,
+    pub pad_id: i64,
+    pub format: Format,
+    pub seed: u64,
+    pub wide: bool,
+    pub layout: Layout,
+    pub options: Options,
+    /// Planned raw length of each denoiser.
+    pub raw_lengths: Vec<usize>,
 }
 
-#[pymethods]
-impl PyCollator {
-    #[new]
-    #[pyo3(signature = (specs, sentinels, inputs_length, targets_length, eos_id, pad_id, format, seed, wide))]
+impl Engine {
     #[allow(clippy::too_many_arguments)]
-    fn new(
+    pub fn new(
         specs: Vec<Spec>,
         sentinels: &Bound<'_, PyAny>,
-        inputs_length: &Bound<'_, PyAny>,
+        inputs_length: Option<&Bound<'_, PyAny>>,
         targets_length: Option<&Bound<'_, PyAny>>,
+        sequence_length: Option<&Bound<'_, PyAny>>,
         eos_id: Option<&Bound<'_, PyAny>>,
         pad_id: &Bound<'_, PyAny>,
-        format: &Bound<'_, PyAny>,
+        format: Option<&Bound<'_, PyAny>>,
         seed: &Bound<'_, PyAny>,
         wide: bool,
+        options: Options,
     ) -> PyResult<Self> {
         let sentinels = sentinels
             .cast::<PySentinels>()
@@ -151,55 +150,211 @@ impl PyCollator {
             .0
             .clone();
         let mixture = mixture(specs)?;
-        let inputs = arrays::count(inputs_length, "inputs_length")?;
-        let targets = arrays::optional(targets_length, |t| arrays::count(t, "targets_length"))?;
+        let budget = budget(inputs_length, targets_length, sequence_length)?;
         let eos_id = arrays::optional(eos_id, |e| arrays::count(e, "eos_id"))?.map(|e| e as i64);
         let pad_id = arrays::count(pad_id, "pad_id")? as i64;
-        let format: String = format
-            .extract()
-            .map_err(|_| PyTypeError::new_err(format!("format={}: must be a str", arrays::repr(format))))?;
-        let format = py(Format::parse(&format))?;
+        let format = match format.filter(|f| !f.is_none()) {
+            None if matches!(budget, Budget::Decoder { .. }) => Format::Decoder,
+            None => Format::Hf,
+            Some(f) => {
+                let s: String = f.extract().map_err(|_| PyTypeError::new_err(format!("format={}: must be a str", arrays::repr(f))))?;
+                py(Format::parse(&s))?
+            }
+        };
+        let family = format.family();
+        if (family == Family::Decoder) != matches!(budget, Budget::Decoder { .. }) {
+            return Err(PyValueError::new_err(format!(
+                "format={:?}: {} formats take {}",
+                format!("{format:?}").to_lowercase(),
+                if family == Family::Decoder { "decoder-only" } else { "encoder-decoder" },
+                if family == Family::Decoder { "sequence_length" } else { "inputs_length (and targets_length)" },
+            )));
+        }
         let seed = arrays::seed(seed, "seed")?;
         let max = if wide { i64::MAX } else { i64::from(i32::MAX) };
+        let prompts = mixture.denoisers().iter().flat_map(|d| d.prefix.iter().map(|&t| ("prefix", t)));
         for (arg, v) in [("eos_id", eos_id.unwrap_or(0)), ("pad_id", pad_id)]
             .into_iter()
             .chain(sentinels.ids().iter().map(|&s| ("sentinels", s)))
+            .chain(prompts)
         {
             if v > max {
                 return Err(PyValueError::new_err(format!("{arg}={v}: does not fit dtype int32; use dtype=numpy.int64")));
             }
         }
-        let budget = Budget::EncoderDecoder { inputs, targets };
-        let mut planned_targets = 0;
-        for d in mixture.denoisers() {
-            let row = py(ul2_core::plan_denoiser(d, budget, eos_id.is_some(), &sentinels))?;
-            planned_targets = planned_targets.max(row.targets_length);
-        }
+        let plans = mixture
+            .denoisers()
+            .iter()
+            .map(|d| py(ul2_core::plan_denoiser(d, budget, eos_id.is_some(), &sentinels)))
+            .collect::<PyResult<Vec<_>>>()?;
+        let widths = match budget {
+            Budget::EncoderDecoder { inputs, targets } => {
+                (inputs, targets.unwrap_or_else(|| plans.iter().map(|p| p.targets_length).max().unwrap_or(0)))
+            }
+            Budget::Decoder { sequence } => (sequence, 0),
+        };
         Ok(Self {
             mixture,
             sentinels,
-            inputs_length: inputs,
-            targets_length: targets.unwrap_or(planned_targets),
             eos_id,
             pad_id,
             format,
             seed,
             wide,
-            next_key: AtomicU64::new(0),
+            layout: Layout { family, widths },
+            options,
+            raw_lengths: plans.iter().map(|p| p.raw_length).collect(),
         })
     }
 
+    /// `(inputs_length, targets_length, sequence_length)`, as the family has them.
+    pub fn budget(&self) -> (Option<usize>, Option<usize>, Option<usize>) {
+        let (w0, w1) = self.layout.widths;
+        match self.layout.family {
+            Family::EncoderDecoder => (Some(w0), Some(w1), None),
+            Family::Decoder => (None, None, Some(w0)),
+        }
+    }
+
+    pub fn format_name(&self) -> &'static str {
+        match self.format {
+            Format::Hf => "hf",
+            Format::Seqio => "seqio",
+            Format::Decoder => "decoder",
+            Format::SeqioDecoder => "seqio_decoder",
+        }
+    }
+
+    pub fn cfg(&self) -> RowConfig<'_> {
+        RowConfig { mixture: &self.mixture, sentinels: &self.sentinels, eos_id: self.eos_id, seed: self.seed }
+    }
+
+    /// Denoises `source`'s examples (keyed `keys`) into rows and hands the named arrays to
+    /// NumPy without a copy. Also returns the fill rate.
+    pub fn run<'py, T: ul2_core::Token, S: RowSource<T>>(
+        &self,
+        py_: Python<'py>,
+        source: &S,
+        keys: &[u64],
+        bins: Bins<impl Fn(usize) -> usize + Sync + Send>,
+    ) -> PyResult<(Bound<'py, PyDict>, f64)> {
+        if self.wide { self.run_as::<T, i64, S>(py_, source, keys, bins) } else { self.run_as::<T, i32, S>(py_, source, keys, bins) }
+    }
+
+    fn run_as<'py, T: ul2_core::Token, O: OutToken + numpy::Element, S: RowSource<T>>(
+        &self,
+        py_: Python<'py>,
+        source: &S,
+        keys: &[u64],
+        bins: Bins<impl Fn(usize) -> usize + Sync + Send>,
+    ) -> PyResult<(Bound<'py, PyDict>, f64)> {
+        let cfg = self.cfg();
+        let pad = O::from_i64(self.pad_id);
+        let (layout, format, options) = (self.layout, self.format, self.options);
+        let (fields, fill) = run_detached(py_, || {
+            let bins = match bins {
+                Bins::One => (0..=keys.len()).collect(),
+                Bins::Pack(lengths) => ul2_core::pack_bins(&cfg, lengths, keys, layout)?,
+                Bins::Given(b) => b,
+            };
+            let d = ul2_core::denoise_rows(&cfg, source, keys, &bins, layout, pad)?;
+            let fill = d.fill_rate();
+            Ok((ul2_core::format(d, format, pad, options)?, fill))
+        })?;
+        let out = PyDict::new(py_);
+        for f in fields {
+            out.set_item(f.name, f.data.into_pyarray(py_).reshape(f.shape)?)?;
+        }
+        Ok((out, fill))
+    }
+}
+
+/// How examples are grouped into output rows.
+pub enum Bins<F> {
+    /// One example per row.
+    One,
+    /// Next-fit packing; `F` gives example `i`'s raw length.
+    Pack(F),
+    /// Row starts computed elsewhere (a dataset's pack index).
+    Given(Vec<usize>),
+}
+
+/// Keys as `u64`: one per row, each >= 0.
+pub fn keys_arg(keys: &Bound<'_, PyAny>, n: usize) -> PyResult<Vec<u64>> {
+    let (k, shape) = arrays::tokens(keys, "keys", 1)?;
+    if shape[0] != n {
+        return Err(PyValueError::new_err(format!("keys: {} keys for {n} rows; give one key per row", shape[0])));
+    }
+    with_tokens!(&k, b => {
+        b.slice()?
+            .iter()
+            .map(|&x| {
+                let v = ul2_core::Token::to_i64(x);
+                u64::try_from(v).map_err(|_| PyValueError::new_err(format!("keys: key {v} is negative; keys must be >= 0")))
+            })
+            .collect()
+    })
+}
+
+/// The batch transform: rows in, a dict of NumPy arrays out.
+#[pyclass(module = "ul2._ul2", name = "_Collator", frozen)]
+pub struct PyCollator {
+    engine: Engine,
+    next_key: AtomicU64,
+    /// Fill rate of the last packed batch (`f64` bits).
+    fill_rate: AtomicU64,
+}
+
+#[pymethods]
+impl PyCollator {
+    #[new]
+    #[pyo3(signature = (specs, sentinels, inputs_length, targets_length, sequence_length, eos_id, pad_id, format, seed, wide, pack, bidirectional_mask))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        specs: Vec<Spec>,
+        sentinels: &Bound<'_, PyAny>,
+        inputs_length: Option<&Bound<'_, PyAny>>,
+        targets_length: Option<&Bound<'_, PyAny>>,
+        sequence_length: Option<&Bound<'_, PyAny>>,
+        eos_id: Option<&Bound<'_, PyAny>>,
+        pad_id: &Bound<'_, PyAny>,
+        format: Option<&Bound<'_, PyAny>>,
+        seed: &Bound<'_, PyAny>,
+        wide: bool,
+        pack: bool,
+        bidirectional_mask: bool,
+    ) -> PyResult<Self> {
+        let options = Options { packed: pack, bidirectional_mask, denoiser: false };
+        let engine = Engine::new(
+            specs, sentinels, inputs_length, targets_length, sequence_length, eos_id, pad_id, format, seed, wide, options,
+        )?;
+        Ok(Self { engine, next_key: AtomicU64::new(0), fill_rate: AtomicU64::new(0) })
+    }
+
     #[getter]
-    fn inputs_length(&self) -> usize {
-        self.inputs_length
+    fn inputs_length(&self) -> Option<usize> {
+        self.engine.budget().0
     }
     #[getter]
-    fn targets_length(&self) -> usize {
-        self.targets_length
+    fn targets_length(&self) -> Option<usize> {
+        self.engine.budget().1
+    }
+    #[getter]
+    fn sequence_length(&self) -> Option<usize> {
+        self.engine.budget().2
+    }
+    #[getter]
+    fn format(&self) -> &'static str {
+        self.engine.format_name()
     }
     #[getter]
     fn next_key(&self) -> u64 {
         self.next_key.load(Ordering::Relaxed)
+    }
+    /// Fraction of the last batch's output positions holding tokens.
+    #[getter]
+    fn fill_rate(&self) -> f64 {
+        f64::from_bits(self.fill_rate.load(Ordering::Relaxed))
     }
 
     #[pyo3(signature = (rows, keys=None))]
@@ -211,64 +366,32 @@ impl PyCollator {
     ) -> PyResult<Bound<'py, PyDict>> {
         let batch = batch(rows)?;
         let n = match &batch {
-            Batch::Dense(t, _) => with_tokens!(t, b => b.slice()?.len()),
+            Batch::Dense(_, _) => numpy::PyUntypedArrayMethods::shape(rows.cast::<numpy::PyUntypedArray>()?)[0],
             Batch::Ragged(list) => list.len(),
-        };
-        let n = match &batch {
-            Batch::Dense(_, 0) => rows.cast::<numpy::PyUntypedArray>().map_or(0, |a| numpy::PyUntypedArrayMethods::shape(a)[0]),
-            Batch::Dense(_, w) => n / w,
-            Batch::Ragged(_) => n,
         };
         if n == 0 {
             return Err(PyValueError::new_err("rows: empty batch (0 rows)"));
         }
-        let keys = match keys.filter(|k| !k.is_none()).map(|k| arrays::tokens(k, "keys", 1)).transpose()? {
+        let keys = match keys.filter(|k| !k.is_none()) {
             None => {
                 let start = self.next_key.fetch_add(n as u64, Ordering::Relaxed);
                 (start..start + n as u64).collect()
             }
-            Some((k, shape)) => {
-                if shape[0] != n {
-                    return Err(PyValueError::new_err(format!("keys: {} keys for {n} rows; give one key per row", shape[0])));
-                }
-                with_tokens!(&k, b => {
-                    let s = b.slice()?;
-                    s.iter()
-                        .map(|&x| u64::try_from(ul2_core::Token::to_i64(x)).map_err(|_| {
-                            PyValueError::new_err(format!("keys: key {} is negative; keys must be >= 0", ul2_core::Token::to_i64(x)))
-                        }))
-                        .collect::<PyResult<Vec<u64>>>()?
-                })
-            }
+            Some(k) => keys_arg(k, n)?,
         };
-        if self.wide { self.run::<i64>(py_, &batch, &keys) } else { self.run::<i32>(py_, &batch, &keys) }
-    }
-}
-
-impl PyCollator {
-    fn run<'py, O: OutToken + numpy::Element>(
-        &self,
-        py_: Python<'py>,
-        batch: &Batch<'py>,
-        keys: &[u64],
-    ) -> PyResult<Bound<'py, PyDict>> {
-        let cfg = RowConfig { mixture: &self.mixture, sentinels: &self.sentinels, eos_id: self.eos_id, seed: self.seed };
-        let (iw, tw, pad, format) = (self.inputs_length, self.targets_length, O::from_i64(self.pad_id), self.format);
-        let fields = match batch {
+        let e = &self.engine;
+        let packed = e.options.packed;
+        let (out, fill) = match &batch {
             Batch::Dense(t, width) => with_tokens!(t, b => {
                 let rows = Rows::Dense { data: b.slice()?, width: *width };
-                run_detached(py_, || ul2_core::denoise_batch(&cfg, &rows, keys, iw, tw, pad).map(|o| ul2_core::format_enc_dec(o, format, pad)))?
+                e.run(py_, &rows, &keys, if packed { Bins::Pack(|_| *width) } else { Bins::One })?
             }),
             Batch::Ragged(list) => with_tokens!(&list[0], b0 => {
                 let rows = Rows::Ragged(ragged(b0, list)?);
-                run_detached(py_, || ul2_core::denoise_batch(&cfg, &rows, keys, iw, tw, pad).map(|o| ul2_core::format_enc_dec(o, format, pad)))?
+                e.run(py_, &rows, &keys, if packed { Bins::Pack(|i| rows.row(i).len()) } else { Bins::One })?
             }),
         };
-        let out = PyDict::new(py_);
-        for f in fields {
-            let rows = f.data.len().checked_div(f.width).unwrap_or(keys.len());
-            out.set_item(f.name, f.data.into_pyarray(py_).reshape([rows, f.width])?)?;
-        }
+        self.fill_rate.store(fill.to_bits(), Ordering::Relaxed);
         Ok(out)
     }
 }

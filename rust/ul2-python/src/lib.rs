@@ -2,6 +2,7 @@
 
 mod arrays;
 mod collate;
+mod dataset;
 mod detach;
 mod errors;
 mod spans;
@@ -13,6 +14,8 @@ mod _ul2 {
 
     #[pymodule_export]
     use super::collate::{PyCollator, _plan, _validate};
+    #[pymodule_export]
+    use super::dataset::PyDataset;
     #[pymodule_export]
     use super::detach::{_after_fork_in_child, get_num_threads, set_num_threads};
     #[pymodule_export]

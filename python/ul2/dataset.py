@@ -1,0 +1,127 @@
+"""Random access to denoised examples of a token stream (a NumPy array or memmap)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _ul2
+from .collate import _budget, _flag, output_is_wide
+from .denoisers import Denoiser, Mixture, as_mixture
+from .plan import Plan, plan
+
+
+class DenoisingDataset:
+    """The examples of a token stream under a mixture, by index.
+
+    Sample ``k`` draws its denoiser from ``(seed, k)`` and takes the next planned-raw-length
+    tokens of the stream, so consecutive samples consume the stream exactly once; the tokens
+    left over at the end are ``tail``. ``tokens`` is any 1-D int32/int64/uint16/uint32 array,
+    e.g. a ``numpy.memmap`` of a corpus far larger than memory: it is read in place, never
+    copied. ``doc_offsets`` (document starts, optionally ending with ``len(tokens)``) split it
+    into documents: ``documents="concat"`` joins them (``separator_id`` between them when
+    given), ``"respect"`` never lets a sample cross a boundary (each document's last sample is
+    shorter and padded, or packed with ``pack=True``).
+
+    ``ds[k]`` is one example (1-D arrays), ``ds.batch(keys)`` a batch (computed in parallel in
+    Rust); both carry ``denoiser``, the index into the mixture. With ``pack=True`` the
+    dataset's items are packed rows of consecutive samples (``samples(r)`` says which).
+    """
+
+    def __init__(
+        self,
+        tokens: npt.ArrayLike,
+        mixture: Mixture | Denoiser | Sequence[tuple[Denoiser, float]],
+        *,
+        sentinels: _ul2.Sentinels,
+        doc_offsets: npt.ArrayLike | None = None,
+        documents: str = "concat",
+        inputs_length: int | None = None,
+        targets_length: int | None = None,
+        sequence_length: int | None = None,
+        format: str | None = None,
+        seed: int = 0,
+        eos_id: int | None = 1,
+        pad_id: int = 0,
+        pack: bool = False,
+        bidirectional_mask: bool = False,
+        separator_id: int | None = None,
+        dtype: npt.DTypeLike = np.int32,
+    ) -> None:
+        self.mixture = as_mixture(mixture)
+        self.sentinels = sentinels
+        self.seed, self.eos_id, self.pad_id, self.documents = seed, eos_id, pad_id, documents
+        self.inputs_length, self.targets_length, self.sequence_length = inputs_length, targets_length, sequence_length
+        self.pack = _flag(pack, "pack")
+        self.dtype = np.dtype(np.int64 if output_is_wide(dtype) else np.int32)
+        self.tokens = tokens
+        self._core = _ul2._Dataset(
+            tokens, self.mixture._specs(), sentinels, doc_offsets, documents, inputs_length, targets_length,
+            sequence_length, eos_id, pad_id, format, seed, self.dtype == np.int64, self.pack,
+            _flag(bidirectional_mask, "bidirectional_mask"), separator_id,
+        )
+        self.format: str = self._core.format
+        self.targets_length = self._core.targets_length
+
+    def __len__(self) -> int:
+        return len(self._core)
+
+    def __getitem__(self, k: int) -> dict[str, npt.NDArray[Any]]:
+        n = len(self)
+        if not -n <= k < n:
+            raise IndexError(f"k={k}: index out of range for {n} items")
+        out = self._core.batch([k % n])
+        return {name: (a if name in ("cu_seqlens", "decoder_cu_seqlens") else a[0]) for name, a in out.items()}
+
+    def batch(self, keys: npt.ArrayLike) -> dict[str, npt.NDArray[Any]]:
+        """Items ``keys`` as one batch dict of arrays."""
+        return self._core.batch(keys)
+
+    def span(self, k: int) -> tuple[int, int]:
+        """Sample ``k``'s raw ``(start, stop)`` in the stream (joined positions when a separator is used)."""
+        return self._core.span(k)
+
+    def denoiser(self, k: int) -> int:
+        """Sample ``k``'s denoiser: an index into ``mixture``."""
+        return self._core.denoiser(k)
+
+    def samples(self, r: int) -> range:
+        """The samples in item ``r`` (one sample unless packed)."""
+        return range(*self._core.samples(r))
+
+    @property
+    def num_samples(self) -> int:
+        return self._core.num_samples
+
+    @property
+    def tail(self) -> int:
+        """Tokens at the end of the stream that no sample uses (0 in ``"respect"`` mode)."""
+        return self._core.tail
+
+    @property
+    def stream_length(self) -> int:
+        """Length of the stream the samples cover (tokens, plus separators when used)."""
+        return self._core.stream_length
+
+    @property
+    def fill_rate(self) -> float:
+        """Packed: fraction of output positions holding tokens, over the whole dataset."""
+        return self._core.fill_rate
+
+    @property
+    def raw_lengths(self) -> list[int]:
+        """Planned raw length of each denoiser of the mixture."""
+        return self._core.raw_lengths
+
+    def plan(self) -> Plan:
+        return plan(self.mixture, sentinels=self.sentinels, inputs_length=self.inputs_length,
+                    targets_length=self.targets_length, sequence_length=self.sequence_length,
+                    eos=self.eos_id is not None)
+
+    def __repr__(self) -> str:
+        return (f"DenoisingDataset(<{self.stream_length} tokens, {self.num_samples} samples, tail {self.tail}>, "
+                f"{len(self.mixture)} denoisers, {_budget(self)}, format={self.format!r}, pack={self.pack}, "
+                f"documents={self.documents!r}, seed={self.seed})")

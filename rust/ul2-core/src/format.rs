@@ -1,0 +1,352 @@
+//! The formatter layer: denoised token buffers and their segments become the named arrays
+//! of one ecosystem (SPEC §5). Every derived array is computed from the segment lengths,
+//! never by counting non-zero ids, so an id 0 inside a sequence is kept.
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::OutToken;
+
+/// Label value outside the targets in Hugging Face formats (ignored by the loss).
+pub const IGNORE_INDEX: i64 = -100;
+
+/// Encoder-decoder rows (inputs and targets buffers) or decoder-only rows (one sequence).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    EncoderDecoder,
+    Decoder,
+}
+
+/// Output naming and layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Hugging Face encoder-decoder: `input_ids`, `attention_mask`, `labels`, …
+    Hf,
+    /// seqio / t5x encoder-decoder: `encoder_input_tokens`, `decoder_target_tokens`, …
+    Seqio,
+    /// Hugging Face decoder-only prefix LM: `input_ids`, `labels`, `prefix_lengths`, …
+    Decoder,
+    /// seqio decoder-only prefix LM: `decoder_target_tokens`, `decoder_causal_attention`, …
+    SeqioDecoder,
+}
+
+impl Format {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "hf" => Ok(Self::Hf),
+            "seqio" => Ok(Self::Seqio),
+            "decoder" => Ok(Self::Decoder),
+            "seqio_decoder" => Ok(Self::SeqioDecoder),
+            _ => Err(Error::invalid(
+                "format",
+                format!("{s:?}"),
+                "must be 'hf', 'seqio', 'decoder' or 'seqio_decoder'",
+            )),
+        }
+    }
+
+    #[must_use]
+    pub const fn family(self) -> Family {
+        match self {
+            Self::Hf | Self::Seqio => Family::EncoderDecoder,
+            Self::Decoder | Self::SeqioDecoder => Family::Decoder,
+        }
+    }
+}
+
+/// One named output array: `shape` is `[rows, width]` or `[n]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field<O> {
+    pub name: &'static str,
+    pub shape: Vec<usize>,
+    pub data: Vec<O>,
+}
+
+/// One example inside an output row: its denoiser and how many input and target tokens it
+/// filled (prompt and EOS included). In decoder rows the targets follow the inputs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Segment {
+    pub denoiser: u32,
+    pub inputs: u32,
+    pub targets: u32,
+}
+
+/// Denoised rows before naming.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denoised<O> {
+    pub rows: usize,
+    pub family: Family,
+    /// Encoder-decoder: `(inputs, targets)` widths. Decoder: `(sequence, 0)`.
+    pub widths: (usize, usize),
+    /// Encoder tokens, or the decoder sequence; `[rows, widths.0]`, padded.
+    pub first: Vec<O>,
+    /// Decoder targets (encoder-decoder only); `[rows, widths.1]`, padded.
+    pub second: Vec<O>,
+    /// Segments of every row, row after row.
+    pub segments: Vec<Segment>,
+    /// Row `r` holds `segments[row_starts[r]..row_starts[r + 1]]`.
+    pub row_starts: Vec<usize>,
+}
+
+impl<O> Denoised<O> {
+    fn row_segments(&self, r: usize) -> &[Segment] {
+        &self.segments[self.row_starts[r]..self.row_starts[r + 1]]
+    }
+
+    /// Fraction of output positions holding tokens (not padding).
+    #[must_use]
+    pub fn fill_rate(&self) -> f64 {
+        let used: u64 = self.segments.iter().map(|s| u64::from(s.inputs) + u64::from(s.targets)).sum();
+        let total = (self.rows * (self.widths.0 + self.widths.1)) as f64;
+        if total == 0.0 { 0.0 } else { used as f64 / total }
+    }
+}
+
+/// What a format emits besides its fixed names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Options {
+    /// Rows hold several examples: add segment ids, positions and `cu_seqlens`.
+    pub packed: bool,
+    /// Decoder formats: add the per-token `bidirectional_mask` (always present when packed).
+    pub bidirectional_mask: bool,
+    /// Add `denoiser`: `[rows]` (or `[rows, width]` per token, −1 on padding, when packed).
+    pub denoiser: bool,
+}
+
+/// Which part of a row a per-token array describes: the encoder or decoder buffer, or in
+/// a decoder row each segment whole, its inputs or its targets.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Encoder,
+    Decoder,
+    Sequence,
+    Inputs,
+    Targets,
+}
+
+/// Fills a `[rows, width]` array in parallel from each row's index and segments.
+fn per_row<O: OutToken>(
+    d: &Denoised<O>,
+    width: usize,
+    init: O,
+    f: impl Fn(usize, &[Segment], &mut [O]) + Sync,
+) -> Vec<O> {
+    let mut out = vec![init; d.rows * width];
+    if width > 0 {
+        out.par_chunks_mut(width).enumerate().for_each(|(r, row)| f(r, d.row_segments(r), row));
+    }
+    out
+}
+
+/// `(start, length, segment)` of each segment's span in one part of a row.
+fn spans(segs: &[Segment], part: Part) -> impl Iterator<Item = (usize, usize, &Segment)> {
+    let mut at = 0usize;
+    segs.iter().map(move |s| {
+        let (i, t) = (s.inputs as usize, s.targets as usize);
+        // (offset inside the segment, length of the part, room the segment takes)
+        let (skip, len, whole) = match part {
+            Part::Encoder => (0, i, i),
+            Part::Decoder => (0, t, t),
+            Part::Sequence => (0, i + t, i + t),
+            Part::Inputs => (0, i, i + t),
+            Part::Targets => (i, t, i + t),
+        };
+        let start = at + skip;
+        at += whole;
+        (start, len, s)
+    })
+}
+
+/// `value` on each segment's span of `part`, `init` elsewhere.
+fn mark<O: OutToken>(d: &Denoised<O>, width: usize, part: Part, init: i64, value: impl Fn(usize, &Segment) -> i64 + Sync) -> Vec<O> {
+    per_row(d, width, O::from_i64(init), |_, segs, row| {
+        for (i, (s, l, seg)) in spans(segs, part).enumerate() {
+            row[s..s + l].fill(O::from_i64(value(i, seg)));
+        }
+    })
+}
+
+fn positions<O: OutToken>(d: &Denoised<O>, width: usize, part: Part) -> Vec<O> {
+    per_row(d, width, O::from_i64(0), |_, segs, row| {
+        for (s, l, _) in spans(segs, part) {
+            for (p, v) in row[s..s + l].iter_mut().enumerate() {
+                *v = O::from_i64(p as i64);
+            }
+        }
+    })
+}
+
+/// Tokens shifted right by one inside every segment with `start` first (seqio's
+/// `make_autoregressive_inputs` with segment ids; HF's `shift_tokens_right`).
+fn shifted<O: OutToken>(d: &Denoised<O>, tokens: &[O], width: usize, part: Part, start: O, pad: O) -> Vec<O> {
+    per_row(d, width, pad, |r, segs, row| {
+        let src = &tokens[r * width..(r + 1) * width];
+        for (s, l, _) in spans(segs, part) {
+            if l > 0 {
+                row[s] = start;
+                row[s + 1..s + l].copy_from_slice(&src[s..s + l - 1]);
+            }
+        }
+    })
+}
+
+/// `cu_seqlens` over the flattened `[rows, width]` batch: every segment, and each row's
+/// padding tail as one more, so the last entry is `rows · width` (what varlen attention
+/// kernels take).
+fn cu_seqlens<O: OutToken>(d: &Denoised<O>, width: usize, part: Part) -> Vec<O> {
+    let mut out = vec![O::from_i64(0)];
+    for r in 0..d.rows {
+        let base = r * width;
+        let mut end = 0;
+        for (s, l, _) in spans(d.row_segments(r), part) {
+            end = s + l;
+            out.push(O::from_i64((base + end) as i64));
+        }
+        if end < width {
+            out.push(O::from_i64((base + width) as i64));
+        }
+    }
+    out
+}
+
+/// Names `d`'s buffers for `format`.
+pub fn format<O: OutToken>(d: Denoised<O>, format: Format, pad: O, opts: Options) -> Result<Vec<Field<O>>> {
+    if format.family() != d.family {
+        return Err(Error::Internal(format!("format {format:?} on {:?} rows", d.family)));
+    }
+    let (rows, (w0, w1)) = (d.rows, d.widths);
+    let field = |name: &'static str, width: usize, data: Vec<O>| Field { name, shape: vec![rows, width], data };
+    let zero = O::from_i64(0);
+    let mut out = Vec::new();
+    match format {
+        Format::Hf | Format::Seqio => {
+            let dec_in = shifted(&d, &d.second, w1, Part::Decoder, if format == Format::Hf { pad } else { zero }, pad);
+            let enc_seen = mark(&d, w0, Part::Encoder, 0, |_, _| 1);
+            let dec_seen = mark(&d, w1, Part::Decoder, 0, |_, _| 1);
+            let packed = opts.packed.then(|| {
+                (
+                    mark(&d, w0, Part::Encoder, 0, |i, _| i as i64 + 1),
+                    positions(&d, w0, Part::Encoder),
+                    mark(&d, w1, Part::Decoder, 0, |i, _| i as i64 + 1),
+                    positions(&d, w1, Part::Decoder),
+                )
+            });
+            let denoiser = opts.denoiser.then(|| denoiser_field(&d, w1, Part::Decoder, opts.packed));
+            let cu = (opts.packed && format == Format::Hf).then(|| (cu_seqlens(&d, w0, Part::Encoder), cu_seqlens(&d, w1, Part::Decoder)));
+            let Denoised { first, mut second, .. } = d;
+            if format == Format::Hf {
+                let ignore = O::from_i64(IGNORE_INDEX);
+                second.par_iter_mut().zip(dec_seen.par_iter()).for_each(|(t, &m)| {
+                    if m == zero {
+                        *t = ignore;
+                    }
+                });
+                out.extend([
+                    field("input_ids", w0, first),
+                    field("attention_mask", w0, enc_seen),
+                    field("labels", w1, second),
+                    field("decoder_input_ids", w1, dec_in),
+                    field("decoder_attention_mask", w1, dec_seen),
+                ]);
+                if let Some((es, ep, ds, dp)) = packed {
+                    out.extend([
+                        field("segment_ids", w0, es),
+                        field("positions", w0, ep),
+                        field("decoder_segment_ids", w1, ds),
+                        field("decoder_positions", w1, dp),
+                    ]);
+                }
+                if let Some((ce, cd)) = cu {
+                    out.push(Field { name: "cu_seqlens", shape: vec![ce.len()], data: ce });
+                    out.push(Field { name: "decoder_cu_seqlens", shape: vec![cd.len()], data: cd });
+                }
+            } else {
+                out.extend([
+                    field("encoder_input_tokens", w0, first),
+                    field("decoder_target_tokens", w1, second),
+                    field("decoder_input_tokens", w1, dec_in),
+                    field("decoder_loss_weights", w1, dec_seen),
+                ]);
+                if let Some((es, ep, ds, dp)) = packed {
+                    out.extend([
+                        field("encoder_segment_ids", w0, es),
+                        field("encoder_positions", w0, ep),
+                        field("decoder_segment_ids", w1, ds),
+                        field("decoder_positions", w1, dp),
+                    ]);
+                }
+            }
+            if let Some(f) = denoiser {
+                out.push(f);
+            }
+        }
+        Format::Decoder | Format::SeqioDecoder => {
+            let loss = mark(&d, w0, Part::Targets, 0, |_, _| 1);
+            let seg = opts.packed.then(|| (mark(&d, w0, Part::Sequence, 0, |i, _| i as i64 + 1), positions(&d, w0, Part::Sequence)));
+            let denoiser = opts.denoiser.then(|| denoiser_field(&d, w0, Part::Sequence, opts.packed));
+            if format == Format::Decoder {
+                let ignore = O::from_i64(IGNORE_INDEX);
+                let mut labels = d.first.clone();
+                labels.par_iter_mut().zip(loss.par_iter()).for_each(|(t, &m)| {
+                    if m == zero {
+                        *t = ignore;
+                    }
+                });
+                let seen = mark(&d, w0, Part::Sequence, 0, |_, _| 1);
+                let bidi = (opts.bidirectional_mask || opts.packed).then(|| mark(&d, w0, Part::Inputs, 0, |_, _| 1));
+                let prefix = (!opts.packed).then(|| {
+                    (0..rows).map(|r| O::from_i64(d.row_segments(r).first().map_or(0, |s| i64::from(s.inputs)))).collect::<Vec<_>>()
+                });
+                let cu = opts.packed.then(|| cu_seqlens(&d, w0, Part::Sequence));
+                out.extend([field("input_ids", w0, d.first), field("attention_mask", w0, seen), field("labels", w0, labels)]);
+                if let Some(p) = prefix {
+                    out.push(Field { name: "prefix_lengths", shape: vec![rows], data: p });
+                }
+                if let Some(b) = bidi {
+                    out.push(field("bidirectional_mask", w0, b));
+                }
+                if let Some((s, p)) = seg {
+                    out.extend([field("segment_ids", w0, s), field("positions", w0, p)]);
+                }
+                if let Some(c) = cu {
+                    out.push(Field { name: "cu_seqlens", shape: vec![c.len()], data: c });
+                }
+            } else {
+                let dec_in = shifted(&d, &d.first, w0, Part::Sequence, zero, pad);
+                // seqio's PrefixLMFeatureConverter: full attention over the inputs and one
+                // position more (`position < len(inputs) + 1`).
+                let causal = per_row(&d, w0, zero, |_, segs, row| {
+                    for (s, l, seg) in spans(segs, Part::Sequence) {
+                        let n = (seg.inputs as usize + 1).min(l);
+                        row[s..s + n].fill(O::from_i64(1));
+                    }
+                });
+                out.extend([
+                    field("decoder_target_tokens", w0, d.first),
+                    field("decoder_input_tokens", w0, dec_in),
+                    field("decoder_loss_weights", w0, loss),
+                    field("decoder_causal_attention", w0, causal),
+                ]);
+                if let Some((s, p)) = seg {
+                    out.extend([field("decoder_segment_ids", w0, s), field("decoder_positions", w0, p)]);
+                }
+            }
+            if let Some(f) = denoiser {
+                out.push(f);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `denoiser`: the mixture index per row, or per token (−1 on padding) when packed.
+fn denoiser_field<O: OutToken>(d: &Denoised<O>, width: usize, part: Part, packed: bool) -> Field<O> {
+    if packed {
+        let data = mark(d, width, part, -1, |_, s| i64::from(s.denoiser));
+        return Field { name: "denoiser", shape: vec![d.rows, width], data };
+    }
+    let data = (0..d.rows)
+        .map(|r| O::from_i64(d.row_segments(r).first().map_or(-1, |s| i64::from(s.denoiser))))
+        .collect();
+    Field { name: "denoiser", shape: vec![d.rows], data }
+}
