@@ -73,6 +73,11 @@ class Collator:
         pack: bool = False,
         bidirectional_mask: bool = False,
     ) -> None:
+        self._args = dict(
+            sentinels=sentinels, inputs_length=inputs_length, targets_length=targets_length,
+            sequence_length=sequence_length, eos_id=eos_id, pad_id=pad_id, format=format, seed=seed, dtype=dtype,
+            pack=pack, bidirectional_mask=bidirectional_mask,
+        )
         self.mixture = as_mixture(mixture)
         self.sentinels = sentinels
         self.seed = seed
@@ -91,6 +96,11 @@ class Collator:
     def __call__(self, rows: Any, keys: Any = None) -> dict[str, npt.NDArray[Any]]:
         return self._core(rows, keys)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from its arguments; the running key counter travels along so a restored
+        # collator continues where this one stopped.
+        return (_restore_collator, (self.mixture, self._args, self.next_key))
+
     @property
     def next_key(self) -> int:
         """The key the next call without ``keys`` starts at."""
@@ -107,3 +117,9 @@ class Collator:
             f"pad_id={self.pad_id}, format={self.format!r}, seed={self.seed}, dtype=numpy.{self.dtype}, "
             f"pack={self.pack})"
         )
+
+
+def _restore_collator(mixture: Mixture, args: dict[str, Any], next_key: int) -> Collator:
+    c = Collator(mixture, **args)
+    c._core._set_next_key(next_key)
+    return c

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -51,6 +51,11 @@ class DenoisingDataset:
         separator_id: int | None = None,
         dtype: npt.DTypeLike = np.int32,
     ) -> None:
+        self._args = dict(
+            sentinels=sentinels, doc_offsets=doc_offsets, documents=documents, inputs_length=inputs_length,
+            targets_length=targets_length, sequence_length=sequence_length, format=format, seed=seed, eos_id=eos_id,
+            pad_id=pad_id, pack=pack, bidirectional_mask=bidirectional_mask, separator_id=separator_id, dtype=dtype,
+        )
         self.mixture = as_mixture(mixture)
         self.sentinels = sentinels
         self.seed, self.eos_id, self.pad_id, self.documents = seed, eos_id, pad_id, documents
@@ -68,6 +73,14 @@ class DenoisingDataset:
 
     def __len__(self) -> int:
         return len(self._core)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from its arguments in the new process (the index is recomputed, and is the same).
+        # A memmap travels by its file name, so pickling one costs nothing.
+        tokens = self.tokens
+        if isinstance(tokens, np.memmap) and tokens.filename is not None:
+            tokens = _MemmapRef(tokens.filename, tokens.dtype.str, tokens.offset, tokens.shape)
+        return (_restore_dataset, (tokens, self.mixture, self._args))
 
     def __getitem__(self, k: int) -> dict[str, npt.NDArray[Any]]:
         n = len(self)
@@ -125,3 +138,17 @@ class DenoisingDataset:
         return (f"DenoisingDataset(<{self.stream_length} tokens, {self.num_samples} samples, tail {self.tail}>, "
                 f"{len(self.mixture)} denoisers, {_budget(self)}, format={self.format!r}, pack={self.pack}, "
                 f"documents={self.documents!r}, seed={self.seed})")
+
+
+class _MemmapRef(NamedTuple):
+    filename: str
+    dtype: str
+    offset: int
+    shape: tuple[int, ...]
+
+
+def _restore_dataset(tokens: Any, mixture: Mixture, args: dict[str, Any]) -> DenoisingDataset:
+    if isinstance(tokens, _MemmapRef):
+        tokens = np.memmap(tokens.filename, dtype=np.dtype(tokens.dtype), mode="r", offset=tokens.offset,
+                           shape=tokens.shape)
+    return DenoisingDataset(tokens, mixture, **args)

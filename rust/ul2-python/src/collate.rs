@@ -351,6 +351,10 @@ impl PyCollator {
     fn next_key(&self) -> u64 {
         self.next_key.load(Ordering::Relaxed)
     }
+    fn _set_next_key(&self, key: u64) {
+        self.next_key.store(key, Ordering::Relaxed);
+    }
+
     /// Fraction of the last batch's output positions holding tokens.
     #[getter]
     fn fill_rate(&self) -> f64 {
