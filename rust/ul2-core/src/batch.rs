@@ -73,8 +73,8 @@ pub fn denoise_batch<T: Token, O: OutToken>(
     if keys.len() != n {
         return Err(Error::invalid("keys", format!("<{} keys>", keys.len()), format!("need one key per row ({n} rows)")));
     }
-    let mut inputs = vec![pad; n * inputs_width];
-    let mut targets = vec![pad; n * targets_width];
+    let mut inputs = crate::error::filled(n.saturating_mul(inputs_width), pad, "inputs_length")?;
+    let mut targets = crate::error::filled(n.saturating_mul(targets_width), pad, "targets_length")?;
     let mut lengths = vec![RowLengths::default(); n];
     let chunk = rows_per_task(n);
     // Zero-width outputs cannot be chunked; every row then fails `fit` (EOS needs a slot).
@@ -254,8 +254,9 @@ pub fn denoise_rows<T: Token, O: OutToken, S: RowSource<T>>(
     let (w0, w1) = layout.widths;
     // Decoder rows have no second buffer; a one-slot stand-in keeps the zip below uniform.
     let (c0, c1) = (w0.max(1), if layout.family == Family::Decoder { 1 } else { w1.max(1) });
-    let mut first = vec![pad; rows * c0];
-    let mut second = vec![pad; rows * c1];
+    let budget = if layout.family == Family::Decoder { "sequence_length" } else { "inputs_length" };
+    let mut first = crate::error::filled(rows.saturating_mul(c0), pad, budget)?;
+    let mut second = crate::error::filled(rows.saturating_mul(c1), pad, "targets_length")?;
     let chunk = rows_per_task(rows);
     let parts = first
         .par_chunks_mut(c0 * chunk)

@@ -53,7 +53,7 @@ impl Mixture {
         let mut cumulative = Vec::with_capacity(entries.len());
         for (_, rate) in &entries {
             if !(rate.is_finite() && *rate >= 0.0) {
-                return Err(Error::invalid("rate", rate, "rates must be finite numbers >= 0"));
+                return Err(Error::invalid("rate", crate::error::real(*rate), "rates must be finite numbers >= 0"));
             }
             total += rate;
             cumulative.push(total);
@@ -91,6 +91,27 @@ pub struct RowConfig<'a> {
     pub sentinels: &'a Sentinels,
     pub eos_id: Option<i64>,
     pub seed: u64,
+    /// Longest row each denoiser accepts (its planned raw length); empty: no limit but the
+    /// output budgets.
+    pub max_raw: &'a [usize],
+}
+
+impl RowConfig<'_> {
+    /// Refuses a row longer than denoiser `index`'s planned raw length, whatever its draws
+    /// (a prefix split may fit a longer row for some keys only).
+    fn check_raw(&self, index: usize, length: usize) -> Result<()> {
+        match self.max_raw.get(index) {
+            Some(&limit) if length > limit => Err(Error::DoesNotFit {
+                where_: Where::arg("rows"),
+                what: "row",
+                length,
+                budget: "raw_length",
+                limit,
+                fix: format!("that is the planned raw length of mixture[{index}] (ul2.plan); split longer rows"),
+            }),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Per-thread scratch, grown once and reused for every row.
@@ -120,6 +141,7 @@ pub fn denoise_row<T: Token, O: OutToken>(
 ) -> Result<RowLengths> {
     cfg.sentinels.check_tokens(tokens, O::MAX, "rows")?;
     let index = cfg.mixture.choose(cfg.seed, key);
+    cfg.check_raw(index, tokens.len())?;
     let denoiser = &cfg.mixture.denoisers[index];
     let eos = usize::from(cfg.eos_id.is_some());
     let p = denoiser.prefix.len();
@@ -176,6 +198,7 @@ pub fn denoise_row<T: Token, O: OutToken>(
 /// may add one sentinel. Used to pack rows before filling them.
 pub fn example_bounds(cfg: &RowConfig<'_>, length: usize, key: u64) -> Result<(usize, usize, usize)> {
     let index = cfg.mixture.choose(cfg.seed, key);
+    cfg.check_raw(index, length)?;
     let denoiser = &cfg.mixture.denoisers[index];
     let (p, e) = (denoiser.prefix.len(), usize::from(cfg.eos_id.is_some()));
     let (i, t) = match &denoiser.kind {

@@ -110,3 +110,19 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A float as Python prints it (`nan`, `inf`, `1e-300`, `0.15`), for messages.
+pub(crate) fn real(v: f64) -> String {
+    if v.is_nan() { "nan".to_owned() } else { format!("{v:?}") }
+}
+
+/// `len` copies of `value`, or an error naming `arg` when the memory cannot be had
+/// (instead of the allocator aborting the process).
+pub fn filled<T: Clone>(len: usize, value: T, arg: &'static str) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| {
+        Error::invalid(arg, len, format!("too large: cannot allocate {len} elements of {} bytes", size_of::<T>()))
+    })?;
+    v.resize(len, value);
+    Ok(v)
+}

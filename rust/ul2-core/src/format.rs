@@ -176,15 +176,18 @@ fn positions<O: OutToken>(d: &Denoised<O>, width: usize, part: Part) -> Vec<O> {
     })
 }
 
-/// Tokens shifted right by one inside every segment with `start` first (seqio's
-/// `make_autoregressive_inputs` with segment ids; HF's `shift_tokens_right`).
-fn shifted<O: OutToken>(d: &Denoised<O>, tokens: &[O], width: usize, part: Part, start: O, pad: O) -> Vec<O> {
+/// Tokens shifted right by one with `start` first. Packed rows restart at every segment
+/// and keep padding after the last (seqio's `make_autoregressive_inputs` with segment
+/// ids); a one-example row is shifted whole, so its last token (EOS) lands right after the
+/// targets, as HF's `shift_tokens_right` and seqio's unpacked converter give.
+fn shifted<O: OutToken>(d: &Denoised<O>, tokens: &[O], width: usize, part: Part, start: O, pad: O, packed: bool) -> Vec<O> {
     per_row(d, width, pad, |r, segs, row| {
         let src = &tokens[r * width..(r + 1) * width];
         for (s, l, _) in spans(segs, part) {
-            if l > 0 {
+            let n = if packed { l } else { (l + 1).min(width - s) };
+            if n > 0 {
                 row[s] = start;
-                row[s + 1..s + l].copy_from_slice(&src[s..s + l - 1]);
+                row[s + 1..s + n].copy_from_slice(&src[s..s + n - 1]);
             }
         }
     })
@@ -220,7 +223,7 @@ pub fn format<O: OutToken>(d: Denoised<O>, format: Format, pad: O, opts: Options
     let mut out = Vec::new();
     match format {
         Format::Hf | Format::Seqio => {
-            let dec_in = shifted(&d, &d.second, w1, Part::Decoder, if format == Format::Hf { pad } else { zero }, pad);
+            let dec_in = shifted(&d, &d.second, w1, Part::Decoder, if format == Format::Hf { pad } else { zero }, pad, opts.packed);
             let enc_seen = mark(&d, w0, Part::Encoder, 0, |_, _| 1);
             let dec_seen = mark(&d, w1, Part::Decoder, 0, |_, _| 1);
             let packed = opts.packed.then(|| {
@@ -312,7 +315,7 @@ pub fn format<O: OutToken>(d: Denoised<O>, format: Format, pad: O, opts: Options
                     out.push(Field { name: "cu_seqlens", shape: vec![c.len()], data: c });
                 }
             } else {
-                let dec_in = shifted(&d, &d.first, w0, Part::Sequence, zero, pad);
+                let dec_in = shifted(&d, &d.first, w0, Part::Sequence, zero, pad, opts.packed);
                 // seqio's PrefixLMFeatureConverter: full attention over the inputs and one
                 // position more (`position < len(inputs) + 1`).
                 let causal = per_row(&d, w0, zero, |_, segs, row| {

@@ -80,6 +80,9 @@ impl<T: Token> Corpus<'_, T> {
         let (Some(sep), Some(off)) = (self.separator, self.doc_offsets) else {
             return &self.tokens[start as usize..stop as usize];
         };
+        if start == stop || off.len() < 2 {
+            return &self.tokens[..0];
+        }
         // Document j occupies joined positions [off[j] + j, off[j+1] + j); its separator
         // follows at off[j+1] + j. Start in the last document beginning at or before `start`
         // (empty documents share a position; any of them gives the same slice).
@@ -134,6 +137,10 @@ impl SampleIndex {
         seed: u64,
     ) -> Result<Self> {
         corpus.validate()?;
+        if documents == Documents::Respect && corpus.separator.is_some() {
+            // Respect-mode spans are token positions; a separator would shift them.
+            return Err(Error::invalid("separator_id", "set", "only joins documents with documents='concat'"));
+        }
         if raw_lengths.len() != mixture.denoisers().len() || raw_lengths.contains(&0) {
             return Err(Error::Internal(format!("raw lengths {raw_lengths:?} do not match the mixture")));
         }

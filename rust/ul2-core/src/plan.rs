@@ -50,25 +50,71 @@ pub(crate) fn span_lengths(
     Ok((inputs, noise + used + eos, spans, used))
 }
 
-/// Largest `x` in `[0, cap]` with `fits(x)`, for a monotone `fits` with `fits(0)`.
-fn largest<F: FnMut(usize) -> Result<bool>>(cap: usize, mut fits: F) -> Result<Option<usize>> {
-    if !fits(0)? {
+/// Largest `x` in `[lo, cap]` with `fits(x)`, for a `fits` monotone on that range; `None`
+/// when not even `fits(lo)`.
+fn largest<F: FnMut(usize) -> Result<bool>>(lo: usize, cap: usize, mut fits: F) -> Result<Option<usize>> {
+    if !fits(lo)? {
         return Ok(None);
     }
-    let mut hi = 1usize;
-    while hi <= cap && fits(hi)? {
-        hi = hi.saturating_mul(2);
+    let mut step = 1usize;
+    while lo + step <= cap && fits(lo + step)? {
+        step = step.saturating_mul(2);
     }
-    let (mut lo, mut hi) = (hi / 2, hi.min(cap + 1)); // fits(lo), !fits(hi) or hi > cap
-    while hi - lo > 1 {
-        let mid = lo + (hi - lo) / 2;
-        if fits(mid)? { lo = mid } else { hi = mid }
+    let (mut good, mut bad) = (lo + step / 2, (lo + step).min(cap + 1));
+    while bad - good > 1 {
+        let mid = good + (bad - good) / 2;
+        if fits(mid)? { good = mid } else { bad = mid }
     }
-    Ok(Some(lo))
+    Ok(Some(good))
 }
 
 /// Raw lengths beyond this are treated as unbounded (e.g. `noise_density=1`).
 const MAX_RAW: usize = 1 << 40;
+
+/// The shortest raw length from which `params` counts are valid: 1 when they always are
+/// (a 1-token row has no noise), else the first length where `N` and `L − N` reach
+/// `num_spans` (both only grow with `L`, so validity is monotone from 2 tokens on).
+fn first_valid(params: &SpanParams) -> Result<usize> {
+    if params.counts(2).is_ok() {
+        return Ok(1);
+    }
+    params.counts(MAX_RAW)?; // never valid: report why
+    let (mut bad, mut good) = (2usize, MAX_RAW);
+    while good - bad > 1 {
+        let mid = bad + (good - bad) / 2;
+        if params.counts(mid).is_ok() { good = mid } else { bad = mid }
+    }
+    Ok(good)
+}
+
+/// The largest raw length with `fits` for span corruption, searched where counts are valid.
+fn largest_span_raw<F: FnMut(usize) -> Result<bool>>(params: &SpanParams, fits: F) -> Result<Option<usize>> {
+    largest(first_valid(params)?, MAX_RAW, fits)
+}
+
+/// Which budget a row that fits nowhere runs into first, as an error.
+fn too_small_span(
+    params: &SpanParams,
+    inputs_length: usize,
+    targets_length: Option<usize>,
+    prompt_length: usize,
+    eos: usize,
+) -> Error {
+    let shortest = first_valid(params).unwrap_or(1);
+    let (i, t, ..) = span_lengths(shortest, params, prompt_length, eos, None).unwrap_or((usize::MAX, 0, 0, 0));
+    match targets_length {
+        Some(tl) if i <= inputs_length && t > tl => Error::invalid(
+            "targets_length",
+            tl,
+            format!("too small: the shortest row ({shortest} tokens) needs {t} target tokens (EOS included)"),
+        ),
+        _ => Error::invalid(
+            "inputs_length",
+            inputs_length,
+            format!("too small: the shortest row ({shortest} tokens) needs {i} inputs (prompt of {prompt_length} and EOS included)"),
+        ),
+    }
+}
 
 /// T5's `random_spans_helper` made exact: the largest raw length whose inputs (prompt and
 /// EOS included) fit `inputs_length` and whose targets fit `targets_length` when given;
@@ -86,33 +132,34 @@ pub fn plan_span_corruption(
         let (i, t, ..) = span_lengths(raw, params, prompt_length, eos, sentinels)?;
         Ok(i <= inputs_length && targets_length.is_none_or(|tl| t <= tl))
     };
-    let Some(mut raw) = largest(MAX_RAW, fits)? else {
-        return Err(Error::invalid(
-            "inputs_length",
-            inputs_length,
-            format!("too small for a prompt of {prompt_length} tokens plus EOS"),
-        ));
+    let Some(mut raw) = largest_span_raw(params, fits)? else {
+        return Err(too_small_span(params, inputs_length, targets_length, prompt_length, eos));
     };
     if raw >= MAX_RAW {
-        return Err(Error::invalid(
-            "targets_length",
-            "None",
-            format!("noise_density={} never fills the inputs; give targets_length", params.noise_density),
-        ));
+        let inputs_at = |raw| span_lengths(raw, params, prompt_length, eos, None).map_or(0, |l| l.0);
+        let grows = inputs_at(MAX_RAW) > inputs_at(MAX_RAW / 2);
+        return Err(match targets_length {
+            _ if grows => Error::invalid("inputs_length", inputs_length, "too large: the raw length would exceed 2**40 tokens"),
+            None => Error::invalid(
+                "targets_length",
+                "None",
+                format!("noise_density={} never fills the inputs; give targets_length", params.noise_density),
+            ),
+            Some(tl) => Error::invalid("targets_length", tl, "too large: the raw length would exceed 2**40 tokens"),
+        });
     }
     let mut lens = span_lengths(raw, params, prompt_length, eos, sentinels)?;
     if params.noise_density == 0.5 {
-        while raw > 0 && lens.1 > lens.0 {
-            raw -= 1;
-            lens = span_lengths(raw, params, prompt_length, eos, sentinels)?;
+        // The helper's rule, recounted: step down while targets outgrow inputs.
+        while raw > 1 && lens.1 > lens.0 {
+            match span_lengths(raw - 1, params, prompt_length, eos, sentinels) {
+                Ok(l) => {
+                    raw -= 1;
+                    lens = l;
+                }
+                Err(_) => break,
+            }
         }
-    }
-    if raw == 0 {
-        return Err(Error::invalid(
-            "inputs_length",
-            inputs_length,
-            format!("too small: no raw token fits with a prompt of {prompt_length} tokens"),
-        ));
     }
     let (inputs_length, targets_length, spans, used) = lens;
     if let Some(s) = sentinels {
@@ -140,7 +187,10 @@ pub fn plan_denoiser(denoiser: &Denoiser, budget: Budget, eos: bool, sentinels: 
                 let (i, t, ..) = span_lengths(raw, params, p, e, Some(sentinels))?;
                 Ok(i + t <= sequence)
             };
-            let raw = largest(MAX_RAW, fits)?.filter(|&r| r > 0).ok_or_else(|| too_small("sequence_length", sequence, p))?;
+            let raw = largest_span_raw(params, fits)?.ok_or_else(|| too_small("sequence_length", sequence, p))?;
+            if raw >= MAX_RAW {
+                return Err(Error::invalid("sequence_length", sequence, "too large: the raw length would exceed 2**40 tokens"));
+            }
             let (i, t, spans, used) = span_lengths(raw, params, p, e, Some(sentinels))?;
             sentinels.admit(spans, used - spans)?;
             Ok(PlanRow { raw_length: raw, inputs_length: i, targets_length: t, spans, sentinels: used })

@@ -8,7 +8,7 @@ pub fn check_suffix_density(suffix_density: f64) -> Result<f64> {
     if (0.0..=0.5).contains(&suffix_density) {
         Ok(suffix_density)
     } else {
-        Err(Error::invalid("suffix_density", suffix_density, "must be a number in [0, 0.5] (T5's prefix_lm)"))
+        Err(Error::invalid("suffix_density", crate::error::real(suffix_density), "must be a number in [0, 0.5] (T5's prefix_lm)"))
     }
 }
 

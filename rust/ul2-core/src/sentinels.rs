@@ -59,7 +59,10 @@ impl Sentinels {
                 format!("must be >= count={count} so every sentinel id is >= 0"),
             ));
         }
-        let ids = (0..count as i64).map(|k| vocab_size - 1 - k).collect();
+        let mut ids = crate::error::filled(count, 0i64, "count")?;
+        for (k, id) in ids.iter_mut().enumerate() {
+            *id = vocab_size - 1 - k as i64;
+        }
         Self::build(ids, Some(vocab_size), on_overflow, check_collisions)
     }
 

@@ -21,10 +21,10 @@ impl SpanParams {
         random_roll: bool,
     ) -> Result<Self> {
         if !(0.0..=1.0).contains(&noise_density) {
-            return Err(Error::invalid("noise_density", noise_density, "must be a number in [0, 1]"));
+            return Err(Error::invalid("noise_density", crate::error::real(noise_density), "must be a number in [0, 1]"));
         }
         if !(mean_span_length.is_finite() && mean_span_length > 0.0) {
-            return Err(Error::invalid("mean_span_length", mean_span_length, "must be a finite number > 0"));
+            return Err(Error::invalid("mean_span_length", crate::error::real(mean_span_length), "must be a finite number > 0"));
         }
         if num_spans == Some(0) {
             return Err(Error::invalid("num_spans", 0, "must be >= 1 (or None to derive it)"));
@@ -69,7 +69,7 @@ fn counts(length: usize, r: f64, mu: f64, num_spans: Option<usize>) -> Result<(u
             ),
             None => Error::invalid(
                 "mean_span_length",
-                mu,
+                crate::error::real(mu),
                 format!("gives {spans} spans for {noise} noise tokens at length {length}; must be >= 1"),
             ),
         });
@@ -77,7 +77,7 @@ fn counts(length: usize, r: f64, mu: f64, num_spans: Option<usize>) -> Result<(u
     if spans > length - noise {
         return Err(Error::invalid(
             if num_spans.is_some() { "num_spans" } else { "noise_density" },
-            if num_spans.is_some() { spans.to_string() } else { r.to_string() },
+            if num_spans.is_some() { spans.to_string() } else { crate::error::real(r) },
             format!(
                 "{spans} noise spans need as many non-noise spans but a {length}-token row has only {} non-noise tokens; \
                  lower noise_density or raise mean_span_length",
@@ -261,9 +261,10 @@ impl SpanScratch {
 /// A `length`-long noise mask (`true` = noise) keyed by `(seed, key)`.
 pub fn noise_mask(length: usize, params: &SpanParams, seed: u64, key: u64) -> Result<Vec<bool>> {
     let counts = params.counts(length)?;
+    let mut mask = crate::error::filled(length, false, "length")?;
+    mask.clear();
     let mut runs = Runs::default();
     SpanScratch::default().layout(length, counts, params.random_roll, seed, key, &mut runs);
-    let mut mask = Vec::with_capacity(length);
     runs.write_mask(&mut mask);
     Ok(mask)
 }

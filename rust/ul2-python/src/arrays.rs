@@ -4,7 +4,7 @@
 use numpy::{Element, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyFloat, PyInt, PyList, PyTuple};
+use pyo3::types::{PyBool, PyFloat, PyInt, PyList, PyRange, PyTuple};
 
 /// A read-only borrow of one array argument (no copy), with the argument's name.
 pub struct Borrowed<'py, T: Element> {
@@ -15,7 +15,9 @@ pub struct Borrowed<'py, T: Element> {
 impl<T: Element> Borrowed<'_, T> {
     /// The elements as one slice; non-contiguous input is refused rather than copied.
     pub fn slice(&self) -> PyResult<&[T]> {
-        self.array.as_slice().map_err(|_| {
+        // `as_slice` also accepts Fortran order, whose rows are not contiguous.
+        let c_order = self.array.is_c_contiguous() || self.array.ndim() <= 1;
+        c_order.then(|| self.array.as_slice().ok()).flatten().ok_or_else(|| {
             PyValueError::new_err(format!(
                 "{}: array is not C-contiguous (a strided view or Fortran order); pass numpy.ascontiguousarray(...)",
                 self.arg
@@ -76,17 +78,17 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
     obj.get_type().name().map_or_else(|_| "?".to_owned(), |n| n.to_string())
 }
 
-/// `obj` as a NumPy array; lists and tuples go through `numpy.asarray`.
+/// `obj` as a NumPy array; lists, tuples and ranges go through `numpy.asarray`.
 pub fn as_array<'py>(obj: &Bound<'py, PyAny>, arg: &str) -> PyResult<Bound<'py, PyUntypedArray>> {
     if let Ok(a) = obj.cast::<PyUntypedArray>() {
         return Ok(a.clone());
     }
-    if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
+    if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() || obj.is_instance_of::<PyRange>() {
         let arr = obj.py().import("numpy")?.call_method1("asarray", (obj,))?;
         return Ok(arr.cast_into::<PyUntypedArray>()?);
     }
     Err(PyTypeError::new_err(format!(
-        "{arg}: expected a numpy array of integer token ids, got {}",
+        "{arg}: expected a numpy array of integers, got {}",
         type_name(obj)
     )))
 }
@@ -122,11 +124,23 @@ pub fn tokens<'py>(obj: &Bound<'py, PyAny>, arg: &'static str, ndim: usize) -> P
         Tokens::U32(borrow(&arr, arg)?)
     } else {
         return Err(PyTypeError::new_err(format!(
-            "{arg}: dtype {} is not supported; token ids must be int32, int64, uint16 or uint32",
+            "{arg}: dtype {} is not supported; use integers of dtype int32, int64, uint16 or uint32",
             dtype.str()?
         )));
     };
     Ok((t, shape))
+}
+
+/// A 1-D `uint64` array (keys of `[0, 2**64)`), or `None` for other dtypes.
+pub fn u64_array<'py>(obj: &Bound<'py, PyAny>, arg: &'static str) -> PyResult<Option<Borrowed<'py, u64>>> {
+    let arr = as_array(obj, arg)?;
+    if !arr.dtype().is_equiv_to(&numpy::dtype::<u64>(obj.py())) {
+        return Ok(None);
+    }
+    if arr.ndim() != 1 {
+        return Err(PyValueError::new_err(format!("{arg}: expected a 1-D array, got {}-D", arr.ndim())));
+    }
+    borrow(&arr, arg).map(Some)
 }
 
 /// A 1-D bool array (a noise mask).
@@ -196,9 +210,7 @@ pub fn ids(obj: &Bound<'_, PyAny>, arg: &str) -> PyResult<Vec<i64>> {
     list.iter()
         .enumerate()
         .map(|(i, o)| {
-            let v = int(o, arg).map_err(|_| {
-                PyTypeError::new_err(format!("{arg}[{i}]={}: token ids must be ints", repr(o)))
-            })?;
+            let v = int(o, &format!("{arg}[{i}]"))?;
             if v < 0 {
                 return Err(PyValueError::new_err(format!("{arg}[{i}]={v}: token ids must be >= 0")));
             }

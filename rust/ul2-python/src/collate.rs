@@ -47,21 +47,29 @@ pub fn _validate(specs: Vec<Spec>) -> PyResult<()> {
 #[pyo3(signature = (specs, sentinels, inputs_length=None, targets_length=None, sequence_length=None, eos=true))]
 pub fn _plan(
     specs: Vec<Spec>,
-    sentinels: PyRef<'_, PySentinels>,
+    sentinels: &Bound<'_, PyAny>,
     inputs_length: Option<&Bound<'_, PyAny>>,
     targets_length: Option<&Bound<'_, PyAny>>,
     sequence_length: Option<&Bound<'_, PyAny>>,
     eos: bool,
 ) -> PyResult<Vec<(usize, usize, usize, usize, usize)>> {
+    let sentinels = sentinels_arg(sentinels)?;
     let m = mixture(specs)?;
     let budget = budget(inputs_length, targets_length, sequence_length)?;
     m.denoisers()
         .iter()
         .map(|d| {
-            let r = py(ul2_core::plan_denoiser(d, budget, eos, &sentinels.0))?;
+            let r = py(ul2_core::plan_denoiser(d, budget, eos, &sentinels))?;
             Ok((r.raw_length, r.inputs_length, r.targets_length, r.spans, r.sentinels))
         })
         .collect()
+}
+
+/// The `sentinels` argument, which must be a `ul2.Sentinels`.
+pub fn sentinels_arg(obj: &Bound<'_, PyAny>) -> PyResult<ul2_core::Sentinels> {
+    obj.cast::<PySentinels>()
+        .map(|s| s.get().0.clone())
+        .map_err(|_| PyTypeError::new_err(format!("sentinels={}: expected ul2.Sentinels (Sentinels.t5 or Sentinels.from_ids)", arrays::repr(obj))))
 }
 
 fn budget(
@@ -91,7 +99,14 @@ fn batch<'py>(rows: &Bound<'py, PyAny>) -> PyResult<Batch<'py>> {
         let items: Vec<Bound<'py, PyAny>> = rows.try_iter()?.collect::<PyResult<_>>()?;
         let list = items
             .iter()
-            .map(|r| arrays::tokens(r, "rows", 1).map(|(t, _)| t))
+            .enumerate()
+            .map(|(i, r)| {
+                arrays::tokens(r, "rows", 1).map(|(t, _)| t).map_err(|e| {
+                    // Name the row: "rows: ..." becomes "rows[i]: ...".
+                    let msg = e.value(rows.py()).to_string().replacen("rows:", &format!("rows[{i}]:"), 1);
+                    if e.is_instance_of::<PyTypeError>(rows.py()) { PyTypeError::new_err(msg) } else { PyValueError::new_err(msg) }
+                })
+            })
             .collect::<PyResult<Vec<_>>>()?;
         if let Some((i, t)) = list.iter().enumerate().find(|(_, t)| t.dtype_name() != list[0].dtype_name()) {
             return Err(PyTypeError::new_err(format!(
@@ -143,15 +158,11 @@ impl Engine {
         wide: bool,
         options: Options,
     ) -> PyResult<Self> {
-        let sentinels = sentinels
-            .cast::<PySentinels>()
-            .map_err(|_| PyTypeError::new_err(format!("sentinels={}: expected ul2.Sentinels", arrays::repr(sentinels))))?
-            .get()
-            .0
-            .clone();
+        let sentinels = sentinels_arg(sentinels)?;
         let mixture = mixture(specs)?;
         let budget = budget(inputs_length, targets_length, sequence_length)?;
         let eos_id = arrays::optional(eos_id, |e| arrays::count(e, "eos_id"))?.map(|e| e as i64);
+        let pad_id_obj = pad_id;
         let pad_id = arrays::count(pad_id, "pad_id")? as i64;
         let format = match format.filter(|f| !f.is_none()) {
             None if matches!(budget, Budget::Decoder { .. }) => Format::Decoder,
@@ -185,7 +196,11 @@ impl Engine {
         let plans = mixture
             .denoisers()
             .iter()
-            .map(|d| py(ul2_core::plan_denoiser(d, budget, eos_id.is_some(), &sentinels)))
+            .enumerate()
+            .map(|(i, d)| {
+                py(ul2_core::plan_denoiser(d, budget, eos_id.is_some(), &sentinels))
+                    .map_err(|e| crate::errors::prefixed(pad_id_obj.py(), e, &format!("mixture[{i}]: ")))
+            })
             .collect::<PyResult<Vec<_>>>()?;
         let widths = match budget {
             Budget::EncoderDecoder { inputs, targets } => {
@@ -226,7 +241,7 @@ impl Engine {
     }
 
     pub fn cfg(&self) -> RowConfig<'_> {
-        RowConfig { mixture: &self.mixture, sentinels: &self.sentinels, eos_id: self.eos_id, seed: self.seed }
+        RowConfig { max_raw: &self.raw_lengths, mixture: &self.mixture, sentinels: &self.sentinels, eos_id: self.eos_id, seed: self.seed }
     }
 
     /// Denoises `source`'s examples (keyed `keys`) into rows and hands the named arrays to
@@ -279,12 +294,19 @@ pub enum Bins<F> {
     Given(Vec<usize>),
 }
 
-/// Keys as `u64`: one per row, each >= 0.
-pub fn keys_arg(keys: &Bound<'_, PyAny>, n: usize) -> PyResult<Vec<u64>> {
-    let (k, shape) = arrays::tokens(keys, "keys", 1)?;
-    if shape[0] != n {
-        return Err(PyValueError::new_err(format!("keys: {} keys for {n} rows; give one key per row", shape[0])));
+/// Keys as `u64`, each in `[0, 2**64)`; `n`, when given, is how many there must be.
+pub fn keys_arg(keys: &Bound<'_, PyAny>, n: Option<usize>) -> PyResult<Vec<u64>> {
+    let count = |len: usize| match n {
+        Some(n) if n != len => Err(PyValueError::new_err(format!("keys: {len} keys for {n} rows; give one key per row"))),
+        _ => Ok(()),
+    };
+    if let Some(k) = arrays::u64_array(keys, "keys")? {
+        let s = k.slice()?;
+        count(s.len())?;
+        return Ok(s.to_vec());
     }
+    let (k, shape) = arrays::tokens(keys, "keys", 1)?;
+    count(shape[0])?;
     with_tokens!(&k, b => {
         b.slice()?
             .iter()
@@ -381,7 +403,7 @@ impl PyCollator {
                 let start = self.next_key.fetch_add(n as u64, Ordering::Relaxed);
                 (start..start + n as u64).collect()
             }
-            Some(k) => keys_arg(k, n)?,
+            Some(k) => keys_arg(k, Some(n))?,
         };
         let e = &self.engine;
         let packed = e.options.packed;

@@ -6,7 +6,7 @@ use pyo3::types::PyDict;
 use ul2_core::{Corpus, Documents, Options, SampleIndex, Samples, Token};
 
 use crate::arrays::{self, with_tokens};
-use crate::collate::{Bins, Engine, Spec};
+use crate::collate::{Bins, Engine, Spec, keys_arg};
 use crate::detach::run_detached;
 use crate::errors::py;
 
@@ -104,7 +104,6 @@ impl PyDataset {
         let (t, shape) = arrays::tokens(tokens, "tokens", 1)?;
         let doc_offsets = arrays::optional(doc_offsets, |o| offsets(o, shape[0]))?;
         let separator = arrays::optional(separator_id, |s| arrays::count(s, "separator_id"))?.map(|s| s as i64);
-        let separator = if documents == Documents::Concat { separator } else { None };
         let e = &engine;
         let (index, rows, fill_rate) = with_tokens!(&t, b => {
             let corpus = corpus(b.slice()?, doc_offsets.as_deref(), separator)?;
@@ -191,21 +190,13 @@ impl PyDataset {
     /// Rows `ids` (samples, or packed rows) as a batch dict.
     fn batch<'py>(&self, py_: Python<'py>, ids: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
         let n = self.__len__() as u64;
-        let (k, shape) = arrays::tokens(ids, "keys", 1)?;
-        if shape[0] == 0 {
+        let ids = keys_arg(ids, None)?;
+        if ids.is_empty() {
             return Err(PyValueError::new_err("keys: empty batch (0 keys)"));
         }
-        let ids: Vec<u64> = with_tokens!(&k, b => {
-            b.slice()?
-                .iter()
-                .map(|&x| {
-                    let v = x.to_i64();
-                    u64::try_from(v).ok().filter(|&u| u < n).ok_or_else(|| {
-                        PyIndexError::new_err(format!("keys: {v} is out of range for a dataset of {n} rows"))
-                    })
-                })
-                .collect::<PyResult<_>>()?
-        });
+        if let Some(&bad) = ids.iter().find(|&&k| k >= n) {
+            return Err(PyIndexError::new_err(format!("keys: {bad} is out of range for a dataset of {n} rows")));
+        }
         let (samples, bins): (Vec<u64>, Bins<fn(usize) -> usize>) = match &self.rows {
             None => (ids, Bins::One),
             Some(rows) => {

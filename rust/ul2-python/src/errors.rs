@@ -35,3 +35,10 @@ impl From<PyUl2Err> for PyErr {
 pub fn py<T>(r: ul2_core::Result<T>) -> pyo3::PyResult<T> {
     r.map_err(|e| PyUl2Err(e).into())
 }
+
+/// `e` with `prefix` in front of its message, same exception type (e.g. naming which
+/// denoiser of a mixture failed).
+pub fn prefixed(py: pyo3::Python<'_>, e: PyErr, prefix: &str) -> PyErr {
+    let msg = format!("{prefix}{}", e.value(py));
+    pyo3::types::PyAnyMethods::call1(e.get_type(py).as_any(), (msg,)).map_or(e, PyErr::from_value)
+}

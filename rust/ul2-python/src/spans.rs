@@ -1,7 +1,6 @@
 //! The SPEC §7 primitives and `Sentinels`.
 
 use numpy::{IntoPyArray, PyArray1};
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use ul2_core::{OutToken, Overflow, Runs, SpanParams, Token};
@@ -16,15 +15,15 @@ use crate::errors::py;
 pub struct PySentinels(pub ul2_core::Sentinels);
 
 fn overflow(on_overflow: &Bound<'_, PyAny>) -> PyResult<Overflow> {
-    let s: String = on_overflow
-        .extract()
-        .map_err(|_| PyValueError::new_err(format!("on_overflow={}: must be 'error', 'cap' or 't5'", arrays::repr(on_overflow))))?;
+    let s: String = on_overflow.extract().map_err(|_| {
+        pyo3::exceptions::PyTypeError::new_err(format!("on_overflow={}: must be 'error', 'cap' or 't5'", arrays::repr(on_overflow)))
+    })?;
     py(Overflow::parse(&s))
 }
 
 fn flag(obj: &Bound<'_, PyAny>, arg: &str) -> PyResult<bool> {
     obj.cast::<pyo3::types::PyBool>()
-        .map(|b| b.is_true())
+        .map(pyo3::types::PyBoolMethods::is_true)
         .map_err(|_| pyo3::exceptions::PyTypeError::new_err(format!("{arg}={}: must be True or False", arrays::repr(obj))))
 }
 
