@@ -24,8 +24,10 @@ demo: $(VENV)/.built
 
 test: test-rust test-python
 
+# The criterion benches run once each as tests, so a broken bench fails here, not later.
 test-rust:
 	cargo test --workspace --exclude ul2-python
+	cargo test -p ul2-benches --benches
 
 test-python: $(VENV)/.built
 	$(PY) -m mypy.stubtest ul2._ul2 --allowlist tests/stubtest-allowlist.txt

@@ -1,1 +1,170 @@
-fn main(){}
+//! Core throughput of `ul2-core` (criterion). Throughput is in raw input tokens, so
+//! `elem/s` reads as tokens/s; the planner, which does not touch tokens, is timed per call.
+//!
+//! Workload: T5's span corruption at `inputs_length = 512` (568 raw tokens, 85 noise tokens
+//! in 28 spans, 483 clean tokens), `Sentinels::t5(32128, 100)`, int32 tokens in
+//! `[2, 32028)`, EOS 1, pad 0. Batches are 256 rows.
+//!
+//! Run: `cargo bench -p ul2-benches` (all), `cargo bench -p ul2-benches -- denoise_batch`
+//! (one group), `cargo test -p ul2-benches --benches` (each once, as a smoke test).
+
+use std::hint::black_box;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use ul2_core::rng::{Purpose, Stream};
+use ul2_core::{
+    Composer, Denoised, Denoiser, Format, Kind, Mixture, Overflow, RowConfig, RowScratch, Rows, Runs, Sentinels,
+    SpanParams, SpanScratch, Options, apply_runs, applied_lengths, denoise_batch, denoise_row,
+    plan_span_corruption,
+};
+
+const RAW: usize = 568;
+const INPUTS: usize = 512;
+const TARGETS: usize = 114;
+const NOISE: usize = 85;
+const SPANS: usize = 28;
+const ROWS: usize = 256;
+const VOCAB: i64 = 32_128;
+const SEED: u64 = 0;
+
+fn t5_params() -> SpanParams {
+    SpanParams::new(0.15, 3.0, None, false).expect("valid T5 parameters")
+}
+
+fn t5_sentinels() -> Sentinels {
+    Sentinels::t5(VOCAB, 100, Overflow::Error, true).expect("valid sentinels")
+}
+
+fn t5_mixture() -> Mixture {
+    let d = Denoiser::new(Kind::SpanCorruption(t5_params()), Vec::new()).expect("valid denoiser");
+    Mixture::new(vec![(d, 1.0)]).expect("valid mixture")
+}
+
+/// `rows × width` token ids below the sentinel range, from a fixed stream.
+fn tokens(rows: usize, width: usize) -> Vec<i32> {
+    let mut s = Stream::new(12_345, 0, Purpose::NoiseSpans);
+    (0..rows * width).map(|_| 2 + s.below((VOCAB - 100 - 2) as u64) as i32).collect()
+}
+
+fn compose(c: &mut Criterion) {
+    let mut g = c.benchmark_group("compose");
+    let mut composer = Composer::default();
+    let mut out = Vec::with_capacity(SPANS);
+    for (total, parts, name) in [(NOISE, SPANS, "noise_85_into_28"), (RAW - NOISE, SPANS, "clean_483_into_28")] {
+        g.throughput(Throughput::Elements(total as u64));
+        let mut key = 0u64;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                key = key.wrapping_add(1);
+                let mut rng = Stream::new(SEED, key, Purpose::NoiseSpans);
+                out.clear();
+                composer.compose(black_box(total), black_box(parts), &mut rng, &mut out);
+                black_box(out.len())
+            });
+        });
+    }
+    g.finish();
+}
+
+fn layout(c: &mut Criterion) {
+    let mut g = c.benchmark_group("layout");
+    g.throughput(Throughput::Elements(RAW as u64));
+    let counts = t5_params().counts(RAW).expect("counts");
+    assert_eq!(counts, (NOISE, SPANS));
+    let mut scratch = SpanScratch::default();
+    let mut runs = Runs::default();
+    for (roll, name) in [(false, "t5_568"), (true, "t5_568_random_roll")] {
+        let mut key = 0u64;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                key = key.wrapping_add(1);
+                scratch.layout(black_box(RAW), counts, roll, SEED, key, &mut runs);
+                black_box(runs.lengths.len())
+            });
+        });
+    }
+    g.finish();
+}
+
+fn apply(c: &mut Criterion) {
+    let mut g = c.benchmark_group("apply_runs");
+    g.throughput(Throughput::Elements(RAW as u64));
+    let sentinels = t5_sentinels();
+    let row = tokens(1, RAW);
+    let mut runs = Runs::default();
+    SpanScratch::default().layout(RAW, (NOISE, SPANS), false, SEED, 7, &mut runs);
+    let (li, lt) = applied_lengths(&runs, RAW);
+    assert_eq!((li, lt), (INPUTS - 1, TARGETS - 1));
+    let (mut inputs, mut targets) = (vec![0i32; li], vec![0i32; lt]);
+    g.bench_function("t5_568_i32", |b| {
+        b.iter(|| black_box(apply_runs(black_box(&row), &runs, &sentinels, &mut inputs, &mut targets)));
+    });
+    g.finish();
+}
+
+fn plan(c: &mut Criterion) {
+    let mut g = c.benchmark_group("plan_span_corruption");
+    let sentinels = t5_sentinels();
+    for (r, mu, name) in [(0.15, 3.0, "t5_512"), (0.5, 64.0, "x_64_0.5_512")] {
+        let params = SpanParams::new(r, mu, None, false).expect("valid parameters");
+        g.bench_function(name, |b| {
+            b.iter(|| plan_span_corruption(black_box(INPUTS), &params, None, 0, true, Some(&sentinels)).expect("plan"));
+        });
+    }
+    g.finish();
+}
+
+fn batch_once(cfg: &RowConfig<'_>, rows: &Rows<'_, i32>, keys: &[u64]) -> Denoised<i32> {
+    denoise_batch(cfg, rows, keys, INPUTS, TARGETS, 0i32).expect("every row fits")
+}
+
+fn batch(c: &mut Criterion) {
+    let mut g = c.benchmark_group("denoise_batch");
+    g.throughput(Throughput::Elements((ROWS * RAW) as u64));
+    let (mixture, sentinels) = (t5_mixture(), t5_sentinels());
+    let cfg = RowConfig { max_raw: &[], mixture: &mixture, sentinels: &sentinels, eos_id: Some(1), seed: SEED };
+    let data = tokens(ROWS, RAW);
+    let rows = Rows::Dense { data: &data, width: RAW };
+    let keys: Vec<u64> = (0..ROWS as u64).collect();
+    let out = batch_once(&cfg, &rows, &keys);
+    assert!(out.segments.iter().all(|l| (l.inputs as usize, l.targets as usize) == (INPUTS, TARGETS)));
+
+    // The same 256 rows, one thread, into buffers allocated once: the denoising work alone,
+    // without allocating (and page-faulting) fresh output buffers as `denoise_batch` does.
+    let (mut inputs, mut targets) = (vec![0i32; ROWS * INPUTS], vec![0i32; ROWS * TARGETS]);
+    let mut scratch = RowScratch::default();
+    g.bench_function("t5_256x568_rows_into_reused_buffers", |b| {
+        b.iter(|| {
+            for (i, (inp, tgt)) in inputs.chunks_mut(INPUTS).zip(targets.chunks_mut(TARGETS)).enumerate() {
+                let l = denoise_row(&cfg, rows.row(i), keys[i], &mut scratch, inp, tgt).expect("row fits");
+                black_box(l);
+            }
+        });
+    });
+
+    let single = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
+    g.bench_function("t5_256x568_1_thread", |b| {
+        b.iter(|| single.install(|| black_box(batch_once(&cfg, &rows, black_box(&keys)))));
+    });
+    let threads = rayon::current_num_threads();
+    g.bench_function(format!("t5_256x568_{threads}_threads"), |b| {
+        b.iter(|| black_box(batch_once(&cfg, &rows, black_box(&keys))));
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("format");
+    g.throughput(Throughput::Elements((ROWS * RAW) as u64));
+    for (format, name) in [(Format::Hf, "hf_256"), (Format::Seqio, "seqio_256")] {
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || out.clone(),
+                |o| black_box(ul2_core::format(o, format, 0, Options::default()).expect("encoder-decoder format")),
+                BatchSize::LargeInput,
+            );
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, compose, layout, apply, plan, batch);
+criterion_main!(benches);

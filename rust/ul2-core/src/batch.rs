@@ -41,26 +41,14 @@ impl<'a, T> Rows<'a, T> {
     }
 }
 
-/// Encoder-decoder outputs before formatting: `[rows, width]` buffers padded with `pad`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EncDec<O> {
-    pub rows: usize,
-    pub inputs_width: usize,
-    pub targets_width: usize,
-    pub inputs: Vec<O>,
-    pub targets: Vec<O>,
-    pub lengths: Vec<RowLengths>,
-}
-
 /// Rows per rayon task: enough work per task to amortise scheduling, but at least a few
 /// tasks per thread for balance.
 fn rows_per_task(rows: usize) -> usize {
     (rows / (rayon::current_num_threads() * 4)).clamp(1, 64)
 }
 
-/// Denoises every row (`keys[i]` is row `i`'s example key) in parallel on the current
-/// rayon pool. On errors, the one of the lowest row is returned, so the message does not
-/// depend on scheduling.
+/// Denoises every row (`keys[i]` is row `i`'s example key) into encoder-decoder rows of
+/// `inputs_width` and `targets_width`, one example per row: [`denoise_rows`] without packing.
 pub fn denoise_batch<T: Token, O: OutToken>(
     cfg: &RowConfig<'_>,
     rows: &Rows<'_, T>,
@@ -68,69 +56,13 @@ pub fn denoise_batch<T: Token, O: OutToken>(
     inputs_width: usize,
     targets_width: usize,
     pad: O,
-) -> Result<EncDec<O>> {
+) -> Result<Denoised<O>> {
     let n = rows.len();
     if keys.len() != n {
         return Err(Error::invalid("keys", format!("<{} keys>", keys.len()), format!("need one key per row ({n} rows)")));
     }
-    let mut inputs = crate::error::filled(n.saturating_mul(inputs_width), pad, "inputs_length")?;
-    let mut targets = crate::error::filled(n.saturating_mul(targets_width), pad, "targets_length")?;
-    let mut lengths = vec![RowLengths::default(); n];
-    let chunk = rows_per_task(n);
-    // Zero-width outputs cannot be chunked; every row then fails `fit` (EOS needs a slot).
-    let (iw, tw) = (inputs_width.max(1), targets_width.max(1));
-    if inputs_width == 0 || targets_width == 0 {
-        inputs.resize(n * iw, pad);
-        targets.resize(n * tw, pad);
-    }
-    let first_error = inputs
-        .par_chunks_mut(iw * chunk)
-        .zip(targets.par_chunks_mut(tw * chunk))
-        .zip(lengths.par_chunks_mut(chunk))
-        .enumerate()
-        .map_init(RowScratch::default, |scratch, (c, ((inp, tgt), lens))| {
-            for (j, ((inp, tgt), len)) in inp.chunks_mut(iw).zip(tgt.chunks_mut(tw)).zip(lens).enumerate() {
-                let row = c * chunk + j;
-                let (inp, tgt) = (&mut inp[..inputs_width], &mut tgt[..targets_width]);
-                match denoise_row(cfg, rows.row(row), keys[row], scratch, inp, tgt) {
-                    Ok(l) => *len = l,
-                    Err(e) => return Some((row, e.at_row(row))),
-                }
-            }
-            None
-        })
-        .flatten()
-        .min_by_key(|(row, _)| *row);
-    if let Some((_, e)) = first_error {
-        return Err(e);
-    }
-    Ok(EncDec {
-        rows: n,
-        inputs_width,
-        targets_width,
-        inputs,
-        targets,
-        lengths,
-    })
-}
-
-/// Names the buffers of [`denoise_batch`] for an encoder-decoder `format` (one example per row).
-pub fn format_enc_dec<O: OutToken>(out: EncDec<O>, format: Format, pad: O) -> Result<Vec<Field<O>>> {
-    let segments = out
-        .lengths
-        .iter()
-        .map(|l| Segment { denoiser: l.denoiser as u32, inputs: l.inputs as u32, targets: l.targets as u32 })
-        .collect();
-    let d = Denoised {
-        rows: out.rows,
-        family: Family::EncoderDecoder,
-        widths: (out.inputs_width, out.targets_width),
-        first: out.inputs,
-        second: out.targets,
-        segments,
-        row_starts: (0..=out.rows).collect(),
-    };
-    crate::format::format(d, format, pad, crate::format::Options::default())
+    let layout = Layout { family: Family::EncoderDecoder, widths: (inputs_width, targets_width) };
+    denoise_rows(cfg, rows, keys, &(0..=n).collect::<Vec<_>>(), layout, pad)
 }
 
 /// Where example `i`'s tokens come from.

@@ -179,9 +179,9 @@ fn rows() -> Value {
         let out = denoise_batch(&cfg, &ragged, &keys, inputs_width, targets_width, pad).unwrap();
         let rows: Vec<Value> = (0..keys.len())
             .map(|i| {
-                let l = out.lengths[i];
-                let inputs = &out.inputs[i * inputs_width..i * inputs_width + l.inputs];
-                let targets = &out.targets[i * targets_width..i * targets_width + l.targets];
+                let l = out.segments[i];
+                let inputs = &out.first[i * inputs_width..i * inputs_width + l.inputs as usize];
+                let targets = &out.second[i * targets_width..i * targets_width + l.targets as usize];
                 json!({"key": u64_json(keys[i]), "denoiser": l.denoiser, "inputs": inputs, "targets": targets})
             })
             .collect();

@@ -740,7 +740,7 @@ const MAX_ROW: usize = 80;
 const IW: usize = MAX_ROW + 6;
 const TW: usize = 2 * MAX_ROW + 6;
 
-fn run_batch(cfg: &RowConfig<'_>, rows: &[Vec<i32>], keys: &[u64], threads: Option<usize>) -> ul2_core::EncDec<i32> {
+fn run_batch(cfg: &RowConfig<'_>, rows: &[Vec<i32>], keys: &[u64], threads: Option<usize>) -> ul2_core::Denoised<i32> {
     let ragged = Rows::Ragged(rows.iter().map(Vec::as_slice).collect());
     let go = || denoise_batch(cfg, &ragged, keys, IW, TW, 0i32).unwrap();
     match threads {
@@ -770,17 +770,17 @@ proptest! {
         let two = run_batch(&cfg, &rows, &keys, Some(2));
         prop_assert_eq!(&one, &two, "1 thread and 2 threads differ");
         prop_assert_eq!(one.rows, n);
-        prop_assert_eq!(one.inputs.len(), n * IW);
-        prop_assert_eq!(one.targets.len(), n * TW);
+        prop_assert_eq!(one.first.len(), n * IW);
+        prop_assert_eq!(one.second.len(), n * TW);
 
         // Any split into sub-batches, each keeping its rows' keys, gives the same rows.
         let mut start = 0;
         for end in 1..=n {
             if end == n || cuts[end - 1] {
                 let part = run_batch(&cfg, &rows[start..end], &keys[start..end], None);
-                prop_assert_eq!(&part.inputs[..], &one.inputs[start * IW..end * IW], "rows {}..{}", start, end);
-                prop_assert_eq!(&part.targets[..], &one.targets[start * TW..end * TW], "rows {}..{}", start, end);
-                prop_assert_eq!(&part.lengths[..], &one.lengths[start..end]);
+                prop_assert_eq!(&part.first[..], &one.first[start * IW..end * IW], "rows {}..{}", start, end);
+                prop_assert_eq!(&part.second[..], &one.second[start * TW..end * TW], "rows {}..{}", start, end);
+                prop_assert_eq!(&part.segments[..], &one.segments[start..end]);
                 start = end;
             }
         }
@@ -788,15 +788,16 @@ proptest! {
         // Each row is what denoise_row makes of it alone, padded with pad_id.
         for (i, row) in rows.iter().enumerate() {
             let (inputs, targets, d) = run_row(&cfg, row, keys[i], (IW, TW)).unwrap();
-            let l = one.lengths[i];
-            prop_assert_eq!(l.denoiser, d);
-            prop_assert_eq!(l.denoiser, mixture.choose(seed, keys[i]));
-            let got_in: Vec<i64> = one.inputs[i * IW..(i + 1) * IW].iter().map(|&x| i64::from(x)).collect();
-            let got_tg: Vec<i64> = one.targets[i * TW..(i + 1) * TW].iter().map(|&x| i64::from(x)).collect();
-            prop_assert_eq!(&got_in[..l.inputs], &inputs[..]);
-            prop_assert_eq!(&got_tg[..l.targets], &targets[..]);
-            prop_assert!(got_in[l.inputs..].iter().all(|&x| x == 0), "row {} inputs not padded", i);
-            prop_assert!(got_tg[l.targets..].iter().all(|&x| x == 0), "row {} targets not padded", i);
+            let l = one.segments[i];
+            let (li, lt) = (l.inputs as usize, l.targets as usize);
+            prop_assert_eq!(l.denoiser as usize, d);
+            prop_assert_eq!(l.denoiser as usize, mixture.choose(seed, keys[i]));
+            let got_in: Vec<i64> = one.first[i * IW..(i + 1) * IW].iter().map(|&x| i64::from(x)).collect();
+            let got_tg: Vec<i64> = one.second[i * TW..(i + 1) * TW].iter().map(|&x| i64::from(x)).collect();
+            prop_assert_eq!(&got_in[..li], &inputs[..]);
+            prop_assert_eq!(&got_tg[..lt], &targets[..]);
+            prop_assert!(got_in[li..].iter().all(|&x| x == 0), "row {} inputs not padded", i);
+            prop_assert!(got_tg[lt..].iter().all(|&x| x == 0), "row {} targets not padded", i);
         }
     }
 

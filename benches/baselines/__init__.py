@@ -1,0 +1,1 @@
+"""Reference implementations that the Python benchmarks compare ul2 against."""

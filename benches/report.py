@@ -1,0 +1,322 @@
+"""Throughput report: ul2's Collator vs the NumPy baseline vs a memcpy, in one process.
+
+Usage (from the repository root)::
+
+    .venv/bin/python benches/report.py [--quick] [--out bench-results]
+
+Each workload is timed with ``time.perf_counter`` (warm-up call, then best of N repeats, capped
+by a per-measurement time budget), for: ul2 on one thread, ul2 on all threads, the NumPy
+baseline (``benches/baselines/numpy_collator.py``) and a memcpy of as many bytes as the
+Collator writes. Throughput is in raw input tokens per second. The table goes to stdout, the
+numbers to ``<out>/latest.json`` and, when matplotlib is importable, a bar chart to
+``<out>/latest.png``.
+
+Workloads (also used by ``benches/python/test_bench_collator.py``):
+
+- ``t5``: ``ul2.presets.t5()`` at ``inputs_length=512``: 256 rows of 568 int32 tokens (T5's raw
+  length), ``Sentinels.t5(32128, 100)``; outputs 512 inputs / 114 targets per row.
+- ``ul2``: ``ul2.presets.ul2()`` (six span-corruption denoisers and a prefix LM, uniform rates)
+  at ``inputs_length=512`` with ``Sentinels.t5(32228, 128)`` (X(3, .5) needs 128 sentinels).
+  Every denoiser fills the 512 inputs from a different raw length (511 to 1006 tokens), so a
+  fixed row width would be too long for some of them. Instead each key ``k`` gets a row of
+  exactly the planned ``raw_length`` of the denoiser that ``k`` draws: a probe call on rows of
+  the shortest planned length finds the denoiser of every key (the denoisers put distinct
+  numbers of sentinels into the inputs at that length), then ragged rows of the planned
+  lengths are generated. Each row is then as long as the training pipeline would feed it, and
+  throughput per raw token compares fairly with ``t5`` (the mixture also writes 512-wide
+  targets). The NumPy baseline gets the same rows and the same per-row denoiser choices.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import ul2
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from baselines.numpy_collator import NumpyCollator, Prefix, Span  # noqa: E402
+
+BATCH = 256
+INPUTS_LENGTH = 512
+EOS_ID, PAD_ID, SEED = 1, 0, 0
+T5_SENTINELS = (32128, 100)
+UL2_SENTINELS = (32228, 128)
+
+Rows = npt.NDArray[np.int32] | list[npt.NDArray[np.int32]]
+Output = dict[str, npt.NDArray[Any]]
+
+
+@dataclass
+class Workload:
+    """One batch, the two collators that process it and a memcpy of the output's size."""
+
+    name: str
+    inputs_length: int
+    targets_length: int
+    rows: Rows
+    keys: npt.NDArray[np.int64]
+    choices: npt.NDArray[np.intp]  # index (in mixture/plan) of the denoiser of each row
+    mixture: ul2.Mixture
+    plan: ul2.Plan
+    sentinels: ul2.Sentinels
+    collator: ul2.Collator
+    baseline: NumpyCollator
+    copy_src: npt.NDArray[np.int32]
+    copy_dst: npt.NDArray[np.int32]
+
+    @property
+    def batch(self) -> int:
+        return len(self.rows)
+
+    @property
+    def raw_tokens(self) -> int:
+        return sum(len(r) for r in self.rows)
+
+    @property
+    def sentinel_floor(self) -> int:
+        """Smallest sentinel id: generated tokens stay below it, sentinels are at or above."""
+        return int(min(self.sentinels.ids))
+
+    @property
+    def vocab_size(self) -> int:
+        assert self.sentinels.vocab_size is not None
+        return self.sentinels.vocab_size
+
+    def run_ul2(self) -> Output:
+        return self.collator(self.rows, self.keys)
+
+    def run_numpy(self) -> Output:
+        return self.baseline(self.rows, self.choices)
+
+    def run_memcpy(self) -> npt.NDArray[np.int32]:
+        np.copyto(self.copy_dst, self.copy_src)
+        return self.copy_dst
+
+
+def baseline_denoiser(d: ul2.Denoiser) -> Span | Prefix:
+    if isinstance(d, ul2.SpanCorruption) and d.num_spans is None and not d.random_roll and not d.prefix:
+        return Span(d.mean_span_length, d.noise_density)
+    if isinstance(d, ul2.PrefixLM) and not d.prefix:
+        return Prefix(d.suffix_density)
+    raise ValueError(f"the NumPy baseline has no equivalent of {d!r}")
+
+
+def _workload(
+    name: str,
+    mixture: ul2.Mixture,
+    sentinels: ul2.Sentinels,
+    batch: int,
+    seed: int,
+    rows_for: Callable[[ul2.Collator, ul2.Plan, npt.NDArray[np.int64], np.random.Generator],
+                       tuple[Rows, npt.NDArray[np.intp]]],
+) -> Workload:
+    rng = np.random.default_rng(seed)
+    plan = ul2.plan(mixture, sentinels=sentinels, inputs_length=INPUTS_LENGTH)
+    collator = ul2.Collator(mixture, sentinels=sentinels, inputs_length=INPUTS_LENGTH, eos_id=EOS_ID,
+                            pad_id=PAD_ID, format="hf", seed=SEED)
+    targets_length = max(r.targets_length for r in plan)  # the Collator's default
+    keys = np.arange(batch, dtype=np.int64)
+    rows, choices = rows_for(collator, plan, keys, rng)
+    assert sentinels.vocab_size is not None
+    baseline = NumpyCollator([baseline_denoiser(d) for d in mixture.denoisers],
+                             vocab_size=sentinels.vocab_size, inputs_length=INPUTS_LENGTH,
+                             targets_length=targets_length, eos_id=EOS_ID, pad_id=PAD_ID, seed=SEED)
+    out_elems = batch * (2 * INPUTS_LENGTH + 3 * targets_length)
+    src = rng.integers(0, 1 << 30, size=out_elems, dtype=np.int32)
+    return Workload(name, INPUTS_LENGTH, targets_length, rows, keys, choices, mixture, plan, sentinels,
+                    collator, baseline, src, np.empty_like(src))
+
+
+def _tokens(rng: np.random.Generator, sentinels: ul2.Sentinels, shape: int | tuple[int, ...]) -> Any:
+    return rng.integers(2, min(sentinels.ids), size=shape, dtype=np.int32)
+
+
+def t5_workload(batch: int = BATCH, seed: int = 0) -> Workload:
+    """T5 span corruption: ``batch`` rows of 568 tokens."""
+    sentinels = ul2.Sentinels.t5(*T5_SENTINELS)
+
+    def rows_for(c: ul2.Collator, plan: ul2.Plan, keys: Any, rng: np.random.Generator) -> Any:
+        return _tokens(rng, sentinels, (len(keys), plan[0].raw_length)), np.zeros(len(keys), dtype=np.intp)
+
+    return _workload("t5", ul2.presets.t5(), sentinels, batch, seed, rows_for)
+
+
+def probe_choices(collator: ul2.Collator, plan: ul2.Plan, keys: Any, rng: np.random.Generator) -> Any:
+    """The denoiser each key draws, read off one call on rows of the shortest planned length:
+    at that length each denoiser puts a different number of sentinels into the inputs."""
+    sentinels = collator.sentinels
+    length = min(r.raw_length for r in plan)
+    spans = [ul2.span_counts(length, r.denoiser.noise_density, r.denoiser.mean_span_length)[1]
+             if isinstance(r.denoiser, ul2.SpanCorruption) else 0 for r in plan]
+    if len(set(spans)) != len(spans):
+        raise ValueError(f"probe: denoisers give the same sentinel counts {spans} at length {length}")
+    out = collator(_tokens(rng, sentinels, (len(keys), length)), keys)
+    found = (out["input_ids"] >= min(sentinels.ids)).sum(axis=1)
+    index = {s: i for i, s in enumerate(spans)}
+    unknown = set(found.tolist()) - set(index)
+    if unknown:
+        raise ValueError(f"probe: sentinel counts {sorted(unknown)} match no denoiser (expected {spans})")
+    return np.array([index[s] for s in found.tolist()], dtype=np.intp)
+
+
+def ul2_workload(batch: int = BATCH, seed: int = 0) -> Workload:
+    """The UL2 mixture: each key's row has the planned raw length of the denoiser it draws."""
+    sentinels = ul2.Sentinels.t5(*UL2_SENTINELS)
+
+    def rows_for(c: ul2.Collator, plan: ul2.Plan, keys: Any, rng: np.random.Generator) -> Any:
+        choices = probe_choices(c, plan, keys, rng)
+        lengths = [plan[i].raw_length for i in choices]
+        flat = _tokens(rng, sentinels, sum(lengths))
+        bounds = np.cumsum([0, *lengths])
+        return [flat[a:b] for a, b in itertools.pairwise(bounds)], choices
+
+    return _workload("ul2", ul2.presets.ul2(), sentinels, batch, seed, rows_for)
+
+
+WORKLOADS: dict[str, Callable[[], Workload]] = {"t5": t5_workload, "ul2": ul2_workload}
+
+
+def minor_faults() -> int | None:
+    """Minor page faults of this process so far (None where ``resource`` is missing)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+Timing = tuple[float, float, int, float | None]
+
+
+def time_best(fn: Callable[[], object], repeats: int, budget_s: float) -> Timing:
+    """(best s, median s, calls, minor page faults per call) over up to ``repeats`` calls after
+    one warm-up call; stops early (after at least 3 calls) once ``budget_s`` is spent."""
+    fn()
+    times: list[float] = []
+    faults = minor_faults()
+    start = time.perf_counter()
+    while len(times) < repeats and (len(times) < 3 or time.perf_counter() - start < budget_s):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    after = minor_faults()
+    per_call = None if faults is None or after is None else (after - faults) / len(times)
+    return min(times), statistics.median(times), len(times), per_call
+
+
+def measure(w: Workload, repeats: int, budget_s: float) -> list[dict[str, Any]]:
+    results: list[dict[str, Any]] = []
+    cases: list[tuple[str, int | None, Callable[[], object]]] = [
+        ("ul2", 1, w.run_ul2),
+        ("ul2", None, w.run_ul2),
+        ("numpy", 1, w.run_numpy),
+        ("memcpy", 1, w.run_memcpy),
+    ]
+    for impl, threads, fn in cases:
+        if impl == "ul2":
+            ul2.set_num_threads(threads)
+        try:
+            n_threads = ul2.get_num_threads() if impl == "ul2" else 1
+            best, median, count, faults = time_best(fn, repeats, budget_s)
+        finally:
+            ul2.set_num_threads(None)
+        results.append({
+            "workload": w.name, "impl": impl, "threads": n_threads, "batch": w.batch,
+            "raw_tokens": w.raw_tokens, "best_s": best, "median_s": median, "repeats": count,
+            "mtok_per_s": w.raw_tokens / best / 1e6, "page_faults_per_call": faults,
+        })
+    numpy_s: float = next(r["best_s"] for r in results if r["impl"] == "numpy")
+    memcpy_s: float = next(r["best_s"] for r in results if r["impl"] == "memcpy")
+    for r in results:
+        r["x_numpy"] = numpy_s / r["best_s"]
+        r["x_memcpy"] = memcpy_s / r["best_s"]
+    return results
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    head = ("workload", "impl", "threads", "M raw tok/s", "best ms", "median ms", "x NumPy", "x memcpy",
+            "faults/call")
+
+    def cells(r: dict[str, Any]) -> tuple[str, ...]:
+        faults = r["page_faults_per_call"]
+        return (r["workload"], r["impl"], str(r["threads"]), f"{r['mtok_per_s']:.1f}",
+                f"{r['best_s'] * 1e3:.3f}", f"{r['median_s'] * 1e3:.3f}", f"{r['x_numpy']:.1f}",
+                f"{r['x_memcpy']:.3f}", "-" if faults is None else f"{faults:.0f}")
+
+    rows = [cells(r) for r in results]
+    widths = [max(len(x[i]) for x in [head, *rows]) for i in range(len(head))]
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "  ".join(c.ljust(wd) if i < 2 else c.rjust(wd) for i, (c, wd) in enumerate(zip(cells, widths,
+                                                                                                 strict=True)))
+
+    return "\n".join(line(x) for x in [head, *rows])
+
+
+def chart(results: list[dict[str, Any]], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    labels = [f"{r['workload']}\n{r['impl']} ({r['threads']}t)" for r in results]
+    colors = {"ul2": "tab:blue", "numpy": "tab:orange", "memcpy": "tab:gray"}
+    fig, ax = plt.subplots(figsize=(max(6, len(results) * 0.9), 4))
+    heights = [r["mtok_per_s"] for r in results]
+    ax.bar(range(len(results)), heights, color=[colors[r["impl"]] for r in results])
+    ax.set_xticks(range(len(results)), labels, fontsize=7)
+    ax.set_yscale("log")
+    ax.set_ylabel("M raw tokens / s (log)")
+    ax.set_title("ul2 Collator vs NumPy baseline vs memcpy of the output bytes")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run, noisier numbers)")
+    p.add_argument("--out", type=Path, default=HERE.parent / "bench-results", help="output folder")
+    args = p.parse_args(argv)
+    repeats, budget_s = (10, 0.3) if args.quick else (200, 2.0)
+    started = time.perf_counter()
+    results = []
+    for make in WORKLOADS.values():
+        results.extend(measure(make(), repeats, budget_s))
+    print(table(results))
+    meta = {
+        "ul2": ul2.__version__, "numpy": np.__version__, "python": platform.python_version(),
+        "machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count(),
+        "quick": args.quick, "repeats": repeats, "budget_s": budget_s, "inputs_length": INPUTS_LENGTH,
+        "unix_time": time.time(), "wall_s": time.perf_counter() - started,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "latest.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+    written = [str(args.out / "latest.json")]
+    if chart(results, args.out / "latest.png"):
+        written.append(str(args.out / "latest.png"))
+    print(f"wrote {', '.join(written)} in {meta['wall_s']:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
