@@ -202,11 +202,11 @@ pub fn denoise_rows<T: Token, O: OutToken, S: RowSource<T>>(
                     let r = c * chunk + j;
                     let (a, b) = (&mut a[..w0], &mut b[..if layout.family == Family::Decoder { 0 } else { w1 }]);
                     let (mut oa, mut ob) = (0usize, 0usize);
-                    for i in bins[r]..bins[r + 1] {
+                    for (i, &key) in (bins[r]..bins[r + 1]).zip(&keys[bins[r]..bins[r + 1]]) {
                         let tokens = source.row(i, gather);
                         let l = match layout.family {
-                            Family::EncoderDecoder => denoise_row(cfg, tokens, keys[i], scratch, &mut a[oa..], &mut b[ob..]),
-                            Family::Decoder => decoder_row(cfg, tokens, keys[i], scratch, &mut a[oa..], tbuf, pad),
+                            Family::EncoderDecoder => denoise_row(cfg, tokens, key, scratch, &mut a[oa..], &mut b[ob..]),
+                            Family::Decoder => decoder_row(cfg, tokens, key, scratch, &mut a[oa..], tbuf, pad),
                         }
                         .map_err(|e| (i, e.at_row(i)))?;
                         segments.push(Segment { denoiser: l.denoiser as u32, inputs: l.inputs as u32, targets: l.targets as u32 });

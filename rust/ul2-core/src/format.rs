@@ -213,6 +213,7 @@ fn cu_seqlens<O: OutToken>(d: &Denoised<O>, width: usize, part: Part) -> Vec<O> 
 }
 
 /// Names `d`'s buffers for `format`.
+#[allow(clippy::too_many_lines)] // one arm per format, each listing its names in order
 pub fn format<O: OutToken>(d: Denoised<O>, format: Format, pad: O, opts: Options) -> Result<Vec<Field<O>>> {
     if format.family() != d.family {
         return Err(Error::Internal(format!("format {format:?} on {:?} rows", d.family)));

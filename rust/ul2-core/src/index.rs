@@ -89,7 +89,7 @@ impl<T: Token> Corpus<'_, T> {
         let mut j = {
             let (mut lo, mut hi) = (0usize, off.len() - 1);
             while hi - lo > 1 {
-                let mid = (lo + hi) / 2;
+                let mid = usize::midpoint(lo, hi);
                 if off[mid] + mid as u64 <= start { lo = mid } else { hi = mid }
             }
             lo

@@ -149,7 +149,9 @@ pub fn plan_span_corruption(
         });
     }
     let mut lens = span_lengths(raw, params, prompt_length, eos, sentinels)?;
-    if params.noise_density == 0.5 {
+    #[allow(clippy::float_cmp)] // T5's helper special-cases exactly 0.5
+    let at_half = params.noise_density == 0.5;
+    if at_half {
         // The helper's rule, recounted: step down while targets outgrow inputs.
         while raw > 1 && lens.1 > lens.0 {
             match span_lengths(raw - 1, params, prompt_length, eos, sentinels) {

@@ -63,7 +63,7 @@ impl Sentinels {
         for (k, id) in ids.iter_mut().enumerate() {
             *id = vocab_size - 1 - k as i64;
         }
-        Self::build(ids, Some(vocab_size), on_overflow, check_collisions)
+        Ok(Self::build(ids, Some(vocab_size), on_overflow, check_collisions))
     }
 
     /// Any ids, in `<extra_id_0>, <extra_id_1>, …` order; they must be distinct and >= 0.
@@ -76,17 +76,17 @@ impl Sentinels {
         }
         let mut sorted = ids.clone();
         sorted.sort_unstable();
-        if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
-            return Err(Error::invalid("ids", format!("[..{}..]", w[0]), format!("{} appears twice", w[0])));
+        if let Some(&[twice, _]) = sorted.windows(2).find(|w| w[0] == w[1]) {
+            return Err(Error::invalid("ids", format!("[..{twice}..]"), format!("{twice} appears twice")));
         }
-        Self::build(ids, None, on_overflow, check_collisions)
+        Ok(Self::build(ids, None, on_overflow, check_collisions))
     }
 
-    fn build(ids: Vec<i64>, vocab_size: Option<i64>, on_overflow: Overflow, check_collisions: bool) -> Result<Self> {
+    fn build(ids: Vec<i64>, vocab_size: Option<i64>, on_overflow: Overflow, check_collisions: bool) -> Self {
         let lo = *ids.iter().min().expect("non-empty");
         let hi = *ids.iter().max().expect("non-empty");
         let dense = (hi - lo + 1) as usize == ids.len();
-        Ok(Self {
+        Self {
             ids,
             vocab_size,
             on_overflow,
@@ -94,7 +94,7 @@ impl Sentinels {
             lo,
             hi,
             dense,
-        })
+        }
     }
 
     #[must_use]

@@ -165,6 +165,7 @@ impl Runs {
     }
 
     /// Runs of an arbitrary mask.
+    #[must_use]
     pub fn from_mask(mask: &[bool]) -> Self {
         let mut runs = Self {
             first_is_noise: mask.first().copied().unwrap_or(false),

@@ -35,6 +35,9 @@ pub fn mixture(specs: Vec<Spec>) -> PyResult<Mixture> {
     py(Mixture::new(entries))
 }
 
+/// A plan row: `(raw_length, inputs_length, targets_length, spans, sentinels)`.
+type PlanTuple = (usize, usize, usize, usize, usize);
+
 /// Checks denoiser specs the way the batch transform will use them.
 #[pyfunction]
 pub fn _validate(specs: Vec<Spec>) -> PyResult<()> {
@@ -52,7 +55,7 @@ pub fn _plan(
     targets_length: Option<&Bound<'_, PyAny>>,
     sequence_length: Option<&Bound<'_, PyAny>>,
     eos: bool,
-) -> PyResult<Vec<(usize, usize, usize, usize, usize)>> {
+) -> PyResult<Vec<PlanTuple>> {
     let sentinels = sentinels_arg(sentinels)?;
     let m = mixture(specs)?;
     let budget = budget(inputs_length, targets_length, sequence_length)?;

@@ -10,6 +10,9 @@ use crate::collate::{Bins, Engine, Spec, keys_arg};
 use crate::detach::run_detached;
 use crate::errors::py;
 
+/// Row grouping that never asks for lengths (a dataset's rows are packed at construction).
+type NoLengths = fn(usize) -> usize;
+
 /// Sample index and pack index over a borrowed token array.
 #[pyclass(module = "ul2._ul2", name = "_Dataset", frozen)]
 pub struct PyDataset {
@@ -197,7 +200,7 @@ impl PyDataset {
         if let Some(&bad) = ids.iter().find(|&&k| k >= n) {
             return Err(PyIndexError::new_err(format!("keys: {bad} is out of range for a dataset of {n} rows")));
         }
-        let (samples, bins): (Vec<u64>, Bins<fn(usize) -> usize>) = match &self.rows {
+        let (samples, bins): (Vec<u64>, Bins<NoLengths>) = match &self.rows {
             None => (ids, Bins::One),
             Some(rows) => {
                 let mut samples = Vec::new();

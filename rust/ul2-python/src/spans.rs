@@ -222,23 +222,20 @@ pub fn apply_mask<'py>(
     eos_id: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
     let (toks, _) = arrays::tokens(tokens, "tokens", 1)?;
-    let m = arrays::mask(mask, "mask")?;
-    let s = sentinels
-        .cast::<PySentinels>()
-        .map_err(|_| pyo3::exceptions::PyTypeError::new_err(format!("sentinels: expected ul2.Sentinels, got {}", arrays::repr(sentinels))))?;
-    let s = &s.get().0;
+    let mask = arrays::mask(mask, "mask")?;
+    let sentinels = crate::collate::sentinels_arg(sentinels)?;
     let eos = arrays::optional(eos_id, |e| arrays::count(e, "eos_id"))?.map(|e| e as i64);
-    let mask = m.slice()?;
+    let mask = mask.slice()?;
     // Narrow dtypes stay 32-bit; 64-bit and uint32 ids need int64 outputs.
     let wide = matches!(toks, Tokens::I64(_) | Tokens::U32(_));
     with_tokens!(&toks, b => {
-        let t = b.slice()?;
+        let tokens = b.slice()?;
         if wide {
-            let (i, o) = run_detached(py_, || apply::<_, i64>(t, mask, s, eos))?;
-            Ok((i.into_pyarray(py_).into_any(), o.into_pyarray(py_).into_any()))
+            let (inputs, targets) = run_detached(py_, || apply::<_, i64>(tokens, mask, &sentinels, eos))?;
+            Ok((inputs.into_pyarray(py_).into_any(), targets.into_pyarray(py_).into_any()))
         } else {
-            let (i, o) = run_detached(py_, || apply::<_, i32>(t, mask, s, eos))?;
-            Ok((i.into_pyarray(py_).into_any(), o.into_pyarray(py_).into_any()))
+            let (inputs, targets) = run_detached(py_, || apply::<_, i32>(tokens, mask, &sentinels, eos))?;
+            Ok((inputs.into_pyarray(py_).into_any(), targets.into_pyarray(py_).into_any()))
         }
     })
 }
