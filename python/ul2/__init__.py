@@ -9,9 +9,10 @@ import os
 
 from . import presets
 from ._ul2 import (
-    Sentinels,
     SentinelOverflowError,
+    Sentinels,
     __version__,
+    _after_fork_in_child,
     apply_mask,
     get_num_threads,
     noise_mask,
@@ -20,7 +21,6 @@ from ._ul2 import (
     set_num_threads,
     span_counts,
 )
-from ._ul2 import _after_fork_in_child
 from .collate import Collator
 from .dataset import DenoisingDataset
 from .denoisers import CausalLM, Denoiser, Mixture, PrefixLM, SpanCorruption
@@ -34,8 +34,8 @@ if hasattr(os, "register_at_fork"):
 __all__ = [
     "CausalLM",
     "Collator",
-    "DenoisingDataset",
     "Denoiser",
+    "DenoisingDataset",
     "Mixture",
     "Plan",
     "PlanRow",

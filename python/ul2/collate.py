@@ -74,9 +74,17 @@ class Collator:
         bidirectional_mask: bool = False,
     ) -> None:
         self._args = dict(
-            sentinels=sentinels, inputs_length=inputs_length, targets_length=targets_length,
-            sequence_length=sequence_length, eos_id=eos_id, pad_id=pad_id, format=format, seed=seed, dtype=dtype,
-            pack=pack, bidirectional_mask=bidirectional_mask,
+            sentinels=sentinels,
+            inputs_length=inputs_length,
+            targets_length=targets_length,
+            sequence_length=sequence_length,
+            eos_id=eos_id,
+            pad_id=pad_id,
+            format=format,
+            seed=seed,
+            dtype=dtype,
+            pack=pack,
+            bidirectional_mask=bidirectional_mask,
         )
         self.mixture = as_mixture(mixture)
         self.sentinels = sentinels
@@ -85,8 +93,18 @@ class Collator:
         self.eos_id, self.pad_id = eos_id, pad_id
         self.pack = _flag(pack, "pack")
         self._core = _ul2._Collator(
-            self.mixture._specs(), sentinels, inputs_length, targets_length, sequence_length, eos_id, pad_id, format,
-            seed, self.dtype == np.int64, self.pack, _flag(bidirectional_mask, "bidirectional_mask"),
+            self.mixture._specs(),
+            sentinels,
+            inputs_length,
+            targets_length,
+            sequence_length,
+            eos_id,
+            pad_id,
+            format,
+            seed,
+            self.dtype == np.int64,
+            self.pack,
+            _flag(bidirectional_mask, "bidirectional_mask"),
         )
         self.format: str = self._core.format
         self.inputs_length: int | None = self._core.inputs_length
@@ -113,9 +131,9 @@ class Collator:
 
     def __repr__(self) -> str:
         return (
-            f"Collator({self.mixture!r}, sentinels={self.sentinels!r}, {_budget(self)}, eos_id={self.eos_id}, "
-            f"pad_id={self.pad_id}, format={self.format!r}, seed={self.seed}, dtype=numpy.{self.dtype}, "
-            f"pack={self.pack})"
+            f"Collator({self.mixture!r}, sentinels={self.sentinels!r}, {_budget(self)}, "
+            f"eos_id={self.eos_id}, pad_id={self.pad_id}, format={self.format!r}, seed={self.seed}, "
+            f"dtype=numpy.{self.dtype}, pack={self.pack})"
         )
 
 

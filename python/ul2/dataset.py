@@ -52,21 +52,49 @@ class DenoisingDataset:
         dtype: npt.DTypeLike = np.int32,
     ) -> None:
         self._args = dict(
-            sentinels=sentinels, doc_offsets=doc_offsets, documents=documents, inputs_length=inputs_length,
-            targets_length=targets_length, sequence_length=sequence_length, format=format, seed=seed, eos_id=eos_id,
-            pad_id=pad_id, pack=pack, bidirectional_mask=bidirectional_mask, separator_id=separator_id, dtype=dtype,
+            sentinels=sentinels,
+            doc_offsets=doc_offsets,
+            documents=documents,
+            inputs_length=inputs_length,
+            targets_length=targets_length,
+            sequence_length=sequence_length,
+            format=format,
+            seed=seed,
+            eos_id=eos_id,
+            pad_id=pad_id,
+            pack=pack,
+            bidirectional_mask=bidirectional_mask,
+            separator_id=separator_id,
+            dtype=dtype,
         )
         self.mixture = as_mixture(mixture)
         self.sentinels = sentinels
         self.seed, self.eos_id, self.pad_id, self.documents = seed, eos_id, pad_id, documents
-        self.inputs_length, self.targets_length, self.sequence_length = inputs_length, targets_length, sequence_length
+        self.inputs_length, self.targets_length, self.sequence_length = (
+            inputs_length,
+            targets_length,
+            sequence_length,
+        )
         self.pack = _flag(pack, "pack")
         self.dtype = np.dtype(np.int64 if output_is_wide(dtype) else np.int32)
         self.tokens = tokens
         self._core = _ul2._Dataset(
-            tokens, self.mixture._specs(), sentinels, doc_offsets, documents, inputs_length, targets_length,
-            sequence_length, eos_id, pad_id, format, seed, self.dtype == np.int64, self.pack,
-            _flag(bidirectional_mask, "bidirectional_mask"), separator_id,
+            tokens,
+            self.mixture._specs(),
+            sentinels,
+            doc_offsets,
+            documents,
+            inputs_length,
+            targets_length,
+            sequence_length,
+            eos_id,
+            pad_id,
+            format,
+            seed,
+            self.dtype == np.int64,
+            self.pack,
+            _flag(bidirectional_mask, "bidirectional_mask"),
+            separator_id,
         )
         self.format: str = self._core.format
         self.targets_length = self._core.targets_length
@@ -87,7 +115,9 @@ class DenoisingDataset:
         if not -n <= k < n:
             raise IndexError(f"k={k}: index out of range for {n} items")
         out = self._core.batch([k % n])
-        return {name: (a if name in ("cu_seqlens", "decoder_cu_seqlens") else a[0]) for name, a in out.items()}
+        return {
+            name: (a if name in ("cu_seqlens", "decoder_cu_seqlens") else a[0]) for name, a in out.items()
+        }
 
     def batch(self, keys: npt.ArrayLike) -> dict[str, npt.NDArray[Any]]:
         """Items ``keys`` as one batch dict of arrays."""
@@ -130,14 +160,21 @@ class DenoisingDataset:
         return self._core.raw_lengths
 
     def plan(self) -> Plan:
-        return plan(self.mixture, sentinels=self.sentinels, inputs_length=self.inputs_length,
-                    targets_length=self.targets_length, sequence_length=self.sequence_length,
-                    eos=self.eos_id is not None)
+        return plan(
+            self.mixture,
+            sentinels=self.sentinels,
+            inputs_length=self.inputs_length,
+            targets_length=self.targets_length,
+            sequence_length=self.sequence_length,
+            eos=self.eos_id is not None,
+        )
 
     def __repr__(self) -> str:
-        return (f"DenoisingDataset(<{self.stream_length} tokens, {self.num_samples} samples, tail {self.tail}>, "
-                f"{len(self.mixture)} denoisers, {_budget(self)}, format={self.format!r}, pack={self.pack}, "
-                f"documents={self.documents!r}, seed={self.seed})")
+        return (
+            f"DenoisingDataset(<{self.stream_length} tokens, {self.num_samples} samples, tail {self.tail}>, "
+            f"{len(self.mixture)} denoisers, {_budget(self)}, format={self.format!r}, pack={self.pack}, "
+            f"documents={self.documents!r}, seed={self.seed})"
+        )
 
 
 class _MemmapRef(NamedTuple):
@@ -149,6 +186,7 @@ class _MemmapRef(NamedTuple):
 
 def _restore_dataset(tokens: Any, mixture: Mixture, args: dict[str, Any]) -> DenoisingDataset:
     if isinstance(tokens, _MemmapRef):
-        tokens = np.memmap(tokens.filename, dtype=np.dtype(tokens.dtype), mode="r", offset=tokens.offset,
-                           shape=tokens.shape)
+        tokens = np.memmap(
+            tokens.filename, dtype=np.dtype(tokens.dtype), mode="r", offset=tokens.offset, shape=tokens.shape
+        )
     return DenoisingDataset(tokens, mixture, **args)

@@ -7,8 +7,6 @@ import sys
 import time
 from typing import Any
 
-import numpy as np
-
 from . import presets
 from ._ul2 import SentinelOverflowError
 from .collate import Collator
@@ -29,16 +27,22 @@ def _show(tok: ByteTokenizer, ids: Any, width: int = 240) -> str:
         text = text[: width - 1] + "…"
     # Highlight sentinels so the spans stand out.
     parts = text.split("<extra_id_")
-    return parts[0] + "".join(_paint("<extra_id_" + p.split(">", 1)[0] + ">", "1;33") + p.split(">", 1)[1]
-                              if ">" in p else p for p in parts[1:])
+    return parts[0] + "".join(
+        _paint("<extra_id_" + p.split(">", 1)[0] + ">", "1;33") + p.split(">", 1)[1] if ">" in p else p
+        for p in parts[1:]
+    )
 
 
 def main(inputs_length: int = 512, seed: int = 0) -> None:
     tok = ByteTokenizer()
     t0 = time.perf_counter()
     stream = stdlib_stream(tok, max_bytes=16 << 20)
-    print(_paint("ul2 demo", "1"), f"— built-in corpus: {len(stdlib_files())} stdlib files, "
-          f"{len(stream) / 1e6:.1f} M byte tokens (ByT5 ids, 125 sentinels), read in {time.perf_counter() - t0:.1f} s\n")
+    print(
+        _paint("ul2 demo", "1"),
+        f"— built-in corpus: {len(stdlib_files())} stdlib files, "
+        f"{len(stream) / 1e6:.1f} M byte tokens (ByT5 ids, 125 sentinels), "
+        f"read in {time.perf_counter() - t0:.1f} s\n",
+    )
 
     mix = presets.ul2(prompts=tok.encode)
     strict = tok.sentinels()
@@ -57,8 +61,13 @@ def main(inputs_length: int = 512, seed: int = 0) -> None:
     for row in table:
         raw = stream[start : start + row.raw_length]
         start += row.raw_length
-        c = Collator(Mixture([(row.denoiser, 1.0)]), sentinels=sentinels, inputs_length=inputs_length,
-                     targets_length=inputs_length, seed=seed)
+        c = Collator(
+            Mixture([(row.denoiser, 1.0)]),
+            sentinels=sentinels,
+            inputs_length=inputs_length,
+            targets_length=inputs_length,
+            seed=seed,
+        )
         out = c(raw[None, :], keys=[0])
         n_in, n_tgt = int(out["attention_mask"].sum()), int(out["decoder_attention_mask"].sum())
         print(_paint(f"● {_label(row.denoiser)}", "1;36"), f"raw {len(raw)} → inputs {n_in}, targets {n_tgt}")
@@ -70,8 +79,11 @@ def main(inputs_length: int = 512, seed: int = 0) -> None:
     rows = stream[: 256 * 568].reshape(256, 568)
     t5(rows)
     best = min(_timed(t5, rows) for _ in range(5))
-    print(_paint("Throughput", "1"), f"presets.t5(), 256 × 568 raw tokens: {rows.size / best / 1e6:.0f} M tokens/s "
-          f"({best * 1e3:.2f} ms per batch, {t5.__class__.__name__} on all cores)")
+    print(
+        _paint("Throughput", "1"),
+        f"presets.t5(), 256 x 568 raw tokens: {rows.size / best / 1e6:.0f} M tokens/s "
+        f"({best * 1e3:.2f} ms per batch, {t5.__class__.__name__} on all cores)",
+    )
 
 
 def _timed(c: Collator, rows: Any) -> float:

@@ -7,7 +7,7 @@ import json
 import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, ClassVar, TypeAlias, Union
+from typing import Any, ClassVar, TypeAlias
 
 from . import _ul2
 
@@ -18,7 +18,9 @@ def _prefix(value: Iterable[int] | None) -> tuple[int, ...]:
     if value is None:
         return ()
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        raise TypeError(f"prefix={value!r}: expected a sequence of int token ids (encode prompt strings first)")
+        raise TypeError(
+            f"prefix={value!r}: expected a sequence of int token ids (encode prompt strings first)"
+        )
     out = tuple(value)
     for i, t in enumerate(out):
         if isinstance(t, bool) or not isinstance(t, numbers.Integral):
@@ -72,8 +74,15 @@ class SpanCorruption(_Denoiser):
         if self.num_spans is not None and self.num_spans < 1:
             raise ValueError(f"num_spans={self.num_spans}: must be >= 1 (or None to derive it)")
         n = None if self.num_spans is None else int(self.num_spans)
-        return ("span", float(self.mean_span_length), float(self.noise_density), n, self.random_roll,
-                list(self.prefix), rate)
+        return (
+            "span",
+            float(self.mean_span_length),
+            float(self.noise_density),
+            n,
+            self.random_roll,
+            list(self.prefix),
+            rate,
+        )
 
 
 @dataclass(frozen=True)
@@ -103,7 +112,7 @@ class CausalLM(_Denoiser):
         return ("causal", 0.0, 0.0, None, False, list(self.prefix), rate)
 
 
-Denoiser: TypeAlias = Union[SpanCorruption, PrefixLM, CausalLM]
+Denoiser: TypeAlias = SpanCorruption | PrefixLM | CausalLM
 _KINDS: dict[str, type[_Denoiser]] = {c.__name__: c for c in (SpanCorruption, PrefixLM, CausalLM)}
 
 
@@ -132,7 +141,7 @@ class Mixture:
         items = tuple(entries)
         if not items:
             raise ValueError("mixture=[]: must hold at least one (denoiser, rate) pair")
-        out = []
+        out: list[tuple[Denoiser, float]] = []
         for i, item in enumerate(items):
             if not (isinstance(item, tuple) and len(item) == 2):
                 raise TypeError(f"mixture[{i}]={item!r}: expected a (denoiser, rate) pair")
@@ -188,7 +197,7 @@ def as_mixture(value: Mixture | Denoiser | Sequence[tuple[Denoiser, float]]) -> 
     if isinstance(value, Mixture):
         return value
     if isinstance(value, _Denoiser):
-        return Mixture([(value, 1.0)])  # type: ignore[list-item]
+        return Mixture([(value, 1.0)])
     if isinstance(value, (list, tuple)):
         return Mixture(value)
     raise TypeError(f"mixture={value!r}: expected a Mixture, a denoiser or a list of (denoiser, rate) pairs")

@@ -40,13 +40,23 @@ class Plan(Sequence[PlanRow]):
     def __repr__(self) -> str:
         head = ("denoiser", "raw", "inputs", "targets", "spans", "sentinels")
         body = [
-            (_label(r.denoiser), str(r.raw_length), str(r.inputs_length), str(r.targets_length), str(r.spans),
-             str(r.sentinels))
+            (
+                _label(r.denoiser),
+                str(r.raw_length),
+                str(r.inputs_length),
+                str(r.targets_length),
+                str(r.spans),
+                str(r.sentinels),
+            )
             for r in self._rows
         ]
         widths = [max(len(row[i]) for row in [head, *body]) for i in range(len(head))]
-        lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
-                 for row in [head, *body]]
+        lines = [
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+            for row in [head, *body]
+        ]
         return "\n".join(lines)
 
 
@@ -80,7 +90,7 @@ def plan(
     """
     m = as_mixture(mixture)
     rows = []
-    for i, (d, spec) in enumerate(zip(m.denoisers, m._specs())):
+    for i, (d, spec) in enumerate(zip(m.denoisers, m._specs(), strict=True)):
         try:
             (r,) = _ul2._plan([spec], sentinels, inputs_length, targets_length, sequence_length, eos)
         except ValueError as e:

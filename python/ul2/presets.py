@@ -7,11 +7,11 @@ Mode prompts: ``prompts=None`` gives no prompt at all; a mapping gives each prom
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 
 from .denoisers import Denoiser, Mixture, PrefixLM, SpanCorruption
 
-Prompts = Mapping[str, Sequence[int]] | Callable[[str], Sequence[int]] | None
+Prompts = Mapping[str, Iterable[int]] | Callable[[str], Iterable[int]] | None
 
 R_PROMPT, X_PROMPT, S_PROMPT = "[NLU]", "[NLG]", "[S2S]"
 
@@ -22,7 +22,9 @@ def encode_prompt(prompts: Prompts, text: str) -> tuple[int, ...]:
         return ()
     if isinstance(prompts, Mapping):
         if text not in prompts:
-            raise ValueError(f"prompts: no token ids for {text!r}; give all of {[R_PROMPT, X_PROMPT, S_PROMPT]}")
+            raise ValueError(
+                f"prompts: no token ids for {text!r}; give all of {[R_PROMPT, X_PROMPT, S_PROMPT]}"
+            )
         return tuple(prompts[text])
     if callable(prompts):
         return tuple(prompts(text))
@@ -60,8 +62,10 @@ def ul2_paper(prompts: Prompts = None) -> Mixture:
 
 def ul2r(prompts: Prompts = None) -> Mixture:
     """UL2R (U-PaLM continued training of decoder-only models): 50% S, 25% R(3,.15), 25% X(32,.5)."""
-    return Mixture([
-        (PrefixLM(0.5, prefix=encode_prompt(prompts, S_PROMPT)), 0.5),
-        (_span(3.0, 0.15, prompts), 0.25),
-        (_span(32.0, 0.5, prompts), 0.25),
-    ])
+    return Mixture(
+        [
+            (PrefixLM(0.5, prefix=encode_prompt(prompts, S_PROMPT)), 0.5),
+            (_span(3.0, 0.15, prompts), 0.25),
+            (_span(32.0, 0.5, prompts), 0.25),
+        ]
+    )

@@ -23,7 +23,9 @@ class ByteTokenizer:
 
     def __init__(self, vocab_size: int = 384, sentinel_count: int = 125) -> None:
         if vocab_size - sentinel_count < 256 + self.offset:
-            raise ValueError(f"vocab_size={vocab_size}: too small for 256 bytes, 3 specials and {sentinel_count} sentinels")
+            raise ValueError(
+                f"vocab_size={vocab_size}: too small for 256 bytes, 3 specials and {sentinel_count} sentinels"
+            )
         self.vocab_size, self.sentinel_count = vocab_size, sentinel_count
 
     def sentinels(self, **policies: Any) -> Sentinels:
