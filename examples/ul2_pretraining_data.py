@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-
 import ul2
 from ul2.sources import ByteTokenizer, stdlib_stream
 
