@@ -140,6 +140,11 @@ class DenoisingDataset:
         return self._core.num_samples
 
     @property
+    def index_bytes(self) -> int:
+        """Memory the sample index (and pack index) holds, in bytes."""
+        return self._core.index_bytes
+
+    @property
     def tail(self) -> int:
         """Tokens at the end of the stream that no sample uses (0 in ``"respect"`` mode)."""
         return self._core.tail

@@ -1,10 +1,14 @@
 """Token sources: the built-in corpus (the Python standard library's own source files, present
-on every machine) and a byte-level tokenizer with the ByT5 convention."""
+on every machine), a byte-level tokenizer with the ByT5 convention, and readers that turn text,
+JSONL and Parquet files into one token stream with document offsets."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sysconfig
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +24,7 @@ class ByteTokenizer:
     (``<extra_id_0>`` = ``vocab_size - 1``)."""
 
     pad_id, eos_id, unk_id, offset = 0, 1, 2, 3
+    name = "byt5"
 
     def __init__(self, vocab_size: int = 384, sentinel_count: int = 125) -> None:
         if vocab_size - sentinel_count < 256 + self.offset:
@@ -28,12 +33,19 @@ class ByteTokenizer:
             )
         self.vocab_size, self.sentinel_count = vocab_size, sentinel_count
 
+    @property
+    def sentinel_ids(self) -> tuple[int, ...]:
+        return tuple(self.vocab_size - 1 - k for k in range(self.sentinel_count))
+
     def sentinels(self, **policies: Any) -> Sentinels:
         return Sentinels.t5(self.vocab_size, self.sentinel_count, **policies)
 
     def encode(self, text: str | bytes) -> npt.NDArray[np.int32]:
         data = text.encode("utf-8") if isinstance(text, str) else text
         return np.frombuffer(data, dtype=np.uint8).astype(np.int32) + self.offset
+
+    def encode_batch(self, texts: Sequence[str | bytes]) -> list[npt.NDArray[np.int32]]:
+        return [self.encode(t) for t in texts]
 
     def decode(self, ids: Any) -> str:
         """Text of ``ids``; sentinels as ``<extra_id_k>``, eos as ``</s>``, pads and -100 dropped."""
@@ -53,6 +65,16 @@ class ByteTokenizer:
                 out.append("<unk>")
         out.append(buf.decode("utf-8", errors="replace"))
         return "".join(out)
+
+    def describe(self) -> dict[str, Any]:
+        """What a manifest records about this tokenizer."""
+        return {
+            "kind": "byt5",
+            "vocab_size": self.vocab_size,
+            "sentinels": self.sentinel_count,
+            "pad_id": self.pad_id,
+            "eos_id": self.eos_id,
+        }
 
 
 def stdlib_files() -> list[Path]:
@@ -77,3 +99,173 @@ def stdlib_stream(tokenizer: ByteTokenizer, max_bytes: int | None = None) -> npt
     docs = [tokenizer.encode(d) for d in stdlib_documents(max_bytes)]
     eos = np.array([tokenizer.eos_id], dtype=np.int32)
     return np.concatenate([x for d in docs for x in (d, eos)]) if docs else np.zeros(0, np.int32)
+
+
+# --- Files in, one token stream out -------------------------------------------------------
+
+JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+def input_kind(path: Path) -> str:
+    """``"jsonl"``, ``"parquet"`` or ``"text"`` (one document per file), by file name."""
+    name = path.name.lower()
+    if name.endswith(JSONL_SUFFIXES) or name.endswith(tuple(s + ".gz" for s in JSONL_SUFFIXES)):
+        return "jsonl"
+    if name.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    return "text"
+
+
+def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
+    """Files named by ``inputs``; a directory stands for its files (recursively, sorted, hidden
+    ones skipped). A missing path is a ``FileNotFoundError`` naming it."""
+    out: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(
+                f for f in p.rglob("*") if f.is_file() and not any(part.startswith(".") for part in f.parts[len(p.parts):])
+            )
+            if not found:
+                raise FileNotFoundError(f"{item}: directory holds no files")
+            out.extend(found)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise FileNotFoundError(f"{item}: no such file or directory")
+    return out
+
+
+def _open_text(path: Path) -> Any:
+    if path.name.lower().endswith(".gz"):
+        import gzip
+
+        return gzip.open(path, "rt", encoding="utf-8")
+    return path.open(encoding="utf-8")
+
+
+def read_documents(path: Path, field: str = "text") -> Iterator[str | bytes]:
+    """The documents of one file: a text file is one document (its bytes); each line of a JSONL
+    file and each row of a Parquet file is one (its ``field``)."""
+    kind = input_kind(path)
+    if kind == "text":
+        yield path.read_bytes()
+    elif kind == "jsonl":
+        with _open_text(path) as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
+                if not isinstance(obj, dict) or field not in obj:
+                    keys = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
+                    raise ValueError(f"{path}:{lineno}: no field {field!r} (found {keys}); pick one with --field")
+                value = obj[field]
+                if not isinstance(value, str):
+                    raise ValueError(f"{path}:{lineno}: field {field!r} is {type(value).__name__}, not text")
+                yield value
+    else:
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise ValueError(f"{path}: reading Parquet needs pyarrow (pip install 'ul2[arrow]')") from None
+        pf = pq.ParquetFile(path)
+        names = pf.schema_arrow.names
+        if field not in names:
+            raise ValueError(f"{path}: no column {field!r} (found {names}); pick one with --field")
+        for batch in pf.iter_batches(columns=[field], batch_size=4096):
+            for value in batch.column(0).to_pylist():
+                if value is None:
+                    continue
+                if not isinstance(value, (str, bytes)):
+                    raise ValueError(f"{path}: column {field!r} holds {type(value).__name__}, not text")
+                yield value
+
+
+@dataclass
+class Corpus:
+    """Documents tokenized into one stream: ``tokens`` (int32) and ``doc_offsets`` (each
+    document's start, then ``len(tokens)``). Empty documents are skipped and counted."""
+
+    tokens: npt.NDArray[np.int32]
+    doc_offsets: npt.NDArray[np.int64]
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    empty_documents: int = 0
+
+    @property
+    def documents(self) -> int:
+        return len(self.doc_offsets) - 1
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the tokens and document boundaries (what a resumed job checks)."""
+        h = hashlib.sha256()
+        h.update(np.ascontiguousarray(self.tokens, dtype="<i4").tobytes())
+        h.update(np.ascontiguousarray(self.doc_offsets, dtype="<i8").tobytes())
+        return h.hexdigest()
+
+    def stream(self, separator_id: int | None) -> npt.NDArray[np.int32]:
+        """The documents joined with ``separator_id`` between them (what ``DenoisingDataset``
+        sees with ``separator_id``), for checking or inspecting."""
+        if separator_id is None or self.documents <= 1:
+            return self.tokens
+        starts = self.doc_offsets[1:-1]
+        return np.insert(self.tokens, starts, separator_id).astype(np.int32)
+
+
+def _text(doc: str | bytes) -> str:
+    return doc.decode("utf-8", errors="replace") if isinstance(doc, bytes) else doc
+
+
+def tokenize(docs: Iterable[str | bytes], tokenizer: Any, *, batch_size: int = 1024) -> Corpus:
+    """Encode ``docs`` with ``tokenizer`` (``encode_batch`` on batches of documents) into a Corpus."""
+    pieces: list[npt.NDArray[np.int32]] = []
+    empty = 0
+    byte_level = isinstance(tokenizer, ByteTokenizer)
+
+    def flush(batch: list[str | bytes]) -> None:
+        nonlocal empty
+        encoded = tokenizer.encode_batch(batch if byte_level else [_text(d) for d in batch])
+        for ids in encoded:
+            if len(ids):
+                pieces.append(np.asarray(ids, dtype=np.int32))
+            else:
+                empty += 1
+
+    batch: list[str | bytes] = []
+    for doc in docs:
+        batch.append(doc)
+        if len(batch) >= batch_size:
+            flush(batch)
+            batch = []
+    if batch:
+        flush(batch)
+    lengths = np.fromiter((len(p) for p in pieces), dtype=np.int64, count=len(pieces))
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    tokens = np.concatenate(pieces) if pieces else np.zeros(0, np.int32)
+    return Corpus(tokens, offsets, empty_documents=empty)
+
+
+def load_corpus(inputs: Sequence[str | Path], tokenizer: Any, *, field: str = "text") -> Corpus:
+    """Tokenize the files ``inputs`` (text, JSONL with ``field``, Parquet column ``field``;
+    directories recursively), or the built-in corpus (the standard library's sources) when
+    ``inputs`` is empty."""
+    if not inputs:
+        files = stdlib_files()
+        corpus = tokenize(stdlib_documents(), tokenizer)
+        corpus.sources = [
+            {"builtin": "python-stdlib", "root": sysconfig.get_paths()["stdlib"], "files": len(files),
+             "bytes": sum(f.stat().st_size for f in files)}
+        ]
+        return corpus
+    paths = expand_inputs(inputs)
+
+    def docs() -> Iterator[str | bytes]:
+        for p in paths:
+            yield from read_documents(p, field)
+
+    corpus = tokenize(docs(), tokenizer)
+    corpus.sources = [{"path": str(p), "kind": input_kind(p), "bytes": p.stat().st_size} for p in paths]
+    return corpus

@@ -79,7 +79,7 @@ impl Mixture {
             return 0;
         }
         let total = self.cumulative[self.cumulative.len() - 1];
-        let u = Stream::new(seed, key, Purpose::Denoiser).unit_f64() * total;
+        let u = crate::rng::unit_f64(Stream::first_u64(seed, key, Purpose::Denoiser)) * total;
         self.cumulative.iter().position(|&c| u < c).unwrap_or(self.cumulative.len() - 1)
     }
 }

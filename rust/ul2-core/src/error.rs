@@ -116,13 +116,19 @@ pub(crate) fn real(v: f64) -> String {
     if v.is_nan() { "nan".to_owned() } else { format!("{v:?}") }
 }
 
-/// `len` copies of `value`, or an error naming `arg` when the memory cannot be had
-/// (instead of the allocator aborting the process).
-pub fn filled<T: Clone>(len: usize, value: T, arg: &'static str) -> Result<Vec<T>> {
+/// An empty `Vec` with room for `capacity` elements, or an error naming `arg` when the
+/// memory cannot be had (instead of the allocator aborting the process).
+pub fn with_capacity<T>(capacity: usize, arg: &'static str) -> Result<Vec<T>> {
     let mut v = Vec::new();
-    v.try_reserve_exact(len).map_err(|_| {
-        Error::invalid(arg, len, format!("too large: cannot allocate {len} elements of {} bytes", size_of::<T>()))
+    v.try_reserve_exact(capacity).map_err(|_| {
+        Error::invalid(arg, capacity, format!("too large: cannot allocate {capacity} elements of {} bytes", size_of::<T>()))
     })?;
+    Ok(v)
+}
+
+/// `len` copies of `value`; see [`with_capacity`].
+pub fn filled<T: Clone>(len: usize, value: T, arg: &'static str) -> Result<Vec<T>> {
+    let mut v = with_capacity(len, arg)?;
     v.resize(len, value);
     Ok(v)
 }

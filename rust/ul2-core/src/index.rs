@@ -5,6 +5,8 @@
 //! The index stores only where each sample starts (8 bytes) and its denoiser (1 byte); a
 //! sample's tokens are borrowed from the stream when contiguous.
 
+use rayon::prelude::*;
+
 use crate::denoiser::Mixture;
 use crate::error::{Error, Result};
 use crate::Token;
@@ -148,32 +150,41 @@ impl SampleIndex {
             return Err(Error::invalid("mixture", mixture.denoisers().len(), "at most 256 denoisers"));
         }
         let total = corpus.stream_len();
-        let mut starts = Vec::with_capacity((total / *raw_lengths.iter().max().unwrap_or(&1) as u64) as usize + 2);
-        let mut denoisers = Vec::with_capacity(starts.capacity());
-        let mut k = 0u64;
+        // At most this many samples (all of the shortest denoiser), so no regrowth while
+        // building; trimmed to the real count at the end.
+        let most = (total / *raw_lengths.iter().min().unwrap_or(&1) as u64) as usize + 2;
+        let mut starts = crate::error::with_capacity(most, "tokens")?;
+        let mut denoisers = crate::error::with_capacity(most, "tokens")?;
         let mut pos = 0u64;
-        let mut push = |pos: u64, d: usize| {
-            starts.push(pos);
-            denoisers.push(d as u8);
-        };
         let tail = if documents == Documents::Concat {
-            loop {
-                let d = mixture.choose(seed, k);
-                let t = raw_lengths[d] as u64;
-                if pos + t > total {
-                    break total - pos;
+            // Choices depend on the key alone: draw them all in parallel (up to the bound),
+            // then walk their lengths until the stream runs out.
+            const CHUNK: usize = 1 << 16;
+            denoisers.resize(most, 0);
+            denoisers.par_chunks_mut(CHUNK).enumerate().for_each(|(c, chunk)| {
+                for (j, d) in chunk.iter_mut().enumerate() {
+                    *d = mixture.choose(seed, (c * CHUNK + j) as u64) as u8;
                 }
-                push(pos, d);
+            });
+            for &d in &denoisers {
+                let t = raw_lengths[usize::from(d)] as u64;
+                if pos + t > total {
+                    break;
+                }
+                starts.push(pos);
                 pos += t;
-                k += 1;
             }
+            denoisers.truncate(starts.len());
+            total - pos
         } else {
             let whole = [0, corpus.tokens.len() as u64];
+            let mut k = 0u64;
             for w in corpus.doc_offsets.unwrap_or(&whole).windows(2) {
                 pos = w[0];
                 while pos < w[1] {
                     let d = mixture.choose(seed, k);
-                    push(pos, d);
+                    starts.push(pos);
+                    denoisers.push(d as u8);
                     pos = (pos + raw_lengths[d] as u64).min(w[1]);
                     k += 1;
                 }
@@ -181,6 +192,8 @@ impl SampleIndex {
             0
         };
         starts.push(pos);
+        starts.shrink_to_fit();
+        denoisers.shrink_to_fit();
         Ok(Self { starts, denoisers, tail })
     }
 
@@ -205,5 +218,11 @@ impl SampleIndex {
     #[must_use]
     pub const fn bytes_per_sample() -> usize {
         std::mem::size_of::<u64>() + std::mem::size_of::<u8>()
+    }
+
+    /// Heap bytes the index holds.
+    #[must_use]
+    pub fn heap_bytes(&self) -> usize {
+        self.starts.capacity() * size_of::<u64>() + self.denoisers.capacity()
     }
 }

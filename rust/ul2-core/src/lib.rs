@@ -30,7 +30,7 @@ pub use sentinels::{Overflow, Sentinels, applied_lengths, apply_runs};
 pub use spans::{Composer, Runs, SpanParams, SpanScratch, noise_mask, span_counts};
 
 /// An input token type (what NumPy arrays may hold: int32, int64, uint16, uint32).
-pub trait Token: Copy + Send + Sync + 'static {
+pub trait Token: Copy + Ord + Send + Sync + 'static {
     fn to_i64(self) -> i64;
     /// `v` as this type, if it fits.
     fn try_from_i64(v: i64) -> Option<Self>;

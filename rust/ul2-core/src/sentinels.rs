@@ -167,15 +167,14 @@ impl Sentinels {
     /// `max_id` (what the output dtype holds) and, unless turned off, not a sentinel id.
     /// One vectorisable min/max pass; the per-token scan runs only to name the culprit.
     pub fn check_tokens<T: crate::Token>(&self, tokens: &[T], max_id: i64, arg: &'static str) -> Result<()> {
-        let (mut min, mut max) = (i64::MAX, i64::MIN);
-        for &t in tokens {
-            let t = t.to_i64();
-            min = min.min(t);
-            max = max.max(t);
-        }
+        // Reductions in the token's own type vectorise; widening first does not.
+        let (Some(min), Some(max)) = (tokens.iter().copied().min(), tokens.iter().copied().max()) else {
+            return Ok(());
+        };
+        let (min, max) = (min.to_i64(), max.to_i64());
         let limit = self.vocab_size.map_or(max_id, |v| (v - 1).min(max_id));
         let may_collide = self.check_collisions && max >= self.lo && min <= self.hi;
-        if tokens.is_empty() || (min >= 0 && max <= limit && !may_collide) {
+        if min >= 0 && max <= limit && !may_collide {
             return Ok(());
         }
         for (position, &t) in tokens.iter().enumerate() {

@@ -262,8 +262,7 @@ impl SpanScratch {
 /// A `length`-long noise mask (`true` = noise) keyed by `(seed, key)`.
 pub fn noise_mask(length: usize, params: &SpanParams, seed: u64, key: u64) -> Result<Vec<bool>> {
     let counts = params.counts(length)?;
-    let mut mask = crate::error::filled(length, false, "length")?;
-    mask.clear();
+    let mut mask = crate::error::with_capacity(length, "length")?;
     let mut runs = Runs::default();
     SpanScratch::default().layout(length, counts, params.random_roll, seed, key, &mut runs);
     runs.write_mask(&mut mask);

@@ -147,6 +147,11 @@ impl PyDataset {
     fn format(&self) -> &'static str {
         self.engine.format_name()
     }
+    /// Heap bytes of the sample index (and pack index, when packed).
+    #[getter]
+    fn index_bytes(&self) -> usize {
+        self.index.heap_bytes() + self.rows.as_ref().map_or(0, |r| r.capacity() * size_of::<usize>())
+    }
     #[getter]
     fn num_samples(&self) -> usize {
         self.index.len()

@@ -1,5 +1,11 @@
 //! Python bindings of ul2: convert, dispatch, release the GIL. No logic of their own.
 
+// Output arrays are allocated per call and freed when NumPy drops them; glibc returns such
+// large blocks to the OS, so every call page-faults fresh memory. mimalloc keeps and reuses
+// them (polars ships the same choice).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod arrays;
 mod collate;
 mod dataset;
