@@ -39,7 +39,7 @@ GROUPS = {
 NAMES = {"input_ids", "attention_mask", "labels", "decoder_input_ids", "decoder_attention_mask"}
 
 
-@pytest.fixture(scope="module", params=list(report.WORKLOADS))
+@pytest.fixture(scope="module", params=["t5", "ul2"])
 def workload(request: pytest.FixtureRequest) -> Workload:
     return report.WORKLOADS[request.param]()
 
@@ -168,3 +168,43 @@ def test_baseline_shapes_and_lengths_match_ul2(workload: Workload) -> None:
         assert np.array_equal(ours[name][spans], theirs[name][spans]), name
     # Different generators: same structure, different noise.
     assert not np.array_equal(ours["input_ids"], theirs["input_ids"])
+
+
+# Decoder-only packed rows: only ul2 and memcpy (the NumPy baseline does not pack).
+
+
+@pytest.fixture(scope="module")
+def decoder() -> Workload:
+    return report.decoder_workload()
+
+
+def check_packed(w: Workload, out: dict[str, npt.NDArray[Any]]) -> None:
+    seg, pos, ids = out["segment_ids"], out["positions"], out["input_ids"]
+    assert ids.shape[1] == report.SEQUENCE_LENGTH and ids.shape[0] < w.batch  # several examples per row
+    assert int(seg.max(axis=1).sum()) == w.batch  # every example in exactly one segment
+    starts = (pos == 0) & (seg > 0)
+    assert np.array_equal(np.cumsum(starts, axis=1) * (seg > 0), seg)
+    assert out["cu_seqlens"][-1] == ids.size
+    loss = out["labels"] != IGNORE_INDEX
+    assert (out["bidirectional_mask"].astype(bool) & loss).sum() == 0  # prefix and targets never overlap
+    tokens = int((seg > 0).sum())
+    assert tokens == int(out["attention_mask"].sum())
+    # Every raw token, plus 2 EOS per example and the prompts, is in the rows; sentinels add the rest.
+    assert tokens >= w.raw_tokens + 2 * w.batch
+
+
+@pytest.mark.parametrize("threads", [1, None])
+def test_ul2_decoder_packed(benchmark: Any, decoder: Workload, threads: int | None) -> None:
+    ul2.set_num_threads(threads)
+    try:
+        benchmark.group = "decoder-only 1024, packed"
+        check_packed(decoder, benchmark(decoder.run_ul2))
+    finally:
+        ul2.set_num_threads(None)
+
+
+def test_memcpy_decoder(benchmark: Any, decoder: Workload) -> None:
+    benchmark.group = "decoder-only 1024, packed"
+    out = benchmark(decoder.run_memcpy)
+    assert out.nbytes == sum(a.nbytes for a in decoder.run_ul2().values())
+    assert np.array_equal(out, decoder.copy_src)

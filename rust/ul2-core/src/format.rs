@@ -237,14 +237,14 @@ pub fn format<O: OutToken>(d: Denoised<O>, format: Format, pad: O, opts: Options
             });
             let denoiser = opts.denoiser.then(|| denoiser_field(&d, w1, Part::Decoder, opts.packed));
             let cu = (opts.packed && format == Format::Hf).then(|| (cu_seqlens(&d, w0, Part::Encoder), cu_seqlens(&d, w1, Part::Decoder)));
+            let row_targets: Vec<usize> = (0..rows).map(|r| spans(d.row_segments(r), Part::Decoder).map(|(_, l, _)| l).sum()).collect();
             let Denoised { first, mut second, .. } = d;
             if format == Format::Hf {
+                // Targets fill each decoder row from its start; the rest is padding.
                 let ignore = O::from_i64(IGNORE_INDEX);
-                second.par_iter_mut().zip(dec_seen.par_iter()).for_each(|(t, &m)| {
-                    if m == zero {
-                        *t = ignore;
-                    }
-                });
+                if w1 > 0 {
+                    second.par_chunks_mut(w1).zip(&row_targets).for_each(|(row, &used)| row[used..].fill(ignore));
+                }
                 out.extend([
                     field("input_ids", w0, first),
                     field("attention_mask", w0, enc_seen),
@@ -285,15 +285,13 @@ pub fn format<O: OutToken>(d: Denoised<O>, format: Format, pad: O, opts: Options
             }
         }
         Format::Decoder | Format::SeqioDecoder => {
-            let loss = mark(&d, w0, Part::Targets, 0, |_, _| 1);
             let seg = opts.packed.then(|| (mark(&d, w0, Part::Sequence, 0, |i, _| i as i64 + 1), positions(&d, w0, Part::Sequence)));
             let denoiser = opts.denoiser.then(|| denoiser_field(&d, w0, Part::Sequence, opts.packed));
             if format == Format::Decoder {
-                let ignore = O::from_i64(IGNORE_INDEX);
-                let mut labels = d.first.clone();
-                labels.par_iter_mut().zip(loss.par_iter()).for_each(|(t, &m)| {
-                    if m == zero {
-                        *t = ignore;
+                let labels = per_row(&d, w0, O::from_i64(IGNORE_INDEX), |r, segs, row| {
+                    let src = &d.first[r * w0..(r + 1) * w0];
+                    for (s, l, _) in spans(segs, Part::Targets) {
+                        row[s..s + l].copy_from_slice(&src[s..s + l]);
                     }
                 });
                 let seen = mark(&d, w0, Part::Sequence, 0, |_, _| 1);
@@ -316,6 +314,7 @@ pub fn format<O: OutToken>(d: Denoised<O>, format: Format, pad: O, opts: Options
                     out.push(Field { name: "cu_seqlens", shape: vec![c.len()], data: c });
                 }
             } else {
+                let loss = mark(&d, w0, Part::Targets, 0, |_, _| 1);
                 let dec_in = shifted(&d, &d.first, w0, Part::Sequence, zero, pad, opts.packed);
                 // seqio's PrefixLMFeatureConverter: full attention over the inputs and one
                 // position more (`position < len(inputs) + 1`).
