@@ -123,24 +123,52 @@ def _workload(
     sentinels: ul2.Sentinels,
     batch: int,
     seed: int,
-    rows_for: Callable[[ul2.Collator, ul2.Plan, npt.NDArray[np.int64], np.random.Generator],
-                       tuple[Rows, npt.NDArray[np.intp]]],
+    rows_for: Callable[
+        [ul2.Collator, ul2.Plan, npt.NDArray[np.int64], np.random.Generator],
+        tuple[Rows, npt.NDArray[np.intp]],
+    ],
 ) -> Workload:
     rng = np.random.default_rng(seed)
     plan = ul2.plan(mixture, sentinels=sentinels, inputs_length=INPUTS_LENGTH)
-    collator = ul2.Collator(mixture, sentinels=sentinels, inputs_length=INPUTS_LENGTH, eos_id=EOS_ID,
-                            pad_id=PAD_ID, format="hf", seed=SEED)
+    collator = ul2.Collator(
+        mixture,
+        sentinels=sentinels,
+        inputs_length=INPUTS_LENGTH,
+        eos_id=EOS_ID,
+        pad_id=PAD_ID,
+        format="hf",
+        seed=SEED,
+    )
     targets_length = max(r.targets_length for r in plan)  # the Collator's default
     keys = np.arange(batch, dtype=np.int64)
     rows, choices = rows_for(collator, plan, keys, rng)
     assert sentinels.vocab_size is not None
-    baseline = NumpyCollator([baseline_denoiser(d) for d in mixture.denoisers],
-                             vocab_size=sentinels.vocab_size, inputs_length=INPUTS_LENGTH,
-                             targets_length=targets_length, eos_id=EOS_ID, pad_id=PAD_ID, seed=SEED)
+    baseline = NumpyCollator(
+        [baseline_denoiser(d) for d in mixture.denoisers],
+        vocab_size=sentinels.vocab_size,
+        inputs_length=INPUTS_LENGTH,
+        targets_length=targets_length,
+        eos_id=EOS_ID,
+        pad_id=PAD_ID,
+        seed=SEED,
+    )
     out_elems = batch * (2 * INPUTS_LENGTH + 3 * targets_length)
     src = rng.integers(0, 1 << 30, size=out_elems, dtype=np.int32)
-    return Workload(name, INPUTS_LENGTH, targets_length, rows, keys, choices, mixture, plan, sentinels,
-                    collator, baseline, src, np.empty_like(src))
+    return Workload(
+        name,
+        INPUTS_LENGTH,
+        targets_length,
+        rows,
+        keys,
+        choices,
+        mixture,
+        plan,
+        sentinels,
+        collator,
+        baseline,
+        src,
+        np.empty_like(src),
+    )
 
 
 def _tokens(rng: np.random.Generator, sentinels: ul2.Sentinels, shape: int | tuple[int, ...]) -> Any:
@@ -162,8 +190,12 @@ def probe_choices(collator: ul2.Collator, plan: ul2.Plan, keys: Any, rng: np.ran
     at that length each denoiser puts a different number of sentinels into the inputs."""
     sentinels = collator.sentinels
     length = min(r.raw_length for r in plan)
-    spans = [ul2.span_counts(length, r.denoiser.noise_density, r.denoiser.mean_span_length)[1]
-             if isinstance(r.denoiser, ul2.SpanCorruption) else 0 for r in plan]
+    spans = [
+        ul2.span_counts(length, r.denoiser.noise_density, r.denoiser.mean_span_length)[1]
+        if isinstance(r.denoiser, ul2.SpanCorruption)
+        else 0
+        for r in plan
+    ]
     if len(set(spans)) != len(spans):
         raise ValueError(f"probe: denoisers give the same sentinel counts {spans} at length {length}")
     out = collator(_tokens(rng, sentinels, (len(keys), length)), keys)
@@ -199,18 +231,37 @@ def decoder_workload(batch: int = BATCH, seed: int = 0) -> Workload:
     sentinels = ul2.Sentinels.t5(*UL2_SENTINELS)
     mixture = ul2.presets.ul2()
     plan = ul2.plan(mixture, sentinels=sentinels, sequence_length=SEQUENCE_LENGTH)
-    collator = ul2.Collator(mixture, sentinels=sentinels, sequence_length=SEQUENCE_LENGTH, pack=True, seed=SEED)
+    collator = ul2.Collator(
+        mixture, sentinels=sentinels, sequence_length=SEQUENCE_LENGTH, pack=True, seed=SEED
+    )
     rng = np.random.default_rng(seed)
     lengths = rng.integers(64, min(r.raw_length for r in plan) + 1, size=batch)
     rows = [_tokens(rng, sentinels, int(n)) for n in lengths]
     keys = np.arange(batch, dtype=np.int64)
     written = sum(a.size for a in collator(rows, keys).values())  # what one call writes
     src = rng.integers(0, 1 << 30, size=written, dtype=np.int32)
-    return Workload("decoder1024", SEQUENCE_LENGTH, 0, rows, keys, np.zeros(batch, dtype=np.intp), mixture, plan,
-                    sentinels, collator, None, src, np.empty_like(src))
+    return Workload(
+        "decoder1024",
+        SEQUENCE_LENGTH,
+        0,
+        rows,
+        keys,
+        np.zeros(batch, dtype=np.intp),
+        mixture,
+        plan,
+        sentinels,
+        collator,
+        None,
+        src,
+        np.empty_like(src),
+    )
 
 
-WORKLOADS: dict[str, Callable[[], Workload]] = {"t5": t5_workload, "ul2": ul2_workload, "decoder1024": decoder_workload}
+WORKLOADS: dict[str, Callable[[], Workload]] = {
+    "t5": t5_workload,
+    "ul2": ul2_workload,
+    "decoder1024": decoder_workload,
+}
 
 
 def minor_faults() -> int | None:
@@ -257,11 +308,20 @@ def measure(w: Workload, repeats: int, budget_s: float) -> list[dict[str, Any]]:
             best, median, count, faults = time_best(fn, repeats, budget_s)
         finally:
             ul2.set_num_threads(None)
-        results.append({
-            "workload": w.name, "impl": impl, "threads": n_threads, "batch": w.batch,
-            "raw_tokens": w.raw_tokens, "best_s": best, "median_s": median, "repeats": count,
-            "mtok_per_s": w.raw_tokens / best / 1e6, "page_faults_per_call": faults,
-        })
+        results.append(
+            {
+                "workload": w.name,
+                "impl": impl,
+                "threads": n_threads,
+                "batch": w.batch,
+                "raw_tokens": w.raw_tokens,
+                "best_s": best,
+                "median_s": median,
+                "repeats": count,
+                "mtok_per_s": w.raw_tokens / best / 1e6,
+                "page_faults_per_call": faults,
+            }
+        )
     numpy_s = next((r["best_s"] for r in results if r["impl"] == "numpy"), None)
     memcpy_s: float = next(r["best_s"] for r in results if r["impl"] == "memcpy")
     for r in results:
@@ -272,9 +332,16 @@ def measure(w: Workload, repeats: int, budget_s: float) -> list[dict[str, Any]]:
 
 def summary(results: list[dict[str, Any]]) -> list[tuple[str, float, str]]:
     """The issue's targets as (what, measured ratio, target) from one run."""
+
     def best(workload: str, impl: str, threads: int | None = None) -> dict[str, Any]:
-        return next(r for r in results if r["workload"] == workload and r["impl"] == impl
-                    and (threads is None or r["threads"] == threads))
+        return next(
+            r
+            for r in results
+            if r["workload"] == workload
+            and r["impl"] == impl
+            and (threads is None or r["threads"] == threads)
+        )
+
     t5_1, ul2_1 = best("t5", "ul2", 1), best("ul2", "ul2", 1)
     cost_t5 = t5_1["best_s"] / t5_1["raw_tokens"]
     cost_ul2 = ul2_1["best_s"] / ul2_1["raw_tokens"]
@@ -285,28 +352,48 @@ def summary(results: list[dict[str, Any]]) -> list[tuple[str, float, str]]:
     ]
     multi = [r for r in results if r["workload"] == "t5" and r["impl"] == "ul2" and r["threads"] > 1]
     if multi:
-        out.append((f"t5, {multi[0]['threads']} threads / 1 thread", t5_1["best_s"] / multi[0]["best_s"], ">= 1.8"))
+        out.append(
+            (f"t5, {multi[0]['threads']} threads / 1 thread", t5_1["best_s"] / multi[0]["best_s"], ">= 1.8")
+        )
     return out
     return results
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    head = ("workload", "impl", "threads", "M raw tok/s", "best ms", "median ms", "x NumPy", "x memcpy",
-            "faults/call")
+    head = (
+        "workload",
+        "impl",
+        "threads",
+        "M raw tok/s",
+        "best ms",
+        "median ms",
+        "x NumPy",
+        "x memcpy",
+        "faults/call",
+    )
 
     def cells(r: dict[str, Any]) -> tuple[str, ...]:
         faults = r["page_faults_per_call"]
         x_numpy = "-" if r["x_numpy"] is None else f"{r['x_numpy']:.1f}"
-        return (r["workload"], r["impl"], str(r["threads"]), f"{r['mtok_per_s']:.1f}",
-                f"{r['best_s'] * 1e3:.3f}", f"{r['median_s'] * 1e3:.3f}", x_numpy,
-                f"{r['x_memcpy']:.3f}", "-" if faults is None else f"{faults:.0f}")
+        return (
+            r["workload"],
+            r["impl"],
+            str(r["threads"]),
+            f"{r['mtok_per_s']:.1f}",
+            f"{r['best_s'] * 1e3:.3f}",
+            f"{r['median_s'] * 1e3:.3f}",
+            x_numpy,
+            f"{r['x_memcpy']:.3f}",
+            "-" if faults is None else f"{faults:.0f}",
+        )
 
     rows = [cells(r) for r in results]
     widths = [max(len(x[i]) for x in [head, *rows]) for i in range(len(head))]
 
     def line(cells: tuple[str, ...]) -> str:
-        return "  ".join(c.ljust(wd) if i < 2 else c.rjust(wd) for i, (c, wd) in enumerate(zip(cells, widths,
-                                                                                                 strict=True)))
+        return "  ".join(
+            c.ljust(wd) if i < 2 else c.rjust(wd) for i, (c, wd) in enumerate(zip(cells, widths, strict=True))
+        )
 
     return "\n".join(line(x) for x in [head, *rows])
 
@@ -350,10 +437,18 @@ def main(argv: list[str] | None = None) -> int:
     for what, value, goal in targets:
         print(f"{what}: {value:.2f} (target {goal})")
     meta = {
-        "ul2": ul2.__version__, "numpy": np.__version__, "python": platform.python_version(),
-        "machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count(),
-        "quick": args.quick, "repeats": repeats, "budget_s": budget_s, "inputs_length": INPUTS_LENGTH,
-        "unix_time": time.time(), "wall_s": time.perf_counter() - started,
+        "ul2": ul2.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "cpus": os.cpu_count(),
+        "quick": args.quick,
+        "repeats": repeats,
+        "budget_s": budget_s,
+        "inputs_length": INPUTS_LENGTH,
+        "unix_time": time.time(),
+        "wall_s": time.perf_counter() - started,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     document = {"meta": meta, "results": results, "targets": [list(t) for t in targets]}

@@ -50,7 +50,9 @@ def main() -> None:
         sentinels = ul2.Sentinels.t5(32228, 128)
         start_mb = rss_anon_mb()
         t = time.perf_counter()
-        ds = ul2.DenoisingDataset(tokens, ul2.presets.ul2(), sentinels=sentinels, inputs_length=512, targets_length=512)
+        ds = ul2.DenoisingDataset(
+            tokens, ul2.presets.ul2(), sentinels=sentinels, inputs_length=512, targets_length=512
+        )
         build_s = time.perf_counter() - t
         index_mb = rss_anon_mb()
 
@@ -79,12 +81,18 @@ def main() -> None:
         "threads": ul2.get_num_threads(),
     }
     print(f"{args.tokens:,} tokens -> {samples:,} samples (tail {ds.tail})")
-    print(f"index: built in {build_s:.2f} s = {samples / build_s / 1e6:.1f} M samples/s, "
-          f"{ds.index_bytes / samples:.2f} bytes/sample")
-    print(f"stream: {stream_s:.1f} s = {(args.tokens - ds.tail) / stream_s / 1e6:.0f} M raw tokens/s "
-          f"on {ul2.get_num_threads()} threads")
-    print(f"RssAnon MB: start {start_mb:.0f}, after index {index_mb:.0f}, peak while streaming {peak_mb:.0f}, "
-          f"end {end_mb:.0f}")
+    print(
+        f"index: built in {build_s:.2f} s = {samples / build_s / 1e6:.1f} M samples/s, "
+        f"{ds.index_bytes / samples:.2f} bytes/sample"
+    )
+    print(
+        f"stream: {stream_s:.1f} s = {(args.tokens - ds.tail) / stream_s / 1e6:.0f} M raw tokens/s "
+        f"on {ul2.get_num_threads()} threads"
+    )
+    print(
+        f"RssAnon MB: start {start_mb:.0f}, after index {index_mb:.0f}, peak while streaming {peak_mb:.0f}, "
+        f"end {end_mb:.0f}"
+    )
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "stream.json").write_text(json.dumps(result, indent=2))
