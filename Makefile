@@ -33,9 +33,14 @@ test-python: $(VENV)/.built
 	$(PY) -m mypy.stubtest ul2._ul2 --allowlist tests/stubtest-allowlist.txt
 	$(PY) -m pytest tests benches/python --benchmark-disable -q
 
+# Criterion for the core; pytest-benchmark pairs; report.py's table, JSON and PNG
+# (bench-results/); the 10^9-token memmap run (index speed, bytes/sample, flat heap).
 bench: $(VENV)/.built
+	$(BIN)/maturin develop --release --quiet --extras test,plot
 	cargo bench -p ul2-benches
 	$(PY) -m pytest benches/python -q --benchmark-only
+	$(PY) benches/report.py
+	$(PY) benches/stream.py
 
 lint: $(VENV)/.built
 	cargo clippy --workspace --all-targets -- -D warnings
