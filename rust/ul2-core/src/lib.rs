@@ -34,6 +34,10 @@ pub trait Token: Copy + Ord + Send + Sync + 'static {
     fn to_i64(self) -> i64;
     /// `v` as this type, if it fits.
     fn try_from_i64(v: i64) -> Option<Self>;
+    /// Whether any token is outside `[0, limit]` or, when given, inside `[lo, hi]`: one
+    /// branch-free pass on the tokens' bits as unsigned integers of their own width
+    /// (negative values wrap above any limit the type can hold), which vectorises.
+    fn any_outside(tokens: &[Self], limit: i64, inside: Option<(i64, i64)>) -> bool;
 }
 
 /// An output token type (int32 or int64; signed for the −100 labels).
@@ -45,16 +49,34 @@ pub trait OutToken: Copy + Send + Sync + PartialEq + std::fmt::Debug + 'static {
 }
 
 macro_rules! token {
-    ($($t:ty),*) => {$(
+    ($($t:ty => $u:ty),*) => {$(
         impl Token for $t {
             #[inline]
             fn to_i64(self) -> i64 { i64::from(self) }
             #[inline]
             fn try_from_i64(v: i64) -> Option<Self> { Self::try_from(v).ok() }
+            #[inline]
+            fn any_outside(tokens: &[Self], limit: i64, inside: Option<(i64, i64)>) -> bool {
+                if limit < 0 {
+                    return !tokens.is_empty();
+                }
+                let top = i64::from(<$t>::MAX);
+                let limit = limit.min(top) as $u;
+                match inside {
+                    Some((lo, hi)) if lo <= top && hi >= 0 => {
+                        let lo = lo.max(0);
+                        let (base, span) = (lo as $u, (hi.min(top) - lo) as $u);
+                        tokens.iter().fold(false, |bad, &t| {
+                            bad | ((t as $u) > limit) | ((t as $u).wrapping_sub(base) <= span)
+                        })
+                    }
+                    _ => tokens.iter().fold(false, |bad, &t| bad | ((t as $u) > limit)),
+                }
+            }
         }
     )*};
 }
-token!(i32, i64, u16, u32);
+token!(i32 => u32, i64 => u64, u16 => u16, u32 => u32);
 
 impl OutToken for i32 {
     const MAX: i64 = i32::MAX as i64;

@@ -33,6 +33,17 @@ impl Overflow {
     }
 }
 
+/// Membership test for sentinel ids inside `[lo, hi]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Membership {
+    /// The ids fill `[lo, hi]`: a range test (T5's layout).
+    Range,
+    /// A bitset over `[lo, hi]`, for scattered ids spanning at most 2^24 values.
+    Bits(Vec<u64>),
+    /// Sorted ids, binary-searched, for ids spread wider than that.
+    Sorted(Vec<i64>),
+}
+
 /// Sentinel ids: `ids[k]` stands for `<extra_id_k>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sentinels {
@@ -42,8 +53,8 @@ pub struct Sentinels {
     pub check_collisions: bool,
     lo: i64,
     hi: i64,
-    /// `ids` fill `[lo, hi]` completely, so membership is a range test.
-    dense: bool,
+    /// How to tell a sentinel id within `[lo, hi]`.
+    member: Membership,
 }
 
 impl Sentinels {
@@ -85,7 +96,21 @@ impl Sentinels {
     fn build(ids: Vec<i64>, vocab_size: Option<i64>, on_overflow: Overflow, check_collisions: bool) -> Self {
         let lo = *ids.iter().min().expect("non-empty");
         let hi = *ids.iter().max().expect("non-empty");
-        let dense = (hi - lo + 1) as usize == ids.len();
+        let span = (hi - lo) as u64 + 1;
+        let member = if span == ids.len() as u64 {
+            Membership::Range
+        } else if span <= 1 << 24 {
+            let mut bits = vec![0u64; span.div_ceil(64) as usize];
+            for &id in &ids {
+                let b = (id - lo) as usize;
+                bits[b / 64] |= 1 << (b % 64);
+            }
+            Membership::Bits(bits)
+        } else {
+            let mut sorted = ids.clone();
+            sorted.sort_unstable();
+            Membership::Sorted(sorted)
+        };
         Self {
             ids,
             vocab_size,
@@ -93,7 +118,7 @@ impl Sentinels {
             check_collisions,
             lo,
             hi,
-            dense,
+            member,
         }
     }
 
@@ -114,7 +139,16 @@ impl Sentinels {
     #[inline]
     #[must_use]
     pub fn contains(&self, token: i64) -> bool {
-        token >= self.lo && token <= self.hi && (self.dense || self.ids.contains(&token))
+        token >= self.lo
+            && token <= self.hi
+            && match &self.member {
+                Membership::Range => true,
+                Membership::Bits(bits) => {
+                    let b = (token - self.lo) as usize;
+                    bits[b / 64] >> (b % 64) & 1 == 1
+                }
+                Membership::Sorted(sorted) => sorted.binary_search(&token).is_ok(),
+            }
     }
 
     /// The id of the `k`-th sentinel of a row; past the last id it continues downwards as
@@ -165,16 +199,12 @@ impl Sentinels {
 
     /// Checks a row's tokens: non-negative, below the vocabulary size when known, at most
     /// `max_id` (what the output dtype holds) and, unless turned off, not a sentinel id.
-    /// One vectorisable min/max pass; the per-token scan runs only to name the culprit.
+    /// One vectorised pass ([`crate::Token::any_outside`]); the per-token scan runs only
+    /// to name the culprit (or to clear ids between scattered sentinels).
     pub fn check_tokens<T: crate::Token>(&self, tokens: &[T], max_id: i64, arg: &'static str) -> Result<()> {
-        // Reductions in the token's own type vectorise; widening first does not.
-        let (Some(min), Some(max)) = (tokens.iter().copied().min(), tokens.iter().copied().max()) else {
-            return Ok(());
-        };
-        let (min, max) = (min.to_i64(), max.to_i64());
         let limit = self.vocab_size.map_or(max_id, |v| (v - 1).min(max_id));
-        let may_collide = self.check_collisions && max >= self.lo && min <= self.hi;
-        if min >= 0 && max <= limit && !may_collide {
+        let inside = self.check_collisions.then_some((self.lo, self.hi));
+        if !T::any_outside(tokens, limit, inside) {
             return Ok(());
         }
         for (position, &t) in tokens.iter().enumerate() {
@@ -300,6 +330,19 @@ mod tests {
     fn no_noise_gives_one_sentinel_target() {
         let s = Sentinels::t5(1000, 100, Overflow::Error, true).unwrap();
         assert_eq!(apply(&[10, 11, 12], &[false; 3], &s), (vec![10, 11, 12], vec![999]));
+    }
+
+    #[test]
+    fn scattered_ids_are_told_apart_from_their_neighbours() {
+        for ids in [vec![5, 9, 7], vec![3, 1 << 30]] {
+            let s = Sentinels::from_ids(ids.clone(), Overflow::Error, true).unwrap();
+            let lo = *ids.iter().min().unwrap();
+            for t in lo - 2..lo + 12 {
+                assert_eq!(s.contains(t), ids.contains(&t), "{t} in {ids:?}");
+            }
+            assert!(s.check_tokens(&[6i64, 8, 4], 1 << 40, "rows").is_ok());
+            assert!(matches!(s.check_tokens(&[6i64, lo], 1 << 40, "rows"), Err(Error::SentinelCollision { .. })));
+        }
     }
 
     #[test]
