@@ -92,7 +92,8 @@ def main() -> None:
     n = len(ds)
     print(
         f"device {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}, ul2 {ul2.__version__} "
-        f"on {ul2.get_num_threads()} threads, {n} items, {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M params"
+        f"on {ul2.get_num_threads()} threads, {n} items, "
+        f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M params"
     )
 
     def keys(step: int) -> np.ndarray:
