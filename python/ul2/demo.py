@@ -1,96 +1,124 @@
-"""``ul2 demo``: what the denoisers do to real text, on the built-in corpus."""
+"""``ul2 demo`` (what ``make demo`` runs): the ``ul2()`` preset on the built-in corpus.
+
+Prints the plan, one colored example per denoiser (decoded text with the prompt, sentinels and
+target spans highlighted), the empirical-vs-exact statistics table from ``ul2.stats`` and the
+throughput, and writes ``ul2-demo.png`` (span-length histograms against the exact law). Needs
+the ``cli`` extra (click, rich); matplotlib (``plot`` extra) for the PNG.
+"""
 
 from __future__ import annotations
 
 import os
-import sys
 import time
-from typing import Any
 
-from . import presets
-from ._ul2 import SentinelOverflowError
+import numpy as np
+
+from . import presets, stats
+from ._ul2 import __version__
+from .cli import (
+    CLIError,
+    Options,
+    _best,
+    _budget_text,
+    _console,
+    first_of_each,
+    plan_table,
+    setup,
+    show_example,
+    stats_table,
+)
 from .collate import Collator
-from .denoisers import Mixture
-from .plan import _label, plan
 from .sources import ByteTokenizer, stdlib_files, stdlib_stream
 
-_COLOR = sys.stdout.isatty() and os.environ.get("NO_COLOR") is None
 
-
-def _paint(text: str, code: str) -> str:
-    return f"\033[{code}m{text}\033[0m" if _COLOR else text
-
-
-def _show(tok: ByteTokenizer, ids: Any, width: int = 240) -> str:
-    text = tok.decode(ids).replace("\n", "⏎")
-    if len(text) > width:
-        text = text[: width - 1] + "…"
-    # Highlight sentinels so the spans stand out.
-    parts = text.split("<extra_id_")
-    return parts[0] + "".join(
-        _paint("<extra_id_" + p.split(">", 1)[0] + ">", "1;33") + p.split(">", 1)[1] if ">" in p else p
-        for p in parts[1:]
-    )
-
-
-def main(inputs_length: int = 512, seed: int = 0) -> None:
-    tok = ByteTokenizer()
+def run(
+    inputs_length: int = 512, seed: int = 0, samples: int = 7000, png: str | None = "ul2-demo.png"
+) -> None:
+    """Print the demo to stdout; write the plot to ``png`` (when given and matplotlib is there)."""
+    con = _console()
     t0 = time.perf_counter()
+    tok = ByteTokenizer()
     stream = stdlib_stream(tok, max_bytes=16 << 20)
-    print(
-        _paint("ul2 demo", "1"),
-        f"— built-in corpus: {len(stdlib_files())} stdlib files, "
-        f"{len(stream) / 1e6:.1f} M byte tokens (ByT5 ids, 125 sentinels), "
-        f"read in {time.perf_counter() - t0:.1f} s\n",
+    con.print(
+        f"[bold]ul2 demo[/] {__version__} — built-in corpus: {len(stdlib_files())} Python stdlib files, "
+        f"{len(stream) / 1e6:.1f} M byte tokens (ByT5 ids, {tok.sentinel_count} sentinels), "
+        f"read in {time.perf_counter() - t0:.1f} s\n"
     )
 
-    mix = presets.ul2(prompts=tok.encode)
-    strict = tok.sentinels()
-    print(_paint(f"Plan: presets.ul2() at inputs {inputs_length} / targets {inputs_length}", "1"))
+    o = Options(preset="ul2", inputs_length=inputs_length, targets_length=inputs_length, seed=seed)
+    s = setup(o)
+    note = ""
     try:
-        plan(mix, sentinels=strict, inputs_length=inputs_length, targets_length=inputs_length)
-    except SentinelOverflowError as e:
-        print(_paint("  with on_overflow='error': ", "2") + str(e))
-        print(_paint("  so the demo uses on_overflow='cap':", "2"))
-    sentinels = tok.sentinels(on_overflow="cap")
-    table = plan(mix, sentinels=sentinels, inputs_length=inputs_length, targets_length=inputs_length)
-    print("  " + repr(table).replace("\n", "\n  ") + "\n")
-
-    print(_paint("One example per denoiser (key 0 of a collator for each):", "1"))
-    start = 0
-    for row in table:
-        raw = stream[start : start + row.raw_length]
-        start += row.raw_length
-        c = Collator(
-            Mixture([(row.denoiser, 1.0)]),
-            sentinels=sentinels,
-            inputs_length=inputs_length,
-            targets_length=inputs_length,
-            seed=seed,
+        s.plan()
+    except CLIError as e:
+        note = f"with on_overflow='error': {e}"
+        o.on_overflow = "cap"
+        s = setup(o)
+    con.print(
+        plan_table(
+            s.plan(),
+            s.mixture,
+            title=f"Plan: presets.ul2(prompts=tokenizer.encode) at {_budget_text(s.budget)}",
         )
-        out = c(raw[None, :], keys=[0])
-        n_in, n_tgt = int(out["attention_mask"].sum()), int(out["decoder_attention_mask"].sum())
-        print(_paint(f"● {_label(row.denoiser)}", "1;36"), f"raw {len(raw)} → inputs {n_in}, targets {n_tgt}")
-        print("  inputs : " + _show(tok, out["input_ids"][0][:n_in]))
-        print("  targets: " + _show(tok, out["labels"][0][:n_tgt]))
-    print()
-
-    t5 = Collator(presets.t5(), sentinels=sentinels, inputs_length=512)
-    rows = stream[: 256 * 568].reshape(256, 568)
-    t5(rows)
-    best = min(_timed(t5, rows) for _ in range(5))
-    print(
-        _paint("Throughput", "1"),
-        f"presets.t5(), 256 x 568 raw tokens: {rows.size / best / 1e6:.0f} M tokens/s "
-        f"({best * 1e3:.2f} ms per batch, {t5.__class__.__name__} on all cores)",
     )
+    if note:
+        con.print(
+            f"[dim]{note.split(' (on the command line')[0]}\n→ so the demo uses on_overflow='cap' "
+            f"(at most {len(s.sentinels)} spans).[/]"
+        )
+    con.print()
 
+    ds = s.dataset(stream, format="hf")
+    con.print(
+        f"[bold]One example per denoiser[/] (the first sample that draws it from DenoisingDataset, "
+        f"seed {seed}); [magenta]prompt[/], [black on yellow]sentinels[/], [green]target spans[/]:"
+    )
+    for k in first_of_each(ds):
+        show_example(con, s, ds, k)
+    con.print()
 
-def _timed(c: Collator, rows: Any) -> float:
-    t = time.perf_counter()
-    c(rows)
-    return time.perf_counter() - t
+    t1 = time.perf_counter()
+    st = stats.measure(
+        s.mixture,
+        sentinels=s.sentinels,
+        inputs_length=inputs_length,
+        targets_length=inputs_length,
+        samples=samples,
+        seed=seed,
+        tokens=stream,
+        eos_id=tok.eos_id,
+        source="the corpus",
+    )
+    con.print(
+        stats_table(
+            st,
+            title=f"Empirical vs exact ({st.samples} examples of the corpus, "
+            f"{time.perf_counter() - t1:.1f} s; chi-square goodness of fit)",
+        )
+    )
+    con.print()
+
+    t5 = Collator(presets.t5(), sentinels=s.sentinels, inputs_length=512)
+    rows = stream[: 256 * 568].reshape(256, 568)
+    best = _best(lambda: t5(rows))
+    keys = np.arange(256)
+    raw = sum(ds.span(int(k))[1] - ds.span(int(k))[0] for k in keys)
+    best_ds = _best(lambda: ds.batch(keys))
+    con.print(
+        f"[bold]Throughput[/] ({os.cpu_count()} CPUs): Collator presets.t5(), 256 x 568 raw tokens: "
+        f"{rows.size / best / 1e6:.0f} M tokens/s ({best * 1e3:.2f} ms per batch); "
+        f"DenoisingDataset.batch presets.ul2(), 256 examples: {raw / best_ds / 1e6:.0f} M raw tokens/s "
+        f"({best_ds * 1e3:.2f} ms)"
+    )
+    if png:
+        if stats.plot(
+            st, png, title="ul2 demo: span lengths and prefix splits vs the exact laws (built-in corpus)"
+        ):
+            con.print(f"wrote {png} (span-length histograms vs the exact law, per denoiser)")
+        else:
+            con.print("[dim]matplotlib is not installed: no plot (pip install 'ul2[plot]')[/]")
+    con.print(f"[dim]done in {time.perf_counter() - t0:.1f} s[/]")
 
 
 if __name__ == "__main__":
-    main()
+    run()

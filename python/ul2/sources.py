@@ -125,7 +125,9 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
         p = Path(item)
         if p.is_dir():
             found = sorted(
-                f for f in p.rglob("*") if f.is_file() and not any(part.startswith(".") for part in f.parts[len(p.parts):])
+                f
+                for f in p.rglob("*")
+                if f.is_file() and not any(part.startswith(".") for part in f.parts[len(p.parts) :])
             )
             if not found:
                 raise FileNotFoundError(f"{item}: directory holds no files")
@@ -150,7 +152,12 @@ def read_documents(path: Path, field: str = "text") -> Iterator[str | bytes]:
     file and each row of a Parquet file is one (its ``field``)."""
     kind = input_kind(path)
     if kind == "text":
-        yield path.read_bytes()
+        if path.name.lower().endswith(".gz"):
+            import gzip
+
+            yield gzip.decompress(path.read_bytes())
+        else:
+            yield path.read_bytes()
     elif kind == "jsonl":
         with _open_text(path) as f:
             for lineno, line in enumerate(f, 1):
@@ -162,14 +169,16 @@ def read_documents(path: Path, field: str = "text") -> Iterator[str | bytes]:
                     raise ValueError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
                 if not isinstance(obj, dict) or field not in obj:
                     keys = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
-                    raise ValueError(f"{path}:{lineno}: no field {field!r} (found {keys}); pick one with --field")
+                    raise ValueError(
+                        f"{path}:{lineno}: no field {field!r} (found {keys}); pick one with --field"
+                    )
                 value = obj[field]
                 if not isinstance(value, str):
                     raise ValueError(f"{path}:{lineno}: field {field!r} is {type(value).__name__}, not text")
                 yield value
     else:
         try:
-            import pyarrow.parquet as pq
+            import pyarrow.parquet as pq  # type: ignore[import-untyped,import-not-found,unused-ignore]
         except ImportError:
             raise ValueError(f"{path}: reading Parquet needs pyarrow (pip install 'ul2[arrow]')") from None
         pf = pq.ParquetFile(path)
@@ -256,8 +265,12 @@ def load_corpus(inputs: Sequence[str | Path], tokenizer: Any, *, field: str = "t
         files = stdlib_files()
         corpus = tokenize(stdlib_documents(), tokenizer)
         corpus.sources = [
-            {"builtin": "python-stdlib", "root": sysconfig.get_paths()["stdlib"], "files": len(files),
-             "bytes": sum(f.stat().st_size for f in files)}
+            {
+                "builtin": "python-stdlib",
+                "root": sysconfig.get_paths()["stdlib"],
+                "files": len(files),
+                "bytes": sum(f.stat().st_size for f in files),
+            }
         ]
         return corpus
     paths = expand_inputs(inputs)

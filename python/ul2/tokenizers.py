@@ -113,12 +113,16 @@ class HFTokenizer(_Base):
             first = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise ValueError(f"{path}: not a Hugging Face tokenizer.json ({first})") from None
         vocab = self._tok.get_vocab(with_added_tokens=True)
-        self.vocab_size = max(self._tok.get_vocab_size(with_added_tokens=True), max(vocab.values(), default=-1) + 1)
+        self.vocab_size = max(
+            self._tok.get_vocab_size(with_added_tokens=True), max(vocab.values(), default=-1) + 1
+        )
         found = {int(m.group(1)): i for t, i in vocab.items() if (m := _EXTRA_ID.fullmatch(t))}
         if not found:
             raise ValueError(f"{path}: no <extra_id_k> tokens; a denoising tokenizer needs sentinels")
         self._sentinel_ids = _contiguous_extra_ids(found, str(path))
-        self.eos_id = next((vocab[t] for t in ("</s>", "<eos>", "<|endoftext|>", "[SEP]") if t in vocab), None)
+        self.eos_id = next(
+            (vocab[t] for t in ("</s>", "<eos>", "<|endoftext|>", "[SEP]") if t in vocab), None
+        )
         self.pad_id = next((vocab[t] for t in ("<pad>", "[PAD]", "<|pad|>") if t in vocab), 0)
 
     def encode_batch(self, texts: Sequence[str]) -> list[npt.NDArray[np.int32]]:
@@ -126,7 +130,9 @@ class HFTokenizer(_Base):
         return [np.asarray(e.ids, dtype=np.int32) for e in encodings]
 
     def decode(self, ids: Any) -> str:
-        return str(self._tok.decode([int(t) for t in np.asarray(ids).tolist() if t >= 0], skip_special_tokens=False))
+        return str(
+            self._tok.decode([int(t) for t in np.asarray(ids).tolist() if t >= 0], skip_special_tokens=False)
+        )
 
 
 class SentencePieceTokenizer(_Base):
@@ -141,7 +147,8 @@ class SentencePieceTokenizer(_Base):
             import sentencepiece as spm
         except ImportError:
             raise ValueError(
-                f"{path}: a SentencePiece model needs the 'sentencepiece' package (pip install 'ul2[sentencepiece]')"
+                f"{path}: a SentencePiece model needs the 'sentencepiece' package "
+                "(pip install 'ul2[sentencepiece]')"
             ) from None
         self.path = Path(path)
         self._sp = spm.SentencePieceProcessor()

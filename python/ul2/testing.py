@@ -1,0 +1,459 @@
+"""Property-test your pipeline on top of ul2: Hypothesis strategies and invariant checkers.
+
+Strategies (Hypothesis is imported when one is called)::
+
+    from hypothesis import given
+    from ul2 import testing
+
+    @given(testing.setups())
+    def test_my_pipeline(setup):
+        ds = setup.dataset()                       # a DenoisingDataset over a random stream
+        testing.check_accounting(ds)
+        testing.check_batch(ds, range(min(8, ds.num_samples)))
+
+- ``span_corruptions()``, ``prefix_lms()``, ``causal_lms()``, ``denoisers()``: denoisers with
+  small random parameters and optional prompt ids;
+- ``mixtures()``: 1-4 denoisers with positive rates;
+- ``budgets()``: ``{"inputs_length": ..., "targets_length": ...}`` (encoder-decoder) or
+  ``{"sequence_length": ...}`` (decoder-only);
+- ``token_streams()``: 1-D int arrays of ordinary ids (below the sentinels, above pad/eos/unk);
+- ``setups()``: a plannable ``Setup`` (mixture, budget, sentinels, stream, seed, documents).
+
+Checkers raise ``AssertionError`` with what differs; they need only NumPy:
+
+- ``reconstruct(inputs, targets, sentinel_ids)``: the raw tokens back from a span-corruption
+  example (each sentinel of the inputs replaced by its run from the targets);
+- ``check_example(raw, inputs, targets, denoiser, sentinels=..., eos_id=...)``: one example
+  (prompt, EOS, sentinel order, round trip, exact noise count, prefix bounds);
+- ``check_batch(ds, keys)``: every row of ``ds.batch(keys)`` ("hf" or "decoder" format,
+  unpacked) against the raw slice it came from, plus the format's padding conventions;
+- ``check_accounting(ds)``: samples tile the stream: tokens used + tail == stream length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _ul2
+from .dataset import DenoisingDataset
+from .denoisers import CausalLM, Denoiser, Mixture, PrefixLM, SpanCorruption
+from .plan import Plan, plan
+from .stats import prefix_bounds
+
+# --- Invariant checkers ---------------------------------------------------------------------
+
+
+def reconstruct(
+    inputs: npt.ArrayLike, targets: npt.ArrayLike, sentinel_ids: Iterable[int]
+) -> npt.NDArray[Any]:
+    """Invert the sentinel layout: ``inputs``/``targets`` without prompt and EOS -> raw tokens.
+
+    Targets are ``[s_0, run_0..., s_1, run_1..., ...]`` (possibly one trailing sentinel with an
+    empty run); each ``s_k`` in the inputs is replaced by ``run_k``. With no sentinel in either,
+    the example is a prefix/causal LM one and the raw tokens are ``inputs + targets``.
+    """
+    inp = np.asarray(inputs)
+    tgt = np.asarray(targets)
+    ids = np.asarray(list(sentinel_ids))
+    in_sent = np.isin(inp, ids)
+    t_sent = np.isin(tgt, ids)
+    if not in_sent.any() and not t_sent.any():
+        return np.concatenate([inp, tgt])
+    if len(tgt) and not t_sent[0]:
+        raise AssertionError(f"targets start with {tgt[0]}, not a sentinel")
+    pos = np.flatnonzero(t_sent)
+    runs = {int(tgt[p]): tgt[p + 1 : q] for p, q in zip(pos, [*pos[1:], len(tgt)], strict=True)}
+    if len(runs) != len(pos):
+        raise AssertionError("targets repeat a sentinel")
+    out: list[npt.NDArray[Any]] = []
+    last = 0
+    for p in np.flatnonzero(in_sent):
+        out.append(inp[last:p])
+        s = int(inp[p])
+        if s not in runs:
+            raise AssertionError(f"sentinel {s} of the inputs has no run in the targets")
+        out.append(runs.pop(s))
+        last = int(p) + 1
+    out.append(inp[last:])
+    leftover = {s: r for s, r in runs.items() if len(r)}
+    if leftover:
+        raise AssertionError(f"target runs of sentinels {sorted(leftover)} are not in the inputs")
+    return np.concatenate(out) if out else inp[:0]
+
+
+def _strip(
+    inputs: npt.NDArray[Any], targets: npt.NDArray[Any], denoiser: Denoiser, eos_id: int | None
+) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+    prompt = np.asarray(denoiser.prefix, dtype=np.int64)
+    if len(inputs) < len(prompt) or not np.array_equal(inputs[: len(prompt)], prompt):
+        raise AssertionError(
+            f"inputs do not start with the prompt {denoiser.prefix}: {inputs[: len(prompt)].tolist()}"
+        )
+    inputs = inputs[len(prompt) :]
+    if eos_id is not None:
+        for name, a in (("inputs", inputs), ("targets", targets)):
+            if not len(a) or a[-1] != eos_id:
+                raise AssertionError(f"{name} do not end with EOS {eos_id}: ...{a[-3:].tolist()}")
+        inputs, targets = inputs[:-1], targets[:-1]
+    return inputs, targets
+
+
+def noise_tokens(length: int, denoiser: SpanCorruption) -> int:
+    """Exact noise-token count ``N = clamp(round_f32(L r), 1, L-1)`` of a row of ``length``
+    (it does not depend on the span length or ``num_spans``)."""
+    mu = denoiser.mean_span_length if denoiser.num_spans is None else float(max(length, 1))
+    return _ul2.span_counts(length, denoiser.noise_density, mu)[0]
+
+
+def check_example(
+    raw: npt.ArrayLike,
+    inputs: npt.ArrayLike,
+    targets: npt.ArrayLike,
+    denoiser: Denoiser,
+    *,
+    sentinels: _ul2.Sentinels,
+    eos_id: int | None = 1,
+    spans: int | None = None,
+) -> None:
+    """Check one example (unpadded ``inputs``/``targets``) made by ``denoiser`` from ``raw``.
+
+    Span corruption: sentinels in order ``ids[0], ids[1], ...`` in both inputs and targets
+    (the targets may hold one more, T5's trailing sentinel), the round trip gives ``raw`` back,
+    exactly ``span_counts(len(raw))[0]`` noise tokens, and ``spans`` noise runs when given
+    (a random roll may add one). Prefix LM: inputs + targets == raw with the split in T5's
+    bounds. Causal LM: no inputs but the prompt, targets == raw.
+    """
+    raw_a = np.asarray(raw)
+    inp, tgt = _strip(np.asarray(inputs), np.asarray(targets), denoiser, eos_id)
+    ids = np.asarray(sentinels.ids, dtype=np.int64)
+    if isinstance(denoiser, SpanCorruption):
+        universe = ids
+        if sentinels.on_overflow == "t5" and len(ids):
+            universe = np.concatenate([ids, ids[-1] - 1 - np.arange(len(raw_a) + 1)])
+        s_in = inp[np.isin(inp, universe)]
+        s_t = tgt[np.isin(tgt, universe)]
+        n = len(s_in)
+        if not np.array_equal(s_in, universe[:n]):
+            raise AssertionError(f"input sentinels out of order: {s_in[:8].tolist()}")
+        if not (np.array_equal(s_t, universe[:n]) or np.array_equal(s_t, universe[: n + 1])):
+            raise AssertionError(f"target sentinels {s_t[:8].tolist()} do not match the inputs' {n}")
+        back = reconstruct(inp, tgt, universe[: len(s_t)].tolist())
+        if not np.array_equal(back, raw_a):
+            bad = int(np.argmax(back[: len(raw_a)] != raw_a[: len(back)])) if len(back) else 0
+            raise AssertionError(
+                f"round trip differs from raw (lengths {len(back)} vs {len(raw_a)}, first at {bad})"
+            )
+        noise = len(tgt) - len(s_t)
+        expected = noise_tokens(len(raw_a), denoiser)
+        if noise != expected:
+            raise AssertionError(
+                f"{noise} noise tokens, exact count is {expected} for raw length {len(raw_a)}"
+            )
+        if spans is not None and not (n == spans or (denoiser.random_roll and n == spans + 1)):
+            raise AssertionError(f"{n} noise spans, planned {spans}")
+        if not denoiser.random_roll and noise and len(s_t) != n:
+            raise AssertionError("a mask without roll ends with noise: no trailing sentinel expected")
+    elif isinstance(denoiser, PrefixLM):
+        if not np.array_equal(np.concatenate([inp, tgt]), raw_a):
+            raise AssertionError("prefix LM: inputs + targets differ from raw")
+        lo, hi = prefix_bounds(len(raw_a), denoiser.suffix_density)
+        if not lo <= len(inp) <= hi:
+            raise AssertionError(f"prefix LM split {len(inp)} outside [{lo}, {hi}]")
+    elif isinstance(denoiser, CausalLM):
+        if len(inp) or not np.array_equal(tgt, raw_a):
+            raise AssertionError("causal LM: inputs must hold only the prompt and targets all of raw")
+    else:  # pragma: no cover
+        raise TypeError(f"denoiser={denoiser!r}: unknown kind")
+
+
+def _stream(ds: DenoisingDataset) -> npt.NDArray[Any]:
+    tokens = np.asarray(ds.tokens)
+    sep: int | None = ds._args.get("separator_id")  # type: ignore[assignment]
+    offsets = ds._args.get("doc_offsets")
+    if sep is None or offsets is None or ds.documents != "concat":
+        return tokens
+    starts = np.asarray(offsets, dtype=np.int64)
+    starts = starts[(starts > 0) & (starts < len(tokens))]
+    return np.insert(tokens, starts, sep)
+
+
+def rows(
+    ds: DenoisingDataset, out: dict[str, npt.NDArray[Any]]
+) -> list[tuple[npt.NDArray[Any], npt.NDArray[Any]]]:
+    """``(inputs, targets)`` of each row of an unpacked "hf" or "decoder" batch, unpadded."""
+    result = []
+    for i in range(len(out["input_ids"])):
+        if ds.format == "hf":
+            n_in = int(out["attention_mask"][i].sum())
+            n_t = int(out["decoder_attention_mask"][i].sum())
+            result.append((out["input_ids"][i, :n_in], out["labels"][i, :n_t]))
+        elif ds.format == "decoder":
+            p = int(out["prefix_lengths"][i])
+            total = int(out["attention_mask"][i].sum())
+            result.append((out["input_ids"][i, :p], out["input_ids"][i, p:total]))
+        else:
+            raise ValueError(f"format={ds.format!r}: check_batch reads 'hf' or 'decoder' batches")
+    return result
+
+
+def _check_padding(ds: DenoisingDataset, out: dict[str, npt.NDArray[Any]]) -> None:
+    pad = ds.pad_id
+    if ds.format == "hf":
+        am, dm = out["attention_mask"], out["decoder_attention_mask"]
+        for name, mask in (("attention_mask", am), ("decoder_attention_mask", dm)):
+            n = mask.sum(axis=1)
+            expect = (np.arange(mask.shape[1])[None, :] < n[:, None]).astype(mask.dtype)
+            if not np.array_equal(mask, expect):
+                raise AssertionError(f"{name} is not ones then zeros")
+        if not np.all(out["input_ids"][am == 0] == pad):
+            raise AssertionError("input_ids are not pad_id past the attention mask")
+        if not np.all(out["labels"][dm == 0] == -100):
+            raise AssertionError("labels are not -100 past the decoder mask")
+        labels = np.where(out["labels"] == -100, pad, out["labels"])
+        shifted = np.concatenate([np.full((len(labels), 1), pad, labels.dtype), labels[:, :-1]], axis=1)
+        if not np.array_equal(out["decoder_input_ids"], shifted):
+            raise AssertionError("decoder_input_ids are not the labels shifted right")
+    else:
+        am = out["attention_mask"]
+        p = out["prefix_lengths"]
+        pos = np.arange(am.shape[1])[None, :]
+        n = am.sum(axis=1)
+        if not np.all(out["labels"][(pos < p[:, None]) | (pos >= n[:, None])] == -100):
+            raise AssertionError("labels are not -100 outside the targets")
+        if not np.all(out["input_ids"][am == 0] == pad):
+            raise AssertionError("input_ids are not pad_id past the attention mask")
+
+
+def check_batch(ds: DenoisingDataset, keys: Iterable[int], *, stream: npt.ArrayLike | None = None) -> None:
+    """Check rows ``keys`` of an unpacked "hf"/"decoder" ``ds``: each example against its raw
+    slice ``stream[ds.span(k)]`` (``stream`` defaults to the tokens, joined with the separator
+    when one is used), its lengths against the budget, and the padding conventions."""
+    if ds.pack:
+        raise ValueError("check_batch reads unpacked datasets (pack=False)")
+    keys = [int(k) for k in keys]
+    if not keys:
+        return
+    full = _stream(ds) if stream is None else np.asarray(stream)
+    table: Plan = ds.plan()
+    out = ds.batch(keys)
+    _check_padding(ds, out)
+    for (inp, tgt), k, d in zip(rows(ds, out), keys, out["denoiser"].tolist(), strict=True):
+        if d != ds.denoiser(k):
+            raise AssertionError(f"example {k}: batch says denoiser {d}, ds.denoiser says {ds.denoiser(k)}")
+        lo, hi = ds.span(k)
+        raw = full[lo:hi]
+        row = table[d]
+        if len(raw) > row.raw_length:
+            raise AssertionError(f"example {k}: raw {len(raw)} longer than planned {row.raw_length}")
+        spans = row.spans if len(raw) == row.raw_length else None
+        try:
+            check_example(raw, inp, tgt, row.denoiser, sentinels=ds.sentinels, eos_id=ds.eos_id, spans=spans)
+        except AssertionError as e:
+            raise AssertionError(f"example {k} ({row.denoiser}): {e}") from None
+        if ds.sequence_length is None:
+            if len(inp) > row.inputs_length or len(tgt) > (ds.targets_length or row.targets_length):
+                raise AssertionError(f"example {k}: lengths {len(inp)}/{len(tgt)} exceed the plan")
+        elif len(inp) + len(tgt) > ds.sequence_length:
+            raise AssertionError(f"example {k}: {len(inp) + len(tgt)} tokens exceed sequence_length")
+
+
+def check_accounting(ds: DenoisingDataset) -> None:
+    """Samples tile the stream in order, and tokens used + tail == stream length."""
+    pos = 0
+    used = 0
+    for k in range(ds.num_samples):
+        lo, hi = ds.span(k)
+        if lo != pos:
+            raise AssertionError(f"sample {k} starts at {lo}, the previous one ended at {pos}")
+        if hi <= lo:
+            raise AssertionError(f"sample {k} is empty: span ({lo}, {hi})")
+        used += hi - lo
+        pos = hi
+    if used + ds.tail != ds.stream_length:
+        raise AssertionError(f"tokens used {used} + tail {ds.tail} != stream length {ds.stream_length}")
+    if ds.documents == "respect" and ds.tail != 0:
+        raise AssertionError(f"documents='respect' leaves a tail of {ds.tail}")
+    if ds.pack:
+        covered = [s for r in range(len(ds)) for s in ds.samples(r)]
+        if covered != list(range(ds.num_samples)):
+            raise AssertionError("packed rows do not hold every sample once, in order")
+
+
+# --- Hypothesis strategies ------------------------------------------------------------------
+
+_PROMPT_IDS = (3, 60)
+
+
+def _st() -> Any:
+    import hypothesis.strategies as st
+
+    return st
+
+
+def prompts(max_length: int = 3) -> Any:
+    """Prompt token ids: empty or up to ``max_length`` ordinary ids."""
+    st = _st()
+    return st.lists(st.integers(*_PROMPT_IDS), max_size=max_length).map(tuple)
+
+
+def span_corruptions(
+    *,
+    max_mean_span_length: float = 16.0,
+    max_noise_density: float = 0.5,
+    num_spans: bool = True,
+    random_roll: bool = True,
+    prompt: bool = True,
+) -> Any:
+    """``SpanCorruption`` with mean span length in [1, max], noise density in (0, max]."""
+    st = _st()
+    return st.builds(
+        SpanCorruption,
+        mean_span_length=st.floats(1.0, max_mean_span_length),
+        noise_density=st.floats(0.01, max_noise_density),
+        num_spans=st.none() | st.integers(1, 8) if num_spans else st.none(),
+        prefix=prompts() if prompt else st.just(()),
+        random_roll=st.booleans() if random_roll else st.just(False),
+    )
+
+
+def prefix_lms(*, prompt: bool = True) -> Any:
+    st = _st()
+    return st.builds(
+        PrefixLM, suffix_density=st.floats(0.05, 0.5), prefix=prompts() if prompt else st.just(())
+    )
+
+
+def causal_lms(*, prompt: bool = True) -> Any:
+    st = _st()
+    return st.builds(CausalLM, prefix=prompts() if prompt else st.just(()))
+
+
+def denoisers(
+    *, kinds: Sequence[str] = ("span", "prefix", "causal"), prompt: bool = True, **span: Any
+) -> Any:
+    """Any denoiser of ``kinds`` (``"span"``, ``"prefix"``, ``"causal"``)."""
+    st = _st()
+    options = {
+        "span": span_corruptions(prompt=prompt, **span),
+        "prefix": prefix_lms(prompt=prompt),
+        "causal": causal_lms(prompt=prompt),
+    }
+    unknown = set(kinds) - set(options)
+    if unknown or not kinds:
+        raise ValueError(f"kinds={kinds!r}: choose from {sorted(options)}")
+    return st.one_of(*(options[k] for k in kinds))
+
+
+def mixtures(*, max_denoisers: int = 4, **denoiser_options: Any) -> Any:
+    """``Mixture`` of 1..``max_denoisers`` denoisers with rates in [0.1, 10]."""
+    st = _st()
+    pair = st.tuples(denoisers(**denoiser_options), st.floats(0.1, 10.0))
+    return st.lists(pair, min_size=1, max_size=max_denoisers).map(Mixture)
+
+
+def budgets(*, decoder_only: bool | None = None, min_length: int = 16, max_length: int = 256) -> Any:
+    """Budget keyword arguments: ``inputs_length`` (+ ``targets_length`` or not) for an
+    encoder-decoder, ``sequence_length`` for decoder-only; ``decoder_only=None`` draws either."""
+    st = _st()
+    n = st.integers(min_length, max_length)
+    enc_dec = st.builds(lambda i, t: {"inputs_length": i, "targets_length": t}, n, st.none() | n)
+    dec = st.builds(lambda s: {"sequence_length": s}, n)
+    if decoder_only is None:
+        return enc_dec | dec
+    return dec if decoder_only else enc_dec
+
+
+def token_streams(
+    *,
+    min_length: int = 0,
+    max_length: int = 4096,
+    low: int = 3,
+    high: int = 1000,
+    dtype: npt.DTypeLike = np.int32,
+) -> Any:
+    """1-D arrays of ids in ``[low, high)``. The length is drawn by Hypothesis, the contents
+    from a drawn NumPy seed (fast for long streams; shrinking reduces length and seed)."""
+    st = _st()
+    return st.builds(
+        lambda n, seed: np.random.default_rng(seed).integers(low, high, size=n).astype(dtype),
+        st.integers(min_length, max_length),
+        st.integers(0, 2**32 - 1),
+    )
+
+
+@dataclass
+class Setup:
+    """A mixture, budget and stream that plan: build the dataset with ``dataset()``."""
+
+    mixture: Mixture
+    budget: dict[str, Any]
+    sentinels: _ul2.Sentinels
+    tokens: npt.NDArray[Any]
+    doc_offsets: npt.NDArray[np.int64] | None
+    documents: str
+    seed: int
+
+    def plan(self) -> Plan:
+        return plan(self.mixture, sentinels=self.sentinels, **self.budget)
+
+    def dataset(self, **overrides: Any) -> DenoisingDataset:
+        args: dict[str, Any] = dict(
+            sentinels=self.sentinels,
+            doc_offsets=self.doc_offsets,
+            documents=self.documents,
+            seed=self.seed,
+            **self.budget,
+        )
+        args.update(overrides)
+        return DenoisingDataset(self.tokens, self.mixture, **args)
+
+
+def plannable(mixture: Mixture, budget: dict[str, Any], sentinels: _ul2.Sentinels) -> bool:
+    """Whether ``plan`` accepts this mixture and budget (no overflow, every denoiser fits)."""
+    try:
+        plan(mixture, sentinels=sentinels, **budget)
+    except ValueError:
+        return False
+    return True
+
+
+def setups(
+    *,
+    vocab_size: int = 1000,
+    sentinel_count: int = 100,
+    max_length: int = 256,
+    max_stream: int = 4096,
+    decoder_only: bool | None = None,
+    **mixture_options: Any,
+) -> Any:
+    """A plannable ``Setup``: mixture, budget, ``Sentinels.t5(vocab_size, sentinel_count)``, a
+    token stream of ordinary ids, optional document boundaries ("concat" or "respect") and a seed."""
+    st = _st()
+    sentinels = _ul2.Sentinels.t5(vocab_size, sentinel_count)
+    high = vocab_size - sentinel_count
+
+    def build(draw: Any) -> Setup:
+        documents = draw(st.sampled_from(["concat", "respect"]))
+        options = dict(mixture_options)
+        if documents == "respect":
+            # Each document's last sample is shorter than planned: keep r < 0.5 and derived
+            # span counts so that every short row still has a valid mask.
+            options.setdefault("num_spans", False)
+            options["max_noise_density"] = min(options.get("max_noise_density", 0.5), 0.49)
+        mixture = draw(mixtures(**options))
+        budget = draw(budgets(decoder_only=decoder_only, max_length=max_length))
+        if not plannable(mixture, budget, sentinels):
+            from hypothesis import assume
+
+            assume(False)
+        tokens = draw(token_streams(min_length=1, max_length=max_stream, high=high))
+        cuts = draw(st.lists(st.integers(1, max(1, len(tokens) - 1)), max_size=5, unique=True))
+        offsets = np.array(sorted({0, *[c for c in cuts if c < len(tokens)]}), dtype=np.int64)
+        return Setup(mixture, budget, sentinels, tokens, offsets, documents, draw(st.integers(0, 2**32 - 1)))
+
+    return st.composite(build)()

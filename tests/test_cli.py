@@ -1,0 +1,869 @@
+"""The ``ul2`` command line end to end: every subcommand on small inputs, the files it writes and
+their contents, resumable ``prepare``, tokenizers built here (nothing is downloaded), and
+errors that are one line on stderr."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import ul2
+from ul2 import cli
+from ul2.plan import _label
+from ul2.sources import ByteTokenizer
+
+pytest.importorskip("click")
+pytest.importorskip("rich")
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """``ul2 ARGS`` in this process: (exit status, stdout, stderr)."""
+    with pytest.raises(SystemExit) as exc:
+        cli.main([str(a) for a in args])
+    code = exc.value.code
+    out, err = capsys.readouterr()
+    return (code if isinstance(code, int) else 1), out, err
+
+
+def one_line_error(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("ul2: error: ") and "Traceback" not in err
+    return lines[0]
+
+
+TEXTS = [
+    "The quick brown fox jumps over the lazy dog. " * 30,
+    "Pack my box with five dozen liquor jugs! " * 25,
+    "def main():\n    return sum(range(10))\n" * 20,
+]
+RECORDS = [
+    {"text": f"record {i}: " + "lorem ipsum dolor sit amet, " * (15 + 5 * i), "id": i} for i in range(4)
+]
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> dict[str, Any]:
+    """Two text files and a JSONL file, with the documents they hold."""
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    paths = []
+    for i, t in enumerate(TEXTS[:2]):
+        p = folder / f"doc{i}.txt"
+        p.write_text(t)
+        paths.append(p)
+    jl = folder / "records.jsonl"
+    jl.write_text("\n".join(json.dumps(r) for r in RECORDS) + "\n")
+    paths.append(jl)
+    docs = [*TEXTS[:2], *(r["text"] for r in RECORDS)]
+    return {"paths": [str(p) for p in paths], "docs": docs}
+
+
+def byte_stream(docs: list[str], separator: int | None = 1) -> np.ndarray:
+    """The documents as ByT5 ids, joined with ``separator`` (what prepare should see)."""
+    tok = ByteTokenizer()
+    parts: list[np.ndarray] = []
+    for i, d in enumerate(docs):
+        if i and separator is not None:
+            parts.append(np.array([separator], np.int32))
+        parts.append(tok.encode(d))
+    return np.concatenate(parts)
+
+
+# --- demo ----------------------------------------------------------------------------------------
+
+
+def test_demo_shows_plan_examples_statistics_throughput_and_writes_png(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    png = tmp_path / "ul2-demo.png"
+    code, out, err = run(capsys, "demo", "--samples", "1400", "--png", png)
+    assert code == 0, err
+    tok = ByteTokenizer()
+    labels = [_label(d) for d in ul2.presets.ul2(prompts=tok.encode).denoisers]
+    assert len(labels) == 7
+    # The plan table, then exactly one example per denoiser, each with inputs and targets.
+    examples = [line for line in out.splitlines() if line.startswith("● ")]
+    assert [line[2:].split("  sample")[0] for line in examples] == labels
+    assert out.count("  inputs : ") == out.count("  targets: ") == 7
+    for label in labels:
+        assert label in out.split("One example per denoiser")[0]  # in the plan table
+    assert "[NLU]" in out and "[NLG]" in out and "[S2S]" in out  # prompts decoded as text
+    assert "<extra_id_0>" in out and "</s>" in out
+    # The statistics table with every statistic and p-values.
+    stats = out.split("Empirical vs exact")[1]
+    for what in (
+        "noise density",
+        "spans",
+        "span-length law",
+        "prefix law",
+        "denoiser rates",
+    ):
+        assert what in stats
+    assert "C(N-j-1, n-2) / C(N-1, n-1)" in stats and "uniform on [1, 505]" in stats
+    assert "Throughput" in out and "M tokens/s" in out
+    # The PNG: a valid image of a sensible size.
+    data = png.read_bytes()
+    assert data[:8] == PNG_SIGNATURE
+    image = pytest.importorskip("matplotlib.image").imread(png)
+    assert image.ndim == 3 and image.shape[0] > 300 and image.shape[1] > 600
+    assert f"wrote {png}" in out.replace("\n", "")
+
+
+def test_demo_without_plot(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run(capsys, "demo", "--samples", "700", "--no-plot", "--inputs-length", "256")
+    assert code == 0
+    assert not list(tmp_path.iterdir())
+    assert out.count("● ") == 7
+
+
+# --- plan ----------------------------------------------------------------------------------------
+
+
+def test_plan_json_is_the_library_plan(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "plan", "--preset", "t5", "--inputs-length", "512", "--json")
+    assert code == 0
+    (row,) = json.loads(out)
+    assert (row["raw_length"], row["targets_length"]) == (568, 114)  # T5's (512, .15, 3)
+    code, out, _ = run(
+        capsys, "plan", "--preset", "ul2r", "--sequence-length", "1024", "--json", "--on-overflow", "cap"
+    )
+    tok = ByteTokenizer()
+    expected = ul2.plan(
+        ul2.presets.ul2r(prompts=tok.encode), sentinels=tok.sentinels(on_overflow="cap"), sequence_length=1024
+    )
+    got = json.loads(out)
+    assert [
+        (r["denoiser"], r["raw_length"], r["inputs_length"], r["targets_length"], r["spans"]) for r in got
+    ] == [(_label(r.denoiser), r.raw_length, r.inputs_length, r.targets_length, r.spans) for r in expected]
+    assert sum(r["rate"] for r in got) == pytest.approx(1.0)
+
+
+def test_plan_table(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "plan", "--preset", "ul2_paper", "--on-overflow", "cap", "--no-prompts")
+    assert code == 0
+    assert "PrefixLM(0.25)" in out and "SpanCorruption(64, 0.5)" in out and "+5 prompt" not in out
+    assert "mean raw tokens per example" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["plan"], "127 noise spans need 127 sentinel ids"),  # ul2 at 512 with ByT5's 125 sentinels
+        (["plan", "--inputs-length", "6", "--on-overflow", "cap"], "inputs_length=6: too small"),
+        (["plan", "--inputs-length", "64", "--sequence-length", "64"], "not both"),
+        (["plan", "--sequence-length", "64", "--format", "hf"], "encoder-decoder format"),
+        (["plan", "--tokenizer", "missing.json"], "no such file"),
+        (["preview", "no/such/file.txt"], "no/such/file.txt: no such file"),
+        (["stats", "--samples", "0"], "--samples 0"),
+        (["prepare", "--out", "x", "--shard-size", "0"], "--shard-size 0"),
+    ],
+)
+def test_errors_are_one_line(capsys: pytest.CaptureFixture[str], args: list[str], needle: str) -> None:
+    code, out, err = run(capsys, *args)
+    assert code == 1
+    assert needle in one_line_error(err)
+    assert out == ""
+
+
+def test_bad_option_is_one_line_with_status_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "plan", "--preset", "bogus")
+    assert code == 2
+    assert "'bogus' is not one of" in one_line_error(err)
+
+
+def test_bad_tokenizer_files_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    bad = tmp_path / "tokenizer.json"
+    bad.write_text("{not json")
+    code, _, err = run(capsys, "plan", "--tokenizer", bad)
+    assert code == 1 and "not a Hugging Face tokenizer.json" in one_line_error(err)
+    bad_model = tmp_path / "x.model"
+    bad_model.write_bytes(b"\x00garbage")
+    code, _, err = run(capsys, "plan", "--tokenizer", bad_model)
+    assert code == 1 and "not a SentencePiece model" in one_line_error(err)
+
+
+def test_python_m_ul2_error_has_no_traceback(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "ul2", "preview", str(tmp_path / "nope.txt")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert "nope.txt: no such file or directory" in one_line_error(done.stderr)
+
+
+# --- preview -------------------------------------------------------------------------------------
+
+
+def test_preview_files_one_example_per_denoiser(
+    capsys: pytest.CaptureFixture[str], corpus: dict[str, Any]
+) -> None:
+    code, out, err = run(
+        capsys,
+        "preview",
+        *corpus["paths"],
+        "--preset",
+        "ul2",
+        "--inputs-length",
+        "128",
+        "--on-overflow",
+        "cap",
+        "--format",
+        "seqio",
+    )
+    assert code == 0, err
+    assert "3 file(s): 6 documents" in out
+    assert out.count("● ") == 7
+    assert out.count("seqio: encoder_input_tokens[128]") == 7
+    assert "quick brown" in out or "liquor" in out or "lorem" in out
+
+
+def test_preview_count_and_decoder_format(capsys: pytest.CaptureFixture[str], corpus: dict[str, Any]) -> None:
+    code, out, _ = run(
+        capsys,
+        "preview",
+        corpus["paths"][2],
+        "--preset",
+        "ul2r",
+        "--sequence-length",
+        "128",
+        "--count",
+        "3",
+        "--on-overflow",
+        "cap",
+    )
+    assert code == 0
+    assert out.count("● ") == 3
+    assert "decoder: input_ids[128], attention_mask[128], labels[128], prefix_lengths" in out
+    for k in range(3):
+        assert f"sample {k}," in out
+
+
+def test_preview_jsonl_field_errors(capsys: pytest.CaptureFixture[str], corpus: dict[str, Any]) -> None:
+    code, _, err = run(capsys, "preview", corpus["paths"][2], "--field", "body")
+    assert code == 1 and "no field 'body'" in one_line_error(err)
+
+
+# --- tokenizers built here -----------------------------------------------------------------------
+
+
+def hf_tokenizer(path: Path) -> Path:
+    tk = pytest.importorskip("tokenizers")
+    tok = tk.Tokenizer(tk.models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = tk.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = tk.decoders.ByteLevel()
+    specials = ["<pad>", "</s>", "<unk>", *(f"<extra_id_{k}>" for k in range(100))]
+    trainer = tk.trainers.BpeTrainer(
+        vocab_size=500,
+        special_tokens=specials,
+        show_progress=False,
+        initial_alphabet=tk.pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(TEXTS + [r["text"] for r in RECORDS], trainer)
+    out = path / "tokenizer.json"
+    tok.save(str(out))
+    return out
+
+
+def sp_model(path: Path, extra_ids: bool = True) -> Path:
+    spm = pytest.importorskip("sentencepiece")
+    text = path / "sp-train.txt"
+    text.write_text("\n".join(TEXTS + [r["text"] for r in RECORDS]) * 3)
+    prefix = path / ("sp" if extra_ids else "sp-plain")
+    symbols = [f"<extra_id_{k}>" for k in range(100)] if extra_ids else []
+    spm.SentencePieceTrainer.train(
+        input=str(text),
+        model_prefix=str(prefix),
+        vocab_size=80 + len(symbols),
+        user_defined_symbols=symbols,
+        pad_id=0,
+        eos_id=1,
+        unk_id=2,
+        bos_id=-1,
+        character_coverage=1.0,
+        hard_vocab_limit=False,
+        minloglevel=2,
+    )
+    return prefix.with_suffix(".model")
+
+
+def test_hf_tokenizer_json(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, corpus: dict[str, Any]
+) -> None:
+    from ul2.tokenizers import HFTokenizer, load_tokenizer
+
+    path = hf_tokenizer(tmp_path)
+    tok = load_tokenizer(str(path))
+    assert isinstance(tok, HFTokenizer)
+    ref = pytest.importorskip("tokenizers").Tokenizer.from_file(str(path))
+    assert tok.sentinel_ids == tuple(ref.token_to_id(f"<extra_id_{k}>") for k in range(100))
+    assert (tok.eos_id, tok.pad_id) == (ref.token_to_id("</s>"), ref.token_to_id("<pad>"))
+    ids = tok.encode(TEXTS[0])
+    assert ids.dtype == np.int32 and tok.decode(ids) == TEXTS[0]
+    code, out, err = run(
+        capsys,
+        "preview",
+        *corpus["paths"],
+        "--tokenizer",
+        path,
+        "--preset",
+        "t5",
+        "--inputs-length",
+        "64",
+        "--count",
+        "2",
+    )
+    assert code == 0, err
+    assert out.count("● ") == 2 and "<extra_id_0>" in out
+    code, out, _ = run(
+        capsys,
+        "prepare",
+        *corpus["paths"],
+        "--tokenizer",
+        path,
+        "--preset",
+        "t5",
+        "--inputs-length",
+        "64",
+        "--shard-size",
+        "8",
+        "--out",
+        tmp_path / "hf-out",
+        "-q",
+    )
+    assert code == 0
+    manifest = json.loads((tmp_path / "hf-out" / "manifest.json").read_text())
+    assert manifest["config"]["job"]["tokenizer"]["kind"] == "tokenizer.json"
+    total = sum(len(tok.encode(d)) for d in corpus["docs"])
+    assert manifest["config"]["job"]["corpus"]["tokens"] == total
+
+
+def test_sentencepiece_model(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, corpus: dict[str, Any]
+) -> None:
+    from ul2.tokenizers import SentencePieceTokenizer, load_tokenizer
+
+    path = sp_model(tmp_path)
+    tok = load_tokenizer(str(path))
+    assert isinstance(tok, SentencePieceTokenizer)
+    assert len(tok.sentinel_ids) == 100 and tok.eos_id == 1
+    assert tok.decode(tok.encode("lorem ipsum dolor")) == "lorem ipsum dolor"
+    code, out, err = run(
+        capsys,
+        "preview",
+        *corpus["paths"],
+        "--tokenizer",
+        path,
+        "--preset",
+        "t5",
+        "--inputs-length",
+        "64",
+        "--count",
+        "1",
+    )
+    assert code == 0, err
+    assert "<extra_id_0>" in out
+    # A model without <extra_id_k> pieces: one line asking for --extra-ids, or seqio's layout with it.
+    plain = sp_model(tmp_path, extra_ids=False)
+    code, _, err = run(capsys, "plan", "--tokenizer", plain, "--preset", "t5")
+    assert code == 1 and "--extra-ids" in one_line_error(err)
+    tok2 = load_tokenizer(str(plain), extra_ids=10)
+    size = tok2.vocab_size - 10
+    assert tok2.sentinel_ids == tuple(size + 9 - k for k in range(10))
+    code, out, _ = run(
+        capsys,
+        "plan",
+        "--tokenizer",
+        plain,
+        "--extra-ids",
+        "10",
+        "--preset",
+        "t5",
+        "--inputs-length",
+        "32",
+        "--json",
+    )
+    assert code == 0 and json.loads(out)[0]["sentinels"] <= 10
+
+
+# --- stats ---------------------------------------------------------------------------------------
+
+
+def test_stats_json_check_and_png(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    png = tmp_path / "stats.png"
+    code, out, err = run(
+        capsys,
+        "stats",
+        "--synthetic",
+        "--preset",
+        "ul2r",
+        "--sequence-length",
+        "256",
+        "--samples",
+        "900",
+        "--json",
+        "--png",
+        png,
+        "--check",
+    )
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["samples"] == 900 and report["budget"]["sequence_length"] == 256
+    stats_rows = report["rows"]
+    assert {r["statistic"] for r in stats_rows} >= {"span-length law", "prefix law", "denoiser rates"}
+    assert all(r["pvalue"] > 1e-3 for r in stats_rows if r["pvalue"] is not None)
+    assert png.read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_stats_table_on_files(capsys: pytest.CaptureFixture[str], corpus: dict[str, Any]) -> None:
+    code, out, _ = run(
+        capsys, "stats", *corpus["paths"], "--preset", "t5", "--inputs-length", "64", "--samples", "50"
+    )
+    assert code == 0
+    assert "3 file(s): 6 documents" in out and "span-length law" in out
+    assert "50 examples" in out
+    # More samples than the corpus holds: all of them.
+    code, out, _ = run(
+        capsys, "stats", *corpus["paths"], "--preset", "t5", "--inputs-length", "64", "--samples", "100000"
+    )
+    n = ul2.DenoisingDataset(
+        byte_stream(corpus["docs"]), ul2.presets.t5(), sentinels=ByteTokenizer().sentinels(), inputs_length=64
+    ).num_samples
+    assert code == 0 and f"{n} examples" in out
+
+
+# --- prepare -------------------------------------------------------------------------------------
+
+
+def load_shards(out: Path) -> dict[str, np.ndarray]:
+    manifest = json.loads((out / "manifest.json").read_text())
+    arrays: dict[str, list[np.ndarray]] = {}
+    for shard in manifest["shards"]:
+        for f in sorted((out / shard["path"]).iterdir()):
+            arrays.setdefault(f.stem, []).append(np.load(f))
+    return {k: np.concatenate(v) for k, v in arrays.items()}
+
+
+def test_prepare_shards_and_manifest(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, corpus: dict[str, Any]
+) -> None:
+    out = tmp_path / "out"
+    code, stdout, err = run(
+        capsys,
+        "prepare",
+        *corpus["paths"],
+        "--out",
+        out,
+        "--preset",
+        "ul2",
+        "--inputs-length",
+        "96",
+        "--targets-length",
+        "96",
+        "--on-overflow",
+        "cap",
+        "--shard-size",
+        "7",
+        "--seed",
+        "3",
+    )
+    assert code == 0, err
+    assert "M tokens/s" in err and "complete" in stdout  # progress bar with tokens/s on stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    stream = byte_stream(corpus["docs"])
+    tok = ByteTokenizer()
+    mixture = ul2.presets.ul2(prompts=tok.encode)
+    ds = ul2.DenoisingDataset(
+        stream,
+        mixture,
+        sentinels=tok.sentinels(on_overflow="cap"),
+        inputs_length=96,
+        targets_length=96,
+        seed=3,
+    )
+    counts = manifest["counts"]
+    # The counts add up to the corpus.
+    assert manifest["config"]["job"]["corpus"]["tokens"] == sum(len(d.encode()) for d in corpus["docs"])
+    assert manifest["config"]["job"]["corpus"]["documents"] == len(corpus["docs"])
+    assert counts["stream_length"] == len(stream) == ds.stream_length
+    assert counts["tokens_used"] + counts["tail"] == counts["stream_length"]
+    assert counts["tail"] == ds.tail and counts["samples"] == counts["items"] == ds.num_samples
+    assert sum(counts["denoisers"].values()) == ds.num_samples
+    assert manifest["complete"] and manifest["num_shards"] == -(-ds.num_samples // 7) == len(
+        manifest["shards"]
+    )
+    assert sum(s["items"][1] - s["items"][0] for s in manifest["shards"]) == ds.num_samples
+    assert ul2.Mixture.from_dict(manifest["config"]["dataset"]["mixture"]) == mixture
+    assert manifest["ul2_version"] == ul2.__version__
+    assert manifest["config"]["dataset"]["seed"] == 3
+    # Shard shapes, and contents equal to the dataset's items.
+    for shard in manifest["shards"]:
+        n = shard["items"][1] - shard["items"][0]
+        ids = np.load(out / shard["path"] / "input_ids.npy")
+        labels = np.load(out / shard["path"] / "labels.npy")
+        assert ids.shape == (n, 96) and labels.shape == (n, 96) and ids.dtype == np.int32
+        assert n == 7 or shard is manifest["shards"][-1]
+    got = load_shards(out)
+    want = ds.batch(np.arange(ds.num_samples))
+    assert set(got) == set(want)
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name])
+    assert np.bincount(got["denoiser"], minlength=7).tolist() == list(counts["denoisers"].values())
+
+
+def test_prepare_resumes_byte_identical(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, corpus: dict[str, Any]
+) -> None:
+    args = [*corpus["paths"], "--preset", "t5", "--inputs-length", "48", "--shard-size", "10", "-q"]
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert run(capsys, "prepare", *args, "--out", whole)[0] == 0
+    code, out, _ = run(capsys, "prepare", *args, "--out", parts, "--max-shards", "2")
+    assert code == 0 and "stopped after --max-shards 2" in out
+    first = json.loads((parts / "manifest.json").read_text())
+    assert not first["complete"] and [s["index"] for s in first["shards"]] == [0, 1]
+    assert first["counts"]["tail"] is None
+    # A leftover temporary shard from a crash is cleaned up, not counted.
+    (parts / ".tmp-shard-00002-dead").mkdir()
+    (parts / ".tmp-shard-00002-dead" / "input_ids.npy").write_bytes(b"junk")
+    assert run(capsys, "prepare", *args, "--out", parts, "--max-shards", "1")[0] == 0
+    code, out, _ = run(capsys, "prepare", *args, "--out", parts)
+    assert code == 0 and "3 were already there" in out
+    assert sorted(p.name for p in whole.iterdir()) == sorted(p.name for p in parts.iterdir())
+    for f in sorted(whole.rglob("*.npy")):
+        assert f.read_bytes() == (parts / f.relative_to(whole)).read_bytes(), f
+    a = json.loads((whole / "manifest.json").read_text())
+    b = json.loads((parts / "manifest.json").read_text())
+    a.pop("created")
+    b.pop("created")
+    assert a == b
+    # A second run of a finished job writes nothing new.
+    code, out, _ = run(capsys, "prepare", *args, "--out", parts)
+    assert code == 0 and "this run 0 tokens" in out
+
+
+def finished_shards(out: Path) -> int:
+    """Shards recorded so far: in the manifest, and in the progress file while a run is going."""
+    try:
+        manifest = json.loads((out / "manifest.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return 0
+    progress = out / "progress.jsonl"
+    lines = progress.read_text().count("\n") if progress.exists() else 0
+    return len(manifest["shards"]) + lines
+
+
+def interrupt_after(args: list[str], out: Path, shards: int, sig: int) -> tuple[int, str]:
+    """Run ``ul2 prepare ARGS --out OUT`` in a subprocess and send ``sig`` once ``shards`` shards
+    are finished: (exit status, stderr)."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "ul2", "prepare", *args, "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None and finished_shards(out) < shards:
+            time.sleep(0.002)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=30)
+    return proc.returncode, err
+
+
+def test_prepare_interrupted_killed_and_resumed_is_byte_identical(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # The built-in corpus in many small shards: Ctrl-C (SIGINT) mid-way, then a resumed run
+    # killed (SIGKILL) mid-way, then a run to the end.
+    args = ["--preset", "t5", "--inputs-length", "256", "--shard-size", "16", "--max-items", "4000", "-q"]
+    parts = tmp_path / "parts"
+    code, err = interrupt_after(args, parts, 3, signal.SIGINT)
+    assert code == 130 and "run the same command again to resume" in one_line_error(err)
+    state = json.loads((parts / "manifest.json").read_text())
+    assert not state["complete"], "the run finished before it could be interrupted"
+    done = len(state["shards"])
+    assert done >= 3 and not (parts / "progress.jsonl").exists()  # Ctrl-C saved the manifest
+    code, _ = interrupt_after(args, parts, done + 3, signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    assert not json.loads((parts / "manifest.json").read_text())["complete"]
+    assert finished_shards(parts) > done and (parts / "progress.jsonl").exists()
+    code, out, _ = run(capsys, "prepare", *args, "--out", parts)
+    assert code == 0 and "were already there" in out
+    assert not list(parts.glob(".tmp-*")) and not (parts / "progress.jsonl").exists()
+    whole = tmp_path / "whole"
+    assert run(capsys, "prepare", *args, "--out", whole)[0] == 0
+    files = sorted(p.relative_to(whole) for p in whole.rglob("*.npy"))
+    assert len(files) == 6 * state["num_shards"] == 6 * 250
+    assert files == sorted(p.relative_to(parts) for p in parts.rglob("*.npy"))
+    for f in files:
+        assert (whole / f).read_bytes() == (parts / f).read_bytes(), f
+
+
+def test_prepare_refuses_a_different_job(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, corpus: dict[str, Any]
+) -> None:
+    args = [*corpus["paths"], "--preset", "t5", "--inputs-length", "48", "--out", tmp_path / "o", "-q"]
+    assert run(capsys, "prepare", *args, "--max-shards", "0")[0] == 0
+    code, _, err = run(capsys, "prepare", *args, "--seed", "1")
+    assert code == 1 and "holds a different job (dataset.seed: 0 != 1)" in one_line_error(err)
+    (tmp_path / "corpus" / "doc0.txt").write_text("changed text " * 100)
+    code, _, err = run(capsys, "prepare", *args)
+    assert code == 1 and "the inputs changed since this job started" in one_line_error(err)
+    code, out, _ = run(capsys, "prepare", *args, "--overwrite")
+    assert code == 0 and "complete" in out
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "data.bin").write_bytes(b"x")
+    code, _, err = run(capsys, "prepare", *args[:-3], "--out", tmp_path / "other", "-q")
+    assert code == 1 and "not a ul2 prepare folder" in one_line_error(err)
+
+
+def test_prepare_respect_packed_decoder(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, corpus: dict[str, Any]
+) -> None:
+    short = tmp_path / "corpus" / "short.jsonl"  # short documents, so that rows hold several examples
+    records = [f"note {i}: " + "x y z " * (i % 7 + 1) for i in range(40)]
+    short.write_text("".join(json.dumps({"text": r}) + "\n" for r in records))
+    out = tmp_path / "packed"
+    code, _, err = run(
+        capsys,
+        "prepare",
+        *corpus["paths"],
+        short,
+        "--out",
+        out,
+        "--preset",
+        "ul2r",
+        "--sequence-length",
+        "128",
+        "--documents",
+        "respect",
+        "--pack",
+        "--on-overflow",
+        "cap",
+        "--shard-size",
+        "5",
+        "-q",
+    )
+    assert code == 0, err
+    manifest = json.loads((out / "manifest.json").read_text())
+    c = manifest["counts"]
+    tokens = sum(len(d.encode()) for d in [*corpus["docs"], *records])
+    assert c["stream_length"] == tokens and c["tail"] == 0 and c["tokens_used"] == tokens
+    assert c["samples"] > c["items"]  # several examples per packed row
+    assert manifest["config"]["dataset"]["separator_id"] is None
+    got = load_shards(out)
+    assert got["input_ids"].shape == (c["items"], 128) and got["segment_ids"].shape == (c["items"], 128)
+    assert manifest["features"]["segment_ids"]["shape"] == [None, 128]
+
+
+def test_prepare_parquet(capsys: pytest.CaptureFixture[str], tmp_path: Path, corpus: dict[str, Any]) -> None:
+    pq = pytest.importorskip("pyarrow.parquet")
+    args = [*corpus["paths"], "--preset", "t5", "--inputs-length", "48", "--shard-size", "10", "-q"]
+    assert run(capsys, "prepare", *args, "--out", tmp_path / "npy")[0] == 0
+    assert run(capsys, "prepare", *args, "--out", tmp_path / "pq", "--output-format", "parquet")[0] == 0
+    npy = load_shards(tmp_path / "npy")
+    manifest = json.loads((tmp_path / "pq" / "manifest.json").read_text())
+    tables = [pq.read_table(tmp_path / "pq" / s["path"]) for s in manifest["shards"]]
+    assert all(
+        t.num_rows == s["items"][1] - s["items"][0] for t, s in zip(tables, manifest["shards"], strict=True)
+    )
+    for name, want in npy.items():
+        got = np.concatenate([np.array(t.column(name).to_pylist(), dtype=want.dtype) for t in tables])
+        np.testing.assert_array_equal(got, want)
+
+
+def test_prepare_builtin_corpus_counts(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, _ = run(
+        capsys,
+        "prepare",
+        "--out",
+        tmp_path / "b",
+        "--preset",
+        "t5",
+        "--inputs-length",
+        "256",
+        "--max-items",
+        "300",
+        "--shard-size",
+        "100",
+        "-q",
+    )
+    assert code == 0
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    (source,) = manifest["config"]["job"]["inputs"]
+    assert source["builtin"] == "python-stdlib" and source["files"] > 100
+    corpus = manifest["config"]["job"]["corpus"]
+    assert manifest["counts"]["stream_length"] == corpus["tokens"] + corpus["documents"] - 1
+    assert manifest["counts"]["items"] == 300
+    raw = ul2.plan(ul2.presets.t5(), sentinels=ByteTokenizer().sentinels(), inputs_length=256)[0].raw_length
+    assert manifest["counts"]["tokens_used"] == 300 * raw
+
+
+def test_prepare_engine_ray_missing(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    corpus: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    code, _, err = run(capsys, "prepare", *corpus["paths"], "--out", tmp_path / "r", "--engine", "ray")
+    assert code == 1 and "--engine ray needs Ray" in one_line_error(err)
+    assert not (tmp_path / "r").exists()
+
+
+def fake_ray() -> types.ModuleType:
+    """The slice of Ray's API that prepare uses, run in this process, finishing tasks in reverse."""
+    ray = types.ModuleType("ray")
+
+    class Ref:
+        def __init__(self, value: Any) -> None:
+            self.value = value
+
+    state = {"init": False}
+
+    def remote(fn: Any) -> Any:
+        return types.SimpleNamespace(remote=lambda *a: Ref((fn, a)))
+
+    def wait(refs: list[Ref], num_returns: int = 1) -> tuple[list[Ref], list[Ref]]:
+        return refs[-num_returns:], refs[:-num_returns]
+
+    def get(ref: Ref) -> Any:
+        fn, args = ref.value
+        return fn(*(x.value if isinstance(x, Ref) else x for x in args))
+
+    ray.is_initialized = lambda: state["init"]  # type: ignore[attr-defined]
+    ray.init = lambda **kw: state.update(init=True)  # type: ignore[attr-defined]
+    ray.remote = remote  # type: ignore[attr-defined]
+    ray.put = Ref  # type: ignore[attr-defined]
+    ray.wait = wait  # type: ignore[attr-defined]
+    ray.get = get  # type: ignore[attr-defined]
+    return ray
+
+
+def test_prepare_engine_ray_matches_local(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    corpus: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", fake_ray())
+    args = [*corpus["paths"], "--preset", "t5", "--inputs-length", "48", "--shard-size", "10", "-q"]
+    assert run(capsys, "prepare", *args, "--out", tmp_path / "local")[0] == 0
+    assert run(capsys, "prepare", *args, "--out", tmp_path / "ray", "--engine", "ray")[0] == 0
+    for f in sorted((tmp_path / "local").rglob("*.npy")):
+        assert f.read_bytes() == (tmp_path / "ray" / f.relative_to(tmp_path / "local")).read_bytes()
+    manifest = json.loads((tmp_path / "ray" / "manifest.json").read_text())
+    assert manifest["complete"] and [s["index"] for s in manifest["shards"]] == list(
+        range(manifest["num_shards"])
+    )
+
+
+# --- bench ---------------------------------------------------------------------------------------
+
+
+def test_bench_builtin(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "bench", "--quick", "--builtin")
+    assert code == 0
+    assert "built-in measurement (--builtin)" in out
+    assert "Collator t5" in out and "DenoisingDataset ul2" in out and "M raw tokens/s" in out
+
+
+def test_bench_runs_the_suite_report(tmp_path: Path) -> None:
+    if not (ROOT / "benches" / "report.py").is_file():
+        pytest.skip("not a source tree")
+    done = subprocess.run(
+        [sys.executable, "-m", "ul2", "bench", "--quick", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "benches/report.py" in done.stdout.replace("\n", "")
+    assert "x NumPy" in done.stdout and (tmp_path / "latest.json").is_file()
+
+
+# --- import discipline ---------------------------------------------------------------------------
+
+
+def test_import_ul2_stays_numpy_only() -> None:
+    code = (
+        "import sys, ul2, ul2.stats, ul2.testing, ul2.prepare, ul2.tokenizers, ul2.sources\n"
+        "heavy = ['click', 'rich', 'matplotlib', 'tokenizers', 'sentencepiece', 'hypothesis', 'scipy', "
+        "'pyarrow', 'ray']\n"
+        "print([m for m in heavy if m in sys.modules])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]"
+
+
+def test_console_script_entry_point() -> None:
+    # Declared in pyproject.toml's [project.scripts]; present once the package is (re)installed.
+    from importlib.metadata import entry_points
+
+    (ep,) = entry_points(group="console_scripts", name="ul2")
+    assert ep.value == "ul2.cli:main"
+    script = Path(sys.executable).parent / "ul2"
+    done = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0 and ul2.__version__ in done.stdout
+
+
+def test_parquet_and_gzip_inputs(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    import gzip
+
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    texts = [f"row {i}: " + "alpha beta gamma " * (10 + i) for i in range(12)]
+    pq.write_table(pa.table({"body": texts, "n": list(range(12))}), tmp_path / "rows.parquet")
+    (tmp_path / "more.jsonl.gz").write_bytes(gzip.compress(b'{"body": "zipped json line"}\n'))
+    (tmp_path / "plain.txt.gz").write_bytes(gzip.compress(b"zipped text file"))
+    inputs = [tmp_path / "rows.parquet", tmp_path / "more.jsonl.gz", tmp_path / "plain.txt.gz"]
+    out = tmp_path / "out"
+    code, _, err = run(
+        capsys,
+        "prepare",
+        *inputs,
+        "--field",
+        "body",
+        "--preset",
+        "t5",
+        "--inputs-length",
+        "32",
+        "--out",
+        out,
+        "-q",
+    )
+    assert code == 0, err
+    manifest = json.loads((out / "manifest.json").read_text())
+    docs = [*texts, "zipped json line", "zipped text file"]
+    assert manifest["config"]["job"]["corpus"]["documents"] == len(docs)
+    assert manifest["counts"]["stream_length"] == len(byte_stream(docs))
+    assert [s["kind"] for s in manifest["config"]["job"]["inputs"]] == ["parquet", "jsonl", "text"]
+    code, _, err = run(capsys, "preview", tmp_path / "rows.parquet")
+    assert code == 1 and "no column 'text'" in one_line_error(err)
+
+
+def test_no_arguments_prints_the_help(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys)
+    assert code == 0 and err == ""
+    for command in ("demo", "plan", "preview", "stats", "prepare", "bench"):
+        assert f"  {command} " in out
