@@ -39,7 +39,7 @@ def invert(d: ul2.Denoiser, inputs: list[int], targets: list[int]) -> list[int]:
     """Raw tokens of one example from its inputs (prompt + body + EOS) and targets (+ EOS)."""
     assert inputs[: len(d.prefix)] == list(d.prefix)
     assert inputs[-1] == EOS and targets[-1] == EOS
-    body, tbody = inputs[len(d.prefix):-1], targets[:-1]
+    body, tbody = inputs[len(d.prefix) : -1], targets[:-1]
     if not isinstance(d, ul2.SpanCorruption):
         assert not SENTINEL_SET & set(body + tbody)
         return body + tbody
@@ -349,8 +349,9 @@ def in_process_digest(seed: int) -> str:
 
 
 def test_same_seed_same_bytes_in_a_fresh_process():
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, "17"], capture_output=True, text=True, check=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, "17"], capture_output=True, text=True, check=True, timeout=120
+    )
     assert proc.stdout.strip() == in_process_digest(17)
     assert in_process_digest(18) != in_process_digest(17)
 
@@ -372,7 +373,7 @@ def test_thread_count_does_not_change_bytes():
         ul2.set_num_threads(None)
     assert one == two
     # Batch composition does not matter either.
-    halves = [ds.batch(keys[: len(keys) // 2]), ds.batch(keys[len(keys) // 2:])]
+    halves = [ds.batch(keys[: len(keys) // 2]), ds.batch(keys[len(keys) // 2 :])]
     whole = ds.batch(keys)
     for name in whole:
         assert np.array_equal(np.concatenate([h[name] for h in halves]), whole[name])
@@ -387,8 +388,11 @@ def test_bad_documents_value():
         make(stream(5000), doc_offsets=[0, 2500, 5000], documents="bogus")
 
 
-@pytest.mark.parametrize("offsets", [[0, 3000, 2000, 5000], [0, 2500, 5001], [100, 2500, 5000]],
-                         ids=["decreasing", "past-the-end", "not-from-0"])
+@pytest.mark.parametrize(
+    "offsets",
+    [[0, 3000, 2000, 5000], [0, 2500, 5001], [100, 2500, 5000]],
+    ids=["decreasing", "past-the-end", "not-from-0"],
+)
 @pytest.mark.parametrize("documents_mode", ["concat", "respect"])
 def test_bad_doc_offsets(offsets, documents_mode):
     with pytest.raises(ValueError, match="doc_offsets"):
@@ -422,3 +426,13 @@ def test_float_tokens(dtype):
 def test_two_dimensional_tokens():
     with pytest.raises((ValueError, TypeError), match="tokens"):
         make(stream(5000).reshape(50, 100))
+
+
+def test_respect_mode_refuses_documents_too_short_for_num_spans_at_construction():
+    # A document's short last sample cannot hold num_spans spans: say so when building,
+    # naming the sample, rather than failing later at ds[k].
+    with pytest.raises(ValueError, match=r"documents='respect': sample 0 \(8 tokens"):
+        ul2.DenoisingDataset(
+            np.arange(3, 13, dtype=np.int32), ul2.SpanCorruption(3, 0.15, num_spans=2),
+            sentinels=ul2.Sentinels.t5(1000), doc_offsets=[0, 8, 10], documents="respect", inputs_length=16,
+        )

@@ -32,8 +32,9 @@ def test_seqio_prefix_lm_decoder_only_vector():
     assert out["decoder_loss_weights"].tolist() == [[0, 0, 0, 0, 1, 1, 1, 0, 0]]
     assert out["decoder_input_tokens"].tolist() == [[0, 9, 4, 6, 1, 3, 9, 1, 0]]
     # The same example in the "decoder" format.
-    d = ul2.Collator(ul2.PrefixLM(0.5), sentinels=SENTINELS, sequence_length=9, format="decoder",
-                     bidirectional_mask=True)(np.array([[9, 4, 6, 3, 9]], np.int32), keys=[key])
+    d = ul2.Collator(
+        ul2.PrefixLM(0.5), sentinels=SENTINELS, sequence_length=9, format="decoder", bidirectional_mask=True
+    )(np.array([[9, 4, 6, 3, 9]], np.int32), keys=[key])
     assert d["input_ids"].tolist() == [[9, 4, 6, 1, 3, 9, 1, 0, 0]]
     assert d["prefix_lengths"].tolist() == [4]
     assert d["labels"].tolist() == [[-100] * 4 + [3, 9, 1] + [-100] * 2]
@@ -48,8 +49,11 @@ def keys_for(collator_kw: dict, mixture: ul2.Mixture, rows: list[np.ndarray], wa
     first = [d.prefix[0] for d in mixture.denoisers]
     keys: list[int] = []
     for row, j in zip(rows, wanted, strict=True):
-        key = next(k for k in range(len(keys), 1000) if k not in keys
-                   and plain([row], keys=[k])["encoder_input_tokens"][0, 0] == first[j])
+        key = next(
+            k
+            for k in range(len(keys), 1000)
+            if k not in keys and plain([row], keys=[k])["encoder_input_tokens"][0, 0] == first[j]
+        )
         keys.append(key)
     return keys
 
@@ -146,8 +150,10 @@ def read_examples(out: dict[str, np.ndarray], fmt: str, packed: bool) -> tuple[l
                 enc = segments_of(out["segment_ids"][r], out["positions"][r])
                 dec = segments_of(out["decoder_segment_ids"][r], out["decoder_positions"][r])
                 assert out["attention_mask"][r].tolist() == (out["segment_ids"][r] != 0).astype(int).tolist()
-                assert out["decoder_attention_mask"][r].tolist() == \
-                    (out["decoder_segment_ids"][r] != 0).astype(int).tolist()
+                assert (
+                    out["decoder_attention_mask"][r].tolist()
+                    == (out["decoder_segment_ids"][r] != 0).astype(int).tolist()
+                )
             else:
                 enc = [np.arange(leading_ones(out["attention_mask"][r]))]
                 dec = [np.arange(leading_ones(out["decoder_attention_mask"][r]))]
@@ -172,8 +178,15 @@ def read_examples(out: dict[str, np.ndarray], fmt: str, packed: bool) -> tuple[l
             assert out["cu_seqlens"][-1] == ids.size and out["decoder_cu_seqlens"][-1] == labels.size
         return examples, (enc_used + dec_used) / (ids.size + labels.size)
     if fmt == "seqio":
-        enc_tok, tgt, dec_in, lw = (out[k] for k in ("encoder_input_tokens", "decoder_target_tokens",
-                                                     "decoder_input_tokens", "decoder_loss_weights"))
+        enc_tok, tgt, dec_in, lw = (
+            out[k]
+            for k in (
+                "encoder_input_tokens",
+                "decoder_target_tokens",
+                "decoder_input_tokens",
+                "decoder_loss_weights",
+            )
+        )
         enc_used = dec_used = 0
         for r in range(enc_tok.shape[0]):
             if packed:
@@ -228,8 +241,15 @@ def read_examples(out: dict[str, np.ndarray], fmt: str, packed: bool) -> tuple[l
             assert out["cu_seqlens"][-1] == ids.size
         return examples, used / ids.size
     assert fmt == "seqio_decoder"
-    tgt, dec_in, lw, causal = (out[k] for k in ("decoder_target_tokens", "decoder_input_tokens",
-                                                "decoder_loss_weights", "decoder_causal_attention"))
+    tgt, dec_in, lw, causal = (
+        out[k]
+        for k in (
+            "decoder_target_tokens",
+            "decoder_input_tokens",
+            "decoder_loss_weights",
+            "decoder_causal_attention",
+        )
+    )
     used = 0
     for r in range(tgt.shape[0]):
         if packed:
@@ -263,15 +283,17 @@ def read_examples(out: dict[str, np.ndarray], fmt: str, packed: bool) -> tuple[l
 
 def rt_mixture() -> ul2.Mixture:
     """Every kind of denoiser, each with a prompt whose first id (800 + index) names it."""
-    return ul2.Mixture([
-        (ul2.SpanCorruption(3.0, 0.15, prefix=(800,)), 1.0),
-        (ul2.SpanCorruption(8.0, 0.5, prefix=(801, 810)), 1.0),
-        (ul2.SpanCorruption(64.0, 0.15, prefix=(802,)), 1.0),
-        (ul2.SpanCorruption(3.0, 0.3, random_roll=True, prefix=(803, 811, 812)), 1.0),
-        (ul2.PrefixLM(0.5, prefix=(804,)), 1.0),
-        (ul2.PrefixLM(0.25, prefix=(805, 813)), 1.0),
-        (ul2.CausalLM(prefix=(806,)), 1.0),
-    ])
+    return ul2.Mixture(
+        [
+            (ul2.SpanCorruption(3.0, 0.15, prefix=(800,)), 1.0),
+            (ul2.SpanCorruption(8.0, 0.5, prefix=(801, 810)), 1.0),
+            (ul2.SpanCorruption(64.0, 0.15, prefix=(802,)), 1.0),
+            (ul2.SpanCorruption(3.0, 0.3, random_roll=True, prefix=(803, 811, 812)), 1.0),
+            (ul2.PrefixLM(0.5, prefix=(804,)), 1.0),
+            (ul2.PrefixLM(0.25, prefix=(805, 813)), 1.0),
+            (ul2.CausalLM(prefix=(806,)), 1.0),
+        ]
+    )
 
 
 def invert(example: Example, mixture: ul2.Mixture) -> list[int]:
@@ -281,7 +303,7 @@ def invert(example: Example, mixture: ul2.Mixture) -> list[int]:
     d = mixture.denoisers[j]
     assert inputs[: len(d.prefix)] == list(d.prefix)
     assert inputs[-1] == EOS and targets[-1] == EOS
-    body, tbody = inputs[len(d.prefix):-1], targets[:-1]
+    body, tbody = inputs[len(d.prefix) : -1], targets[:-1]
     if not isinstance(d, ul2.SpanCorruption):
         assert not set(body + tbody) & set(SENTINEL_IDS)
         if isinstance(d, ul2.CausalLM):
@@ -338,8 +360,16 @@ def test_round_trip_every_format(fmt, packed, dtype):
     plan = ul2.plan(mixture, sentinels=SENTINELS, **kw)
     max_len = min(r.raw_length for r in plan)
     rows = random_rows(40, max_len, seed=len(fmt) + packed)
-    c = ul2.Collator(mixture, sentinels=SENTINELS, format=fmt, pack=packed, seed=5, dtype=dtype,
-                     bidirectional_mask=(fmt == "decoder" and not packed), **kw)
+    c = ul2.Collator(
+        mixture,
+        sentinels=SENTINELS,
+        format=fmt,
+        pack=packed,
+        seed=5,
+        dtype=dtype,
+        bidirectional_mask=(fmt == "decoder" and not packed),
+        **kw,
+    )
     assert c.format == fmt
     out = c(rows, keys=list(range(100, 140)))
     assert all(a.dtype == dtype for a in out.values())
@@ -352,8 +382,11 @@ def test_round_trip_every_format(fmt, packed, dtype):
     assert len(used) >= 5  # the batch exercises most denoisers
     assert 0 < c.fill_rate <= 1
     assert c.fill_rate == pytest.approx(fill)
-    width = out["input_ids" if fmt in ("hf", "decoder") else
-               ("encoder_input_tokens" if fmt == "seqio" else "decoder_target_tokens")].shape
+    width = out[
+        "input_ids"
+        if fmt in ("hf", "decoder")
+        else ("encoder_input_tokens" if fmt == "seqio" else "decoder_target_tokens")
+    ].shape
     if packed:
         assert width[0] < len(rows), "packing puts several examples in a row"
     else:
@@ -375,8 +408,12 @@ def test_packing_is_next_fit_and_never_cuts(fmt):
     packed = ul2.Collator(mixture, sentinels=SENTINELS, format=fmt, seed=1, pack=True, **kw)
     examples, _ = read_examples(padded(rows, keys=keys), fmt, False)
     out = packed(rows, keys=keys)
-    seg_name = {"hf": "segment_ids", "seqio": "encoder_segment_ids", "decoder": "segment_ids",
-                "seqio_decoder": "decoder_segment_ids"}[fmt]
+    seg_name = {
+        "hf": "segment_ids",
+        "seqio": "encoder_segment_ids",
+        "decoder": "segment_ids",
+        "seqio_decoder": "decoder_segment_ids",
+    }[fmt]
     per_row = out[seg_name].max(axis=1).tolist()
     assert sum(per_row) == len(rows)
     # Simulate next-fit with the examples' lengths.

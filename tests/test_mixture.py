@@ -37,8 +37,14 @@ def all_mixtures() -> list[ul2.Mixture]:
     out = [ul2.presets.t5()]
     for name in PROMPTED:
         out += [PRESETS[name](None), PRESETS[name](prompts)]
-    out.append(ul2.Mixture([(ul2.CausalLM(prefix=(3, 4)), 2.0),
-                            (ul2.SpanCorruption(3.0, 0.15, num_spans=4, random_roll=True), 0.5)]))
+    out.append(
+        ul2.Mixture(
+            [
+                (ul2.CausalLM(prefix=(3, 4)), 2.0),
+                (ul2.SpanCorruption(3.0, 0.15, num_spans=4, random_roll=True), 0.5),
+            ]
+        )
+    )
     return out
 
 
@@ -203,8 +209,12 @@ def test_plan_overflow_names_denoiser_numbers_and_fix():
 
 
 def test_plan_overflow_policies_plan_within_sentinels():
-    capped = ul2.plan(ul2.presets.ul2(), sentinels=ul2.Sentinels.t5(32100, on_overflow="cap"),
-                      inputs_length=512, targets_length=512)
+    capped = ul2.plan(
+        ul2.presets.ul2(),
+        sentinels=ul2.Sentinels.t5(32100, on_overflow="cap"),
+        inputs_length=512,
+        targets_length=512,
+    )
     assert all(r.sentinels <= 100 for r in capped)
     assert capped[2].spans == 100
     assert capped[2].inputs_length <= 512 and capped[2].targets_length <= 512
@@ -218,8 +228,13 @@ def test_plan_repr_is_a_table():
     assert head[0] == "denoiser" and "raw" in head and "inputs" in head and "targets" in head
     for line, row in zip(lines[1:], p, strict=True):
         cells = line.split()
-        assert [int(c) for c in cells[-5:]] == [row.raw_length, row.inputs_length, row.targets_length,
-                                                row.spans, row.sentinels]
+        assert [int(c) for c in cells[-5:]] == [
+            row.raw_length,
+            row.inputs_length,
+            row.targets_length,
+            row.spans,
+            row.sentinels,
+        ]
         assert cells[0].startswith(type(row.denoiser).__name__)
     # columns line up: every line has the same width
     assert len({len(line.rstrip()) for line in lines}) == 1
@@ -298,8 +313,13 @@ def test_planned_equals_produced(name, budget, family):
                 assert row.raw_length + len(d.prefix) + 2 == budget  # S fills the decoder budget exactly
 
 
-ONE_OF_EACH = [ul2.SpanCorruption(3.0, 0.15), ul2.SpanCorruption(64.0, 0.5, prefix=(7, 8)), ul2.PrefixLM(0.5),
-               ul2.PrefixLM(0.25, prefix=(9,)), ul2.CausalLM(prefix=(3,))]
+ONE_OF_EACH = [
+    ul2.SpanCorruption(3.0, 0.15),
+    ul2.SpanCorruption(64.0, 0.5, prefix=(7, 8)),
+    ul2.PrefixLM(0.5),
+    ul2.PrefixLM(0.25, prefix=(9,)),
+    ul2.CausalLM(prefix=(3,)),
+]
 
 
 @pytest.mark.parametrize("family", ["encdec", "decoder"])
@@ -370,8 +390,9 @@ def test_denoiser_frequencies_match_rates(name):
 
 
 def test_denoiser_choice_is_not_the_key_modulo_the_mixture():
-    ds = ul2.DenoisingDataset(np.zeros(200000, np.int32), ul2.presets.ul2(), sentinels=BIG_SENTINELS,
-                              sequence_length=64, seed=0)
+    ds = ul2.DenoisingDataset(
+        np.zeros(200000, np.int32), ul2.presets.ul2(), sentinels=BIG_SENTINELS, sequence_length=64, seed=0
+    )
     drawn = [ds.denoiser(k) for k in range(2000)]
     # Pairs of consecutive draws: independent draws give all 49 combinations.
     assert len(set(itertools.pairwise(drawn))) == 49
@@ -386,8 +407,9 @@ def test_prefix_lengths_uniform(suffix_density):
     hi = length - 1
     lo = min(hi, max(1, int(np.round(np.float32(1 - 2 * suffix_density) * np.float32(hi)))))
     n = 20000
-    collator = ul2.Collator(ul2.PrefixLM(suffix_density), sentinels=BIG_SENTINELS, sequence_length=seq,
-                            format="decoder", seed=99)
+    collator = ul2.Collator(
+        ul2.PrefixLM(suffix_density), sentinels=BIG_SENTINELS, sequence_length=seq, format="decoder", seed=99
+    )
     rows = np.random.default_rng(0).integers(2, 1000, (n, length)).astype(np.int32)
     out = collator(rows, keys=np.arange(n))
     k = out["prefix_lengths"] - 1  # minus EOS (no prompt)

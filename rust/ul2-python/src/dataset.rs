@@ -45,6 +45,21 @@ fn offsets(obj: &Bound<'_, PyAny>, n: usize) -> PyResult<Vec<u64>> {
     Ok(v)
 }
 
+/// Every sample can be denoised: its lengths are bounded without denoising it.
+fn check_samples(cfg: &ul2_core::RowConfig<'_>, index: &SampleIndex) -> ul2_core::Result<()> {
+    use rayon::prelude::*;
+    // The first failing sample, whatever the scheduling.
+    let failure = (0..index.len()).into_par_iter().find_map_first(|k| {
+        let (a, b) = index.span(k);
+        ul2_core::example_bounds(cfg, (b - a) as usize, k as u64).err().map(|e| ul2_core::Error::Invalid {
+            arg: "documents",
+            value: "'respect'".into(),
+            reason: format!("sample {k} ({} tokens, a document's end) cannot be denoised: {e}", b - a),
+        })
+    });
+    failure.map_or(Ok(()), Err)
+}
+
 fn corpus<'a, T: Token>(tokens: &'a [T], doc_offsets: Option<&'a [u64]>, separator: Option<i64>) -> PyResult<Corpus<'a, T>> {
     let separator = match separator {
         None => None,
@@ -113,6 +128,11 @@ impl PyDataset {
             run_detached(py_, || {
                 let index = SampleIndex::build(&corpus, &e.mixture, &e.raw_lengths, documents, e.seed)?;
                 if !e.options.packed {
+                    if documents == Documents::Respect {
+                        // Documents' short last samples may not fit their denoiser (e.g. fewer
+                        // tokens than num_spans needs): say so now, not at some later ds[k].
+                        check_samples(&e.cfg(), &index)?;
+                    }
                     return Ok((index, None, 0.0));
                 }
                 let keys: Vec<u64> = (0..index.len() as u64).collect();
