@@ -16,13 +16,13 @@ $(BIN)/maturin:
 
 # Built into python/ul2/ (editable install); rebuilt when the Rust sources change.
 $(VENV)/.built: $(BIN)/maturin $(RUST_SRC)
-	$(BIN)/maturin develop --release --quiet --extras test
+	$(BIN)/maturin develop --release --quiet --extras test,integrations
 	touch $@
 
 demo: $(VENV)/.built
-	$(PY) -m ul2 demo
+	$(BIN)/ul2 demo
 
-test: test-rust test-python
+test: test-rust test-python fuzz-smoke
 
 # The criterion benches run once each as tests, so a broken bench fails here, not later.
 test-rust:
@@ -41,6 +41,37 @@ bench: $(VENV)/.built
 	$(PY) -m pytest benches/python -q --benchmark-only
 	$(PY) benches/report.py
 	$(PY) benches/stream.py
+
+# Fuzzing the core (fuzz/: cargo-fuzz targets in a workspace of their own, so the root
+# `cargo test` never builds them). cargo-fuzz passes -Z flags; RUSTC_BOOTSTRAP=1 lets the stable
+# toolchain take them, so no nightly is needed. No sanitizer (ul2-core forbids unsafe code);
+# debug assertions and overflow checks are on. Crashes land in fuzz/artifacts/<target>/.
+FUZZ_TARGETS := mask_sampling mask_application planner sample_index packing
+FUZZ_SECONDS ?= 30
+FUZZ_RUNS ?= 50000
+CARGO_FUZZ := RUSTC_BOOTSTRAP=1 cargo fuzz
+
+.PHONY: fuzz fuzz-smoke fuzz-build
+
+fuzz-build:
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	$(CARGO_FUZZ) build -s none
+
+# Part of `make test`: each target for FUZZ_RUNS executions from a fixed seed (reproducible).
+fuzz-smoke: fuzz-build
+	for t in $(FUZZ_TARGETS); do \
+		$(CARGO_FUZZ) run -s none $$t -- -runs=$(FUZZ_RUNS) -seed=1 -rss_limit_mb=4096 || exit 1; \
+	done
+
+# Nightly-style: each target for FUZZ_SECONDS (growing fuzz/corpus/), then every test with the
+# Hypothesis profile "thorough" (5000 examples a property) and the long robustness runs
+# (UL2_FUZZ=1: 4 x 10^6 small calls, an int64 packed 10^8-token batch).
+fuzz: fuzz-build $(VENV)/.built
+	for t in $(FUZZ_TARGETS); do \
+		$(CARGO_FUZZ) run -s none $$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -print_final_stats=1 \
+			|| exit 1; \
+	done
+	HYPOTHESIS_PROFILE=thorough UL2_FUZZ=1 $(PY) -m pytest tests -q
 
 lint: $(VENV)/.built
 	cargo clippy --workspace --all-targets -- -D warnings

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -12,6 +13,17 @@ from . import _ul2
 from .collate import _budget, _flag, output_is_wide
 from .denoisers import Denoiser, Mixture, as_mixture
 from .plan import Plan, plan
+
+
+def _index(k: object, n: int, name: str) -> int:
+    """``k`` as an index into ``n`` items (negative counts from the end), naming ``name``."""
+    try:
+        i = operator.index(k)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{name}={k!r}: must be an int") from None
+    if not -n <= i < n:
+        raise IndexError(f"{name}={i}: out of range for {n} items")
+    return i % n
 
 
 class DenoisingDataset:
@@ -111,10 +123,7 @@ class DenoisingDataset:
         return (_restore_dataset, (tokens, self.mixture, self._args))
 
     def __getitem__(self, k: int) -> dict[str, npt.NDArray[Any]]:
-        n = len(self)
-        if not -n <= k < n:
-            raise IndexError(f"k={k}: index out of range for {n} items")
-        out = self._core.batch([k % n])
+        out = self._core.batch([_index(k, len(self), "k")])
         return {
             name: (a if name in ("cu_seqlens", "decoder_cu_seqlens") else a[0]) for name, a in out.items()
         }
@@ -125,15 +134,15 @@ class DenoisingDataset:
 
     def span(self, k: int) -> tuple[int, int]:
         """Sample ``k``'s raw ``(start, stop)`` in the stream (joined positions when a separator is used)."""
-        return self._core.span(k)
+        return self._core.span(_index(k, self.num_samples, "k"))
 
     def denoiser(self, k: int) -> int:
         """Sample ``k``'s denoiser: an index into ``mixture``."""
-        return self._core.denoiser(k)
+        return self._core.denoiser(_index(k, self.num_samples, "k"))
 
     def samples(self, r: int) -> range:
         """The samples in item ``r`` (one sample unless packed)."""
-        return range(*self._core.samples(r))
+        return range(*self._core.samples(_index(r, len(self), "r")))
 
     @property
     def num_samples(self) -> int:

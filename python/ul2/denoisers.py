@@ -25,9 +25,19 @@ def _prefix(value: Iterable[int] | None) -> tuple[int, ...]:
     for i, t in enumerate(out):
         if isinstance(t, bool) or not isinstance(t, numbers.Integral):
             raise TypeError(f"prefix[{i}]={t!r}: token ids must be ints")
-        if t < 0:
-            raise ValueError(f"prefix[{i}]={t}: token ids must be >= 0")
+        if not 0 <= t < 2**63:
+            raise ValueError(f"prefix[{i}]={t}: token ids must be in [0, 2**63)")
     return tuple(int(t) for t in out)
+
+
+def _real(value: object, name: str) -> float:
+    """``value`` as a float, naming ``name`` when it is not a number or too large for one."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}={value!r}: must be a number")
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"{name}={value!r}: too large for a float") from None
 
 
 class _Denoiser:
@@ -71,13 +81,13 @@ class SpanCorruption(_Denoiser):
             raise TypeError(f"num_spans={self.num_spans!r}: must be an int or None")
         if not isinstance(self.random_roll, bool):
             raise TypeError(f"random_roll={self.random_roll!r}: must be True or False")
-        if self.num_spans is not None and self.num_spans < 1:
-            raise ValueError(f"num_spans={self.num_spans}: must be >= 1 (or None to derive it)")
+        if self.num_spans is not None and not 1 <= self.num_spans < 2**63:
+            raise ValueError(f"num_spans={self.num_spans}: must be in [1, 2**63) (or None to derive it)")
         n = None if self.num_spans is None else int(self.num_spans)
         return (
             "span",
-            float(self.mean_span_length),
-            float(self.noise_density),
+            _real(self.mean_span_length, "mean_span_length"),
+            _real(self.noise_density, "noise_density"),
             n,
             self.random_roll,
             list(self.prefix),
@@ -99,7 +109,15 @@ class PrefixLM(_Denoiser):
     def _spec(self, rate: float) -> tuple[str, float, float, int | None, bool, list[int], float]:
         if isinstance(self.suffix_density, bool) or not isinstance(self.suffix_density, numbers.Real):
             raise TypeError(f"suffix_density={self.suffix_density!r}: must be a number")
-        return ("prefix_lm", float(self.suffix_density), 0.0, None, False, list(self.prefix), rate)
+        return (
+            "prefix_lm",
+            _real(self.suffix_density, "suffix_density"),
+            0.0,
+            None,
+            False,
+            list(self.prefix),
+            rate,
+        )
 
 
 @dataclass(frozen=True)
@@ -138,6 +156,8 @@ class Mixture:
     entries: tuple[tuple[Denoiser, float], ...] = field(default=())
 
     def __init__(self, entries: Iterable[tuple[Denoiser, float]]) -> None:
+        if isinstance(entries, (str, bytes)) or not isinstance(entries, Iterable):
+            raise TypeError(f"mixture={entries!r}: expected a list of (denoiser, rate) pairs")
         items = tuple(entries)
         if not items:
             raise ValueError("mixture=[]: must hold at least one (denoiser, rate) pair")
@@ -148,9 +168,7 @@ class Mixture:
             d, rate = item
             if not isinstance(d, _Denoiser):
                 raise TypeError(f"mixture[{i}]: {d!r} is not a denoiser (SpanCorruption, PrefixLM, CausalLM)")
-            if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
-                raise TypeError(f"rate={rate!r}: mixture[{i}]'s rate must be a number")
-            out.append((d, float(rate)))
+            out.append((d, _real(rate, f"mixture[{i}] rate")))
         object.__setattr__(self, "entries", tuple(out))
         _ul2._validate(self._specs())
 
@@ -176,9 +194,13 @@ class Mixture:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Mixture:
+        if not isinstance(d, Mapping) or "denoisers" not in d:
+            raise ValueError(f"mixture={d!r}: expected a dict with a 'denoisers' list (Mixture.to_dict)")
         entries = []
-        for item in d["denoisers"]:
+        for i, item in enumerate(d["denoisers"]):
             item = dict(item)
+            if "rate" not in item:
+                raise ValueError(f"denoisers[{i}]={item!r}: missing its 'rate'")
             rate = item.pop("rate")
             entries.append((denoiser_from_dict(item), rate))
         return cls(entries)

@@ -88,6 +88,8 @@ def plan(
     decoder-only is ``sequence_length``. Prompt tokens and EOS are counted, so nothing is ever
     cut; more spans than sentinels raise ``SentinelOverflowError`` naming the fix.
     """
+    if not isinstance(eos, bool):
+        raise TypeError(f"eos={eos!r}: must be True or False")
     m = as_mixture(mixture)
     rows = []
     for i, (d, spec) in enumerate(zip(m.denoisers, m._specs(), strict=True)):

@@ -25,10 +25,14 @@ def encode_prompt(prompts: Prompts, text: str) -> tuple[int, ...]:
             raise ValueError(
                 f"prompts: no token ids for {text!r}; give all of {[R_PROMPT, X_PROMPT, S_PROMPT]}"
             )
-        return tuple(prompts[text])
-    if callable(prompts):
-        return tuple(prompts(text))
-    raise TypeError(f"prompts={prompts!r}: expected None, a mapping str -> token ids, or a callable")
+        ids = prompts[text]
+    elif callable(prompts):
+        ids = prompts(text)
+    else:
+        raise TypeError(f"prompts={prompts!r}: expected None, a mapping str -> token ids, or a callable")
+    if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
+        raise TypeError(f"prompts: {text!r} gave {ids!r}, not a sequence of int token ids")
+    return tuple(ids)
 
 
 def _span(mu: float, r: float, prompts: Prompts) -> SpanCorruption:

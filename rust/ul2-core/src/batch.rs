@@ -73,6 +73,10 @@ pub trait RowSource<T>: Sync {
     }
     /// Example `i`'s tokens: borrowed, or gathered into `scratch` when not contiguous.
     fn row<'s>(&'s self, i: usize, scratch: &'s mut Vec<T>) -> &'s [T];
+    /// Points a row's error at what the caller passed (by default `rows[i]`).
+    fn locate(&self, i: usize, e: Error) -> Error {
+        e.at_row(i)
+    }
 }
 
 impl<T: Token> RowSource<T> for Rows<'_, T> {
@@ -99,6 +103,23 @@ impl<T: Token> RowSource<T> for Samples<'_, T> {
     fn row<'s>(&'s self, i: usize, scratch: &'s mut Vec<T>) -> &'s [T] {
         let (start, stop) = self.index.span(self.ids[i] as usize);
         self.corpus.slice(start, stop, scratch)
+    }
+
+    /// A bad token is the caller's `tokens` at a stream position, not a row of theirs.
+    fn locate(&self, i: usize, e: Error) -> Error {
+        let (start, _) = self.index.span(self.ids[i] as usize);
+        match e {
+            Error::TokenOutOfRange { position, token, reason, .. } => Error::TokenOutOfRange {
+                where_: Where::arg("tokens"),
+                position: start as usize + position,
+                token,
+                reason,
+            },
+            Error::SentinelCollision { position, token, .. } => {
+                Error::SentinelCollision { where_: Where::arg("tokens"), position: start as usize + position, token }
+            }
+            other => other.at_row(i),
+        }
     }
 }
 
@@ -208,7 +229,7 @@ pub fn denoise_rows<T: Token, O: OutToken, S: RowSource<T>>(
                             Family::EncoderDecoder => denoise_row(cfg, tokens, key, scratch, &mut a[oa..], &mut b[ob..]),
                             Family::Decoder => decoder_row(cfg, tokens, key, scratch, &mut a[oa..], tbuf, pad),
                         }
-                        .map_err(|e| (i, e.at_row(i)))?;
+                        .map_err(|e| (i, source.locate(i, e)))?;
                         segments.push(Segment { denoiser: l.denoiser as u32, inputs: l.inputs as u32, targets: l.targets as u32 });
                         match layout.family {
                             Family::EncoderDecoder => {

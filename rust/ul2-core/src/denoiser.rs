@@ -49,18 +49,23 @@ impl Mixture {
         if entries.is_empty() {
             return Err(Error::invalid("mixture", "[]", "must hold at least one denoiser"));
         }
-        let mut total = 0.0;
-        let mut cumulative = Vec::with_capacity(entries.len());
-        for (_, rate) in &entries {
-            if !(rate.is_finite() && *rate >= 0.0) {
-                return Err(Error::invalid("rate", crate::error::real(*rate), "rates must be finite numbers >= 0"));
-            }
-            total += rate;
-            cumulative.push(total);
+        if let Some(bad) = entries.iter().map(|e| e.1).find(|r| !(r.is_finite() && *r >= 0.0)) {
+            return Err(Error::invalid("rate", crate::error::real(bad), "rates must be finite numbers >= 0"));
         }
-        if total <= 0.0 {
+        // Relative to the largest rate, so sums neither overflow (1e308) nor lose precision
+        // (subnormals); exact for powers of two, e.g. equal rates.
+        let top = entries.iter().map(|e| e.1).fold(0.0, f64::max);
+        if top <= 0.0 {
             return Err(Error::invalid("rate", 0, "at least one rate must be > 0"));
         }
+        let mut total = 0.0;
+        let cumulative = entries
+            .iter()
+            .map(|(_, rate)| {
+                total += rate / top;
+                total
+            })
+            .collect();
         Ok(Self {
             denoisers: entries.into_iter().map(|(d, _)| d).collect(),
             cumulative,

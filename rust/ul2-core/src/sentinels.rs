@@ -151,14 +151,15 @@ impl Sentinels {
             }
     }
 
-    /// The id of the `k`-th sentinel of a row; past the last id it continues downwards as
-    /// T5 does (only reached with `on_overflow="t5"`).
+    /// The id of the `k`-th sentinel of a row; past the last id it continues downwards from
+    /// the lowest id, as T5 does (only reached with `on_overflow="t5"`).
     #[inline]
     #[must_use]
     pub fn id(&self, k: usize) -> i64 {
         match self.ids.get(k) {
             Some(&id) => id,
-            None => self.ids[self.ids.len() - 1] - (k + 1 - self.ids.len()) as i64,
+            // Below the lowest id, so no id repeats (T5's layout: below <extra_id_{E-1}>).
+            None => self.lo - (k + 1 - self.ids.len()) as i64,
         }
     }
 

@@ -403,7 +403,14 @@ impl PyCollator {
         }
         let keys = match keys.filter(|k| !k.is_none()) {
             None => {
-                let start = self.next_key.fetch_add(n as u64, Ordering::Relaxed);
+                let start = self
+                    .next_key
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |k| k.checked_add(n as u64))
+                    .map_err(|k| {
+                        PyValueError::new_err(format!(
+                            "keys=None: the running key counter ({k}) would pass 2**64 - 1 with {n} rows; pass keys="
+                        ))
+                    })?;
                 (start..start + n as u64).collect()
             }
             Some(k) => keys_arg(k, Some(n))?,
@@ -412,7 +419,9 @@ impl PyCollator {
         let packed = e.options.packed;
         let (out, fill) = match &batch {
             Batch::Dense(t, width) => with_tokens!(t, b => {
-                let rows = Rows::Dense { data: b.slice()?, width: *width };
+                let data = b.slice()?;
+                // [n, 0] rows are n empty rows (a dense view cannot count them).
+                let rows = if *width == 0 { Rows::Ragged(vec![&data[..0]; n]) } else { Rows::Dense { data, width: *width } };
                 e.run(py_, &rows, &keys, if packed { Bins::Pack(|_| *width) } else { Bins::One })?
             }),
             Batch::Ragged(list) => with_tokens!(&list[0], b0 => {

@@ -28,21 +28,27 @@ pub struct PyDataset {
 }
 
 fn offsets(obj: &Bound<'_, PyAny>, n: usize) -> PyResult<Vec<u64>> {
+    if let Some(u) = arrays::u64_array(obj, "doc_offsets")? {
+        return Ok(finish_offsets(u.slice()?.to_vec(), n));
+    }
     let (t, _) = arrays::tokens(obj, "doc_offsets", 1)?;
     let v: Vec<u64> = with_tokens!(&t, b => b.slice()?.iter().map(|&x| x.to_i64().max(0) as u64).collect());
     let negative = with_tokens!(&t, b => b.slice()?.iter().any(|&x| x.to_i64() < 0));
     if negative {
         return Err(PyValueError::new_err("doc_offsets: offsets must be >= 0"));
     }
-    // A list of document starts without the final end is common: accept it.
-    let mut v = v;
+    Ok(finish_offsets(v, n))
+}
+
+/// Accepts document starts without the final end (a common form) by appending it.
+fn finish_offsets(mut v: Vec<u64>, n: usize) -> Vec<u64> {
     if v.last().is_some_and(|&l| l < n as u64) {
         v.push(n as u64);
     }
     if v.is_empty() {
         v = vec![0, n as u64];
     }
-    Ok(v)
+    v
 }
 
 /// Every sample can be denoised: its lengths are bounded without denoising it.
@@ -122,6 +128,11 @@ impl PyDataset {
         let (t, shape) = arrays::tokens(tokens, "tokens", 1)?;
         let doc_offsets = arrays::optional(doc_offsets, |o| offsets(o, shape[0]))?;
         let separator = arrays::optional(separator_id, |s| arrays::count(s, "separator_id"))?.map(|s| s as i64);
+        if let Some(s) = separator.filter(|&s| engine.sentinels.check_collisions && engine.sentinels.contains(s)) {
+            return Err(PyValueError::new_err(format!(
+                "separator_id={s}: is a sentinel id; it would collide with the sentinels (use EOS or another id)"
+            )));
+        }
         let e = &engine;
         let (index, rows, fill_rate) = with_tokens!(&t, b => {
             let corpus = corpus(b.slice()?, doc_offsets.as_deref(), separator)?;

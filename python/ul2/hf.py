@@ -1,0 +1,193 @@
+"""Hugging Face adapter: :class:`DataCollator`, the ``data_collator=`` of a ``transformers.Trainer``.
+
+It takes what a tokenised ``datasets.Dataset`` gives the Trainer — a list of features, each with
+``input_ids`` (a list or array of token ids, one training row) — denoises the rows with
+:class:`ul2.Collator` and returns PyTorch tensors (``torch.from_numpy``, no copy)::
+
+    collator = ul2.hf.DataCollator(ul2.presets.ul2(), sentinels=sentinels, inputs_length=512)
+    trainer = transformers.Trainer(model=t5, args=args, train_dataset=tokenized, data_collator=collator)
+
+Encoder-decoder models (T5, UL2, ...) get ``format="hf"``: ``input_ids``, ``attention_mask``,
+``labels`` (-100 on padding), ``decoder_input_ids``, ``decoder_attention_mask``. Causal LMs
+(Llama, GPT-2, ...) get the decoder-only prefix-LM rows of ``sequence_length=...``:
+``input_ids`` = inputs + targets, ``labels`` aligned with ``input_ids`` (-100 outside the
+targets; the model shifts them itself), and, with ``prefix_attention="bidirectional"`` (the
+default), ``attention_mask`` as a ``[B, 1, S, S]`` additive mask in which the prefix attends
+both ways (:func:`ul2.torch.attention_mask_4d`); ``"causal"`` keeps the 2-D padding mask.
+Keys the model does not take (``prefix_lengths``, ``denoiser``, packing fields) are not returned.
+
+Example keys: a feature column named by ``key_column`` (stable row ids, e.g. added with
+``dataset.map(..., with_indices=True)``; pass ``remove_unused_columns=False`` to the Trainer so
+it reaches the collator), or else a running batch counter. Inside ``DataLoader`` workers the
+counter numbers batches as ``DataLoader`` deals them out (round robin), so 0, 1 or N workers
+give the same batches in one pass.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ._ul2 import Sentinels
+from .collate import Collator
+from .denoisers import Denoiser, Mixture
+
+if TYPE_CHECKING:
+    import torch as _torch
+
+__all__ = ["DataCollator"]
+
+_PREFIX_ATTENTION = ("bidirectional", "causal")
+# Collator outputs a Hugging Face model never takes as a keyword.
+_DROP = (
+    "prefix_lengths",
+    "bidirectional_mask",
+    "segment_ids",
+    "positions",
+    "cu_seqlens",
+    "decoder_cu_seqlens",
+    "denoiser",
+)
+
+
+class DataCollator:
+    """Denoises a list of features into a batch of tensors for a Hugging Face model.
+
+    The arguments are those of :class:`ul2.Collator` (``inputs_length`` for encoder-decoder,
+    ``sequence_length`` for decoder-only), plus:
+
+    - ``input_column``: the feature holding each row's token ids (default ``"input_ids"``).
+    - ``key_column``: a feature holding each row's example key (an int >= 0), or ``None`` for a
+      running counter.
+    - ``prefix_attention``: decoder-only only — ``"bidirectional"`` returns a 4-D additive
+      ``attention_mask`` with a bidirectional prefix (of ``mask_dtype``, float32 by default;
+      give the model's dtype), ``"causal"`` the 2-D padding mask. Packed rows always get a
+      4-D mask (examples must not see each other) and ``position_ids``.
+    - ``dtype``: ``numpy.int64`` by default, so ids and labels are ``LongTensor``.
+    """
+
+    def __init__(
+        self,
+        mixture: Mixture | Denoiser | Sequence[tuple[Denoiser, float]],
+        *,
+        sentinels: Sentinels,
+        inputs_length: int | None = None,
+        targets_length: int | None = None,
+        sequence_length: int | None = None,
+        format: str | None = None,
+        eos_id: int | None = 1,
+        pad_id: int = 0,
+        seed: int = 0,
+        pack: bool = False,
+        input_column: str = "input_ids",
+        key_column: str | None = None,
+        prefix_attention: str = "bidirectional",
+        mask_dtype: _torch.dtype | None = None,
+        dtype: npt.DTypeLike = np.int64,
+    ) -> None:
+        if prefix_attention not in _PREFIX_ATTENTION:
+            raise ValueError(f"prefix_attention={prefix_attention!r}: must be one of {_PREFIX_ATTENTION}")
+        self.collator = Collator(
+            mixture,
+            sentinels=sentinels,
+            inputs_length=inputs_length,
+            targets_length=targets_length,
+            sequence_length=sequence_length,
+            format=format,
+            eos_id=eos_id,
+            pad_id=pad_id,
+            seed=seed,
+            pack=pack,
+            dtype=dtype,
+        )
+        if self.collator.format not in ("hf", "decoder"):
+            raise ValueError(
+                f"format={self.collator.format!r}: a Hugging Face model takes 'hf' (encoder-decoder) "
+                "or 'decoder' (decoder-only); use ul2.Collator for the seqio formats"
+            )
+        self.input_column, self.key_column = input_column, key_column
+        self.prefix_attention, self.mask_dtype = prefix_attention, mask_dtype
+        self._calls = 0  # batches this process has collated
+        self._next = 0  # the next key of the running counter (main process)
+        self._batch_size: int | None = None
+        self._pid = os.getpid()
+
+    @property
+    def format(self) -> str:
+        return self.collator.format
+
+    def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, _torch.Tensor]:
+        import torch
+
+        if not isinstance(features, Sequence) or not features:
+            raise TypeError(
+                f"features: expected a non-empty list of dicts, got {type(features).__name__}"
+                + (" (empty)" if isinstance(features, Sequence) else "")
+            )
+        rows = [_row(f, self.input_column, i) for i, f in enumerate(features)]
+        out = self.collator(rows, self._keys(features))
+        if self.format == "decoder" and (self.prefix_attention == "bidirectional" or self.collator.pack):
+            from .torch import attention_mask_4d
+
+            out["attention_mask"] = attention_mask_4d(
+                out, bidirectional=self.prefix_attention == "bidirectional", dtype=self.mask_dtype
+            )  # type: ignore[assignment]
+            if self.collator.pack:
+                out["position_ids"] = out["positions"]
+        return {
+            name: a if isinstance(a, torch.Tensor) else torch.from_numpy(a)
+            for name, a in out.items()
+            if name not in _DROP
+        }
+
+    def _keys(self, features: Sequence[Mapping[str, Any]]) -> npt.NDArray[np.uint64]:
+        n = len(features)
+        if self.key_column is not None:
+            try:
+                keys = np.asarray([int(f[self.key_column]) for f in features])
+            except KeyError:
+                raise KeyError(
+                    f"features: no column {self.key_column!r} (key_column); with a Trainer pass "
+                    "remove_unused_columns=False so it reaches the collator"
+                ) from None
+            if (keys < 0).any():
+                raise ValueError(f"features: {self.key_column!r} holds a negative key")
+            return keys.astype(np.uint64)
+        if os.getpid() != self._pid:  # a forked copy starts its own count
+            self._pid, self._calls, self._batch_size = os.getpid(), 0, None
+        from torch.utils.data import get_worker_info
+
+        info = get_worker_info()
+        workers, worker = (1, 0) if info is None else (info.num_workers, info.id)
+        if self._batch_size is None:
+            self._batch_size = n
+        if info is None:
+            start = self._next
+            self._next += n
+        else:
+            # DataLoader deals batch g to worker g % workers; every batch but the last is full.
+            start = (self._calls * workers + worker) * self._batch_size
+        self._calls += 1
+        return np.arange(start, start + n, dtype=np.uint64)
+
+    def __repr__(self) -> str:
+        return (
+            f"ul2.hf.DataCollator({self.collator!r}, input_column={self.input_column!r}, "
+            f"key_column={self.key_column!r}, prefix_attention={self.prefix_attention!r})"
+        )
+
+
+def _row(feature: Mapping[str, Any], column: str, i: int) -> npt.NDArray[Any]:
+    if not isinstance(feature, Mapping):
+        raise TypeError(f"features[{i}]: expected a dict of columns, got {type(feature).__name__}")
+    try:
+        ids = feature[column]
+    except KeyError:
+        raise KeyError(f"features[{i}]: no column {column!r} (input_column)") from None
+    if hasattr(ids, "numpy") and not isinstance(ids, np.ndarray):  # a torch tensor
+        ids = ids.numpy()
+    return np.ascontiguousarray(ids)
