@@ -691,3 +691,16 @@ def test_a_batch_of_a_hundred_million_tokens(dtype, pack):
     if pack:
         assert int(out["segment_ids"].max()) >= 1 and t5.fill_rate > 0.9
     del out, rows
+
+
+@pytest.mark.parametrize("kind", ["error", "panic"])
+def test_internal_errors_and_panics_become_runtime_errors_and_the_pool_lives_on(kind):
+    # No public input reaches these paths any more; the hook forces them on a pool thread.
+    from ul2 import _ul2
+
+    with pytest.raises(RuntimeError, match="internal error \\(please report\\)") as info:
+        _ul2._fail(kind)
+    assert ("panic" in str(info.value)) == (kind == "panic")
+    rows = np.arange(3, 3 + 2 * 568, dtype=np.int32).reshape(2, 568)
+    out = ul2.Collator(ul2.presets.t5(), sentinels=ul2.Sentinels.t5(32100), inputs_length=512)(rows)
+    assert out["input_ids"].shape == (2, 512)

@@ -35,9 +35,35 @@ fn pool() -> PyResult<Arc<ThreadPool>> {
 }
 
 /// Releases the GIL and runs `f` on ul2's pool, mapping core errors to Python exceptions.
+/// A panic (a bug in ul2) becomes a `RuntimeError` too, so none crosses into Python as a
+/// `PanicException`; rayon hands a worker's panic to this thread, and the pool lives on.
 pub fn run_detached<T: Send>(py: Python<'_>, f: impl FnOnce() -> ul2_core::Result<T> + Send) -> PyResult<T> {
     let pool = pool()?;
-    crate::errors::py(py.detach(|| pool.install(f)))
+    match py.detach(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pool.install(f)))) {
+        Ok(result) => crate::errors::py(result),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(ToString::to_string)
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(pyo3::exceptions::PyRuntimeError::new_err(format!("internal error (please report): panic: {what}")))
+        }
+    }
+}
+
+/// Drives the internal-error paths for the tests: `"error"` returns the core's
+/// `Error::Internal` from the pool, `"panic"` panics on a pool thread.
+#[pyfunction]
+pub fn _fail(py: Python<'_>, kind: &str) -> PyResult<()> {
+    let panic = kind == "panic";
+    run_detached(py, || {
+        use rayon::prelude::*;
+        (0..4).into_par_iter().try_for_each(|i| {
+            assert!(!(panic && i == 3), "forced by _fail");
+            if i == 3 { Err(ul2_core::Error::Internal("forced by _fail".into())) } else { Ok(()) }
+        })
+    })
 }
 
 /// Sets the number of threads ul2 uses (`None`: `UL2_NUM_THREADS` or all cores).

@@ -23,7 +23,7 @@ mod _ul2 {
     #[pymodule_export]
     use super::dataset::PyDataset;
     #[pymodule_export]
-    use super::detach::{_after_fork_in_child, get_num_threads, set_num_threads};
+    use super::detach::{_after_fork_in_child, _fail, get_num_threads, set_num_threads};
     #[pymodule_export]
     use super::errors::SentinelOverflowError;
     #[pymodule_export]
