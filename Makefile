@@ -79,4 +79,4 @@ lint: $(VENV)/.built
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) target python/ul2/_ul2*.so
+	rm -rf $(VENV) target fuzz/target python/ul2/_ul2*.so
