@@ -114,23 +114,7 @@ class _Collator:
 @final
 class _Dataset:
     def __new__(
-        cls,
-        tokens: Any,
-        specs: list[tuple[str, float, float, int | None, bool, list[int], float]],
-        sentinels: Sentinels,
-        doc_offsets: Any,
-        documents: str,
-        inputs_length: int | None,
-        targets_length: int | None,
-        sequence_length: int | None,
-        eos_id: int | None,
-        pad_id: int,
-        format: str | None,
-        seed: int,
-        wide: bool,
-        pack: bool,
-        bidirectional_mask: bool,
-        separator_id: int | None,
+        cls, tokens: Any, collator: _Collator, doc_offsets: Any, documents: str, separator_id: int | None
     ) -> _Dataset: ...
     def __len__(self) -> int: ...
     @property

@@ -37,6 +37,38 @@ def _budget(obj: Any) -> str:
     return f"inputs_length={obj.inputs_length}, targets_length={obj.targets_length}"
 
 
+def _engine(
+    mixture: Mixture,
+    *,
+    sentinels: _ul2.Sentinels,
+    inputs_length: int | None,
+    targets_length: int | None,
+    sequence_length: int | None,
+    eos_id: int | None,
+    pad_id: int,
+    format: str | None,
+    seed: int,
+    dtype: npt.DTypeLike,
+    pack: bool,
+    bidirectional_mask: bool,
+) -> _ul2._Collator:
+    """The native batch transform for these arguments (a dataset builds on one too)."""
+    return _ul2._Collator(
+        mixture._specs(),
+        sentinels,
+        inputs_length,
+        targets_length,
+        sequence_length,
+        eos_id,
+        pad_id,
+        format,
+        seed,
+        output_is_wide(dtype),
+        _flag(pack, "pack"),
+        _flag(bidirectional_mask, "bidirectional_mask"),
+    )
+
+
 class Collator:
     """Denoises a batch of rows (a 2-D ``[B, L]`` array or a list of 1-D arrays) into padded
     arrays with the names of ``format``: encoder-decoder ``"hf"`` (``input_ids``,
@@ -73,7 +105,7 @@ class Collator:
         pack: bool = False,
         bidirectional_mask: bool = False,
     ) -> None:
-        self._args = dict(
+        self._args: dict[str, Any] = dict(
             sentinels=sentinels,
             inputs_length=inputs_length,
             targets_length=targets_length,
@@ -92,20 +124,7 @@ class Collator:
         self.dtype = np.dtype(np.int64 if output_is_wide(dtype) else np.int32)
         self.eos_id, self.pad_id = eos_id, pad_id
         self.pack = _flag(pack, "pack")
-        self._core = _ul2._Collator(
-            self.mixture._specs(),
-            sentinels,
-            inputs_length,
-            targets_length,
-            sequence_length,
-            eos_id,
-            pad_id,
-            format,
-            seed,
-            self.dtype == np.int64,
-            self.pack,
-            _flag(bidirectional_mask, "bidirectional_mask"),
-        )
+        self._core = _engine(self.mixture, **self._args)
         self.format: str = self._core.format
         self.inputs_length: int | None = self._core.inputs_length
         self.targets_length: int | None = self._core.targets_length

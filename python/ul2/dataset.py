@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _ul2
-from .collate import _budget, _flag, output_is_wide
+from .collate import _budget, _engine, _flag, output_is_wide
 from .denoisers import Denoiser, Mixture, as_mixture
 from .plan import Plan, plan
 
@@ -63,7 +63,7 @@ class DenoisingDataset:
         separator_id: int | None = None,
         dtype: npt.DTypeLike = np.int32,
     ) -> None:
-        self._args = dict(
+        self._args: dict[str, Any] = dict(
             sentinels=sentinels,
             doc_offsets=doc_offsets,
             documents=documents,
@@ -90,23 +90,11 @@ class DenoisingDataset:
         self.pack = _flag(pack, "pack")
         self.dtype = np.dtype(np.int64 if output_is_wide(dtype) else np.int32)
         self.tokens = tokens
+        engine = {
+            k: v for k, v in self._args.items() if k not in ("doc_offsets", "documents", "separator_id")
+        }
         self._core = _ul2._Dataset(
-            tokens,
-            self.mixture._specs(),
-            sentinels,
-            doc_offsets,
-            documents,
-            inputs_length,
-            targets_length,
-            sequence_length,
-            eos_id,
-            pad_id,
-            format,
-            seed,
-            self.dtype == np.int64,
-            self.pack,
-            _flag(bidirectional_mask, "bidirectional_mask"),
-            separator_id,
+            tokens, _engine(self.mixture, **engine), doc_offsets, documents, separator_id
         )
         self.format: str = self._core.format
         self.targets_length = self._core.targets_length

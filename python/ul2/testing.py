@@ -173,7 +173,7 @@ def check_example(
 
 def _stream(ds: DenoisingDataset) -> npt.NDArray[Any]:
     tokens = np.asarray(ds.tokens)
-    sep: int | None = ds._args.get("separator_id")  # type: ignore[assignment]
+    sep: int | None = ds._args.get("separator_id")
     offsets = ds._args.get("doc_offsets")
     if sep is None or offsets is None or ds.documents != "concat":
         return tokens

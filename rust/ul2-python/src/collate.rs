@@ -132,6 +132,7 @@ fn ragged<'a, T: Pick>(_first: &arrays::Borrowed<'_, T>, list: &'a [Tokens<'_>])
 }
 
 /// What a batch transform or a dataset needs to turn examples into named arrays.
+#[derive(Clone)]
 pub struct Engine {
     pub mixture: Mixture,
     pub sentinels: ul2_core::Sentinels,
@@ -328,6 +329,13 @@ pub struct PyCollator {
     next_key: AtomicU64,
     /// Fill rate of the last packed batch (`f64` bits).
     fill_rate: AtomicU64,
+}
+
+impl PyCollator {
+    /// The configuration, for a dataset built on the same arguments.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
 }
 
 #[pymethods]

@@ -3,10 +3,10 @@
 use pyo3::exceptions::{PyIndexError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use ul2_core::{Corpus, Documents, Options, SampleIndex, Samples, Token};
+use ul2_core::{Corpus, Documents, SampleIndex, Samples, Token};
 
 use crate::arrays::{self, with_tokens};
-use crate::collate::{Bins, Engine, Spec, keys_arg};
+use crate::collate::{Bins, Engine, PyCollator, keys_arg};
 use crate::detach::run_detached;
 use crate::errors::py;
 
@@ -94,33 +94,26 @@ impl PyDataset {
 
 #[pymethods]
 impl PyDataset {
+    /// `collator` carries the mixture, budget and format (built from the same arguments by
+    /// `ul2.DenoisingDataset`), so both read them in one place.
     #[new]
-    #[pyo3(signature = (tokens, specs, sentinels, doc_offsets, documents, inputs_length, targets_length, sequence_length,
-                        eos_id, pad_id, format, seed, wide, pack, bidirectional_mask, separator_id))]
-    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (tokens, collator, doc_offsets, documents, separator_id))]
     fn new(
         py_: Python<'_>,
         tokens: &Bound<'_, PyAny>,
-        specs: Vec<Spec>,
-        sentinels: &Bound<'_, PyAny>,
+        collator: &Bound<'_, PyAny>,
         doc_offsets: Option<&Bound<'_, PyAny>>,
         documents: &Bound<'_, PyAny>,
-        inputs_length: Option<&Bound<'_, PyAny>>,
-        targets_length: Option<&Bound<'_, PyAny>>,
-        sequence_length: Option<&Bound<'_, PyAny>>,
-        eos_id: Option<&Bound<'_, PyAny>>,
-        pad_id: &Bound<'_, PyAny>,
-        format: Option<&Bound<'_, PyAny>>,
-        seed: &Bound<'_, PyAny>,
-        wide: bool,
-        pack: bool,
-        bidirectional_mask: bool,
         separator_id: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let options = Options { packed: pack, bidirectional_mask, denoiser: true };
-        let engine = Engine::new(
-            specs, sentinels, inputs_length, targets_length, sequence_length, eos_id, pad_id, format, seed, wide, options,
-        )?;
+        let mut engine = collator
+            .cast::<PyCollator>()
+            .map_err(|_| PyTypeError::new_err("collator: expected ul2._ul2._Collator"))?
+            .get()
+            .engine()
+            .clone();
+        // Every dataset batch says which denoiser made each example.
+        engine.options.denoiser = true;
         let documents: String = documents
             .extract()
             .map_err(|_| PyTypeError::new_err(format!("documents={}: must be 'concat' or 'respect'", arrays::repr(documents))))?;
