@@ -140,6 +140,17 @@ pub fn pack_bins(
     keys: &[u64],
     layout: Layout,
 ) -> Result<Vec<usize>> {
+    pack(cfg, lengths, keys, layout).map(|(bins, _)| bins)
+}
+
+/// [`pack_bins`], also returning the output positions the examples take (their bounded
+/// lengths summed): the fill rate without a second pass over the bounds.
+pub fn pack(
+    cfg: &RowConfig<'_>,
+    lengths: impl Fn(usize) -> usize + Sync,
+    keys: &[u64],
+    layout: Layout,
+) -> Result<(Vec<usize>, u64)> {
     let bounds = keys
         .par_iter()
         .enumerate()
@@ -148,6 +159,7 @@ pub fn pack_bins(
     let (w0, w1) = layout.widths;
     let mut bins = vec![0];
     let (mut a, mut b) = (0usize, 0usize);
+    let mut used = 0u64;
     for (i, bound) in bounds.into_iter().enumerate() {
         let (_, li, lt) = bound.map_err(|(_, e)| e)?;
         let (need_a, need_b) = match layout.family {
@@ -176,11 +188,12 @@ pub fn pack_bins(
         }
         a += need_a;
         b += need_b;
+        used += (need_a + need_b) as u64;
     }
     if !keys.is_empty() {
         bins.push(keys.len());
     }
-    Ok(bins)
+    Ok((bins, used))
 }
 
 /// Denoises examples `0..keys.len()` of `source` (example `i` is keyed `keys[i]`) into

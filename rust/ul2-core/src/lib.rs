@@ -19,7 +19,7 @@ pub mod rng;
 pub mod sentinels;
 pub mod spans;
 
-pub use batch::{Layout, RowSource, Rows, Samples, denoise_batch, denoise_rows, pack_bins};
+pub use batch::{Layout, RowSource, Rows, Samples, denoise_batch, denoise_rows, pack, pack_bins};
 pub use format::{Denoised, Family, Field, Format, Options, Segment, format};
 pub use index::{Corpus, Documents, SampleIndex};
 pub use denoiser::{Denoiser, Kind, Mixture, RowConfig, RowLengths, RowScratch, denoise_row, example_bounds};

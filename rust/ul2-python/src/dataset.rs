@@ -144,13 +144,8 @@ impl PyDataset {
                     let (a, b) = index.span(i);
                     (b - a) as usize
                 };
-                let rows = ul2_core::pack_bins(&e.cfg(), span, &keys, e.layout)?;
                 // Bounds are exact but for random_roll, so this is the fill rate (or a hair above).
-                let mut used = 0u64;
-                for (i, &k) in keys.iter().enumerate() {
-                    let (_, a, b) = ul2_core::example_bounds(&e.cfg(), span(i), k)?;
-                    used += (a + b) as u64;
-                }
+                let (rows, used) = ul2_core::pack(&e.cfg(), span, &keys, e.layout)?;
                 let (w0, w1) = e.layout.widths;
                 let fill = used as f64 / ((rows.len().saturating_sub(1)) * (w0 + w1)).max(1) as f64;
                 Ok((index, Some(rows), fill))
