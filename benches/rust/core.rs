@@ -124,7 +124,7 @@ fn batch(c: &mut Criterion) {
     let (mixture, sentinels) = (t5_mixture(), t5_sentinels());
     let cfg = RowConfig { max_raw: &[], mixture: &mixture, sentinels: &sentinels, eos_id: Some(1), seed: SEED };
     let data = tokens(ROWS, RAW);
-    let rows = Rows::Dense { data: &data, width: RAW };
+    let rows = Rows::Dense { data: &data, rows: ROWS, width: RAW };
     let keys: Vec<u64> = (0..ROWS as u64).collect();
     let out = batch_once(&cfg, &rows, &keys);
     assert!(out.segments.iter().all(|l| (l.inputs as usize, l.targets as usize) == (INPUTS, TARGETS)));

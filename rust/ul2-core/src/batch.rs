@@ -14,8 +14,8 @@ pub use crate::format::{Field, Format};
 /// Rows of token ids, borrowed from the caller without a copy.
 #[derive(Debug, Clone)]
 pub enum Rows<'a, T> {
-    /// A C-contiguous `[rows, width]` array.
-    Dense { data: &'a [T], width: usize },
+    /// A C-contiguous `[rows, width]` array (`rows` is given, as `width` may be 0).
+    Dense { data: &'a [T], rows: usize, width: usize },
     /// Ragged rows (e.g. a list of 1-D arrays).
     Ragged(Vec<&'a [T]>),
 }
@@ -24,7 +24,7 @@ impl<'a, T> Rows<'a, T> {
     #[must_use]
     pub fn len(&self) -> usize {
         match self {
-            Self::Dense { data, width } => data.len().checked_div(*width).unwrap_or(0),
+            Self::Dense { rows, .. } => *rows,
             Self::Ragged(rows) => rows.len(),
         }
     }
@@ -35,7 +35,7 @@ impl<'a, T> Rows<'a, T> {
     #[must_use]
     pub fn row(&self, i: usize) -> &'a [T] {
         match self {
-            Self::Dense { data, width } => &data[i * width..(i + 1) * width],
+            Self::Dense { data, width, .. } => &data[i * width..(i + 1) * width],
             Self::Ragged(rows) => rows[i],
         }
     }

@@ -813,7 +813,7 @@ proptest! {
         let mixture = batch_mixture();
         let cfg = RowConfig { max_raw: &[], mixture: &mixture, sentinels: &sentinels, eos_id: Some(1), seed };
         let keys: Vec<u64> = (first_key..first_key + n as u64).collect();
-        let dense = Rows::Dense { data, width };
+        let dense = Rows::Dense { data, rows: n, width };
         let ragged: Vec<Vec<i32>> = data.chunks(width.max(1)).map(<[i32]>::to_vec).collect();
         let a = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap()
             .install(|| denoise_batch(&cfg, &dense, &keys, IW, TW, 0i32).unwrap());

@@ -427,9 +427,7 @@ impl PyCollator {
         let packed = e.options.packed;
         let (out, fill) = match &batch {
             Batch::Dense(t, width) => with_tokens!(t, b => {
-                let data = b.slice()?;
-                // [n, 0] rows are n empty rows (a dense view cannot count them).
-                let rows = if *width == 0 { Rows::Ragged(vec![&data[..0]; n]) } else { Rows::Dense { data, width: *width } };
+                let rows = Rows::Dense { data: b.slice()?, rows: n, width: *width };
                 e.run(py_, &rows, &keys, if packed { Bins::Pack(|_| *width) } else { Bins::One })?
             }),
             Batch::Ragged(list) => with_tokens!(&list[0], b0 => {
