@@ -92,6 +92,11 @@ fn counts(length: usize, r: f64, mu: f64, num_spans: Option<usize>) -> Result<(u
 /// allocates nothing per row once they have grown.
 #[derive(Debug, Default, Clone)]
 pub struct Composer {
+    /// One byte per gap, 1 where chosen: what each draw tests. Bytes rather than bits, as
+    /// consecutive draws then rarely read what the last one wrote (testing a bitset word
+    /// chains draw after draw through store forwarding).
+    marks: Vec<u8>,
+    /// The same choices as bits, to read them out in order a word at a time.
     bits: Vec<u64>,
 }
 
@@ -101,19 +106,22 @@ impl Composer {
     ///
     /// A composition is a choice of `parts − 1` cut points among the `total − 1` gaps.
     /// Floyd's algorithm picks that subset with `parts − 1` draws (or its complement, when
-    /// smaller) into a bitset; reading the bitset in order gives the cuts sorted. Cost:
-    /// `O(min(parts, total − parts) + total/64)`, never an `O(total)` shuffle.
+    /// smaller); reading the bitset in order gives the cuts sorted. Cost:
+    /// `O(min(parts, total − parts))` draws plus clearing `total` bytes, never a shuffle.
     pub fn compose(&mut self, total: usize, parts: usize, rng: &mut Stream, out: &mut Vec<u32>) {
         debug_assert!(parts >= 1 && parts <= total);
         let gaps = total - 1;
         let cuts = parts - 1;
         let complement = cuts > gaps / 2;
         let chosen = if complement { gaps - cuts } else { cuts };
+        self.marks.clear();
+        self.marks.resize(gaps, 0);
         self.bits.clear();
         self.bits.resize(gaps.div_ceil(64), 0);
         for j in (gaps - chosen)..gaps {
             let t = rng.below(j as u64 + 1) as usize;
-            let pick = if self.bits[t / 64] >> (t % 64) & 1 == 1 { j } else { t };
+            let pick = if self.marks[t] == 1 { j } else { t };
+            self.marks[pick] = 1;
             self.bits[pick / 64] |= 1 << (pick % 64);
         }
         // Gap g (0-based) is the cut between item g and item g+1.
