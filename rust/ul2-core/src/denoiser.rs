@@ -162,7 +162,7 @@ pub fn denoise_row<T: Token, O: OutToken>(
             let (ai, at) = applied_lengths(&scratch.runs, length);
             fit(p + ai + eos, inputs.len(), "inputs", "inputs_length", length)?;
             fit(at + eos, targets.len(), "targets", "targets_length", length)?;
-            apply_runs(tokens, &scratch.runs, cfg.sentinels, &mut inputs[p..], targets);
+            apply_runs(tokens, &scratch.runs, cfg.sentinels, &mut inputs[p..p + ai], &mut targets[..at]);
             (p + ai, at)
         }
         Kind::PrefixLm { suffix_density } => {

@@ -271,7 +271,7 @@ fn apply<T: Token, O: OutToken>(
     }
     let e = usize::from(eos.is_some());
     let (mut inputs, mut targets) = (vec![O::from_i64(0); li + e], vec![O::from_i64(0); lt + e]);
-    ul2_core::apply_runs(tokens, &runs, s, &mut inputs, &mut targets);
+    ul2_core::apply_runs(tokens, &runs, s, &mut inputs[..li], &mut targets[..lt]);
     if let Some(e) = eos {
         inputs[li] = O::from_i64(e);
         targets[lt] = O::from_i64(e);
