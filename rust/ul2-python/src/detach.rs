@@ -17,6 +17,11 @@ fn default_threads() -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
 }
 
+/// The thread count asked for: `set_num_threads`, else `UL2_NUM_THREADS` or all cores.
+fn threads() -> usize {
+    POOL.lock().unwrap_or_else(PoisonError::into_inner).0.unwrap_or_else(default_threads)
+}
+
 fn pool() -> PyResult<Arc<ThreadPool>> {
     let mut guard = POOL.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(p) = &guard.1 {
@@ -34,12 +39,25 @@ fn pool() -> PyResult<Arc<ThreadPool>> {
     Ok(p)
 }
 
-/// Releases the GIL and runs `f` on ul2's pool, mapping core errors to Python exceptions.
-/// A panic (a bug in ul2) becomes a `RuntimeError` too, so none crosses into Python as a
-/// `PanicException`; rayon hands a worker's panic to this thread, and the pool lives on.
+thread_local! {
+    /// With one thread, each calling thread is its own one-worker pool: the work then runs
+    /// where the call is, rather than being handed to a pool thread and waited for, which
+    /// costs two thread wake-ups per call (tens of microseconds on a busy or virtual
+    /// machine). `None` where rayon refuses (the thread already works for another pool).
+    static INLINE: Option<ThreadPool> = ThreadPoolBuilder::new().num_threads(1).use_current_thread().build().ok();
+}
+
+/// Releases the GIL and runs `f` on ul2's pool (inline with one thread), mapping core
+/// errors to Python exceptions. A panic (a bug in ul2) becomes a `RuntimeError` too, so
+/// none crosses into Python as a `PanicException`; rayon hands a worker's panic to this
+/// thread, and the pool lives on.
 pub fn run_detached<T: Send>(py: Python<'_>, f: impl FnOnce() -> ul2_core::Result<T> + Send) -> PyResult<T> {
-    let pool = pool()?;
-    match py.detach(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pool.install(f)))) {
+    let shared = if threads() == 1 && INLINE.with(Option::is_some) { None } else { Some(pool()?) };
+    let run = || match &shared {
+        Some(pool) => pool.install(f),
+        None => INLINE.with(|inline| inline.as_ref().expect("checked on this thread above").install(f)),
+    };
+    match py.detach(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))) {
         Ok(result) => crate::errors::py(result),
         Err(panic) => {
             let what = panic
@@ -80,8 +98,8 @@ pub fn set_num_threads(num_threads: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
 
 /// The number of threads ul2 uses now.
 #[pyfunction]
-pub fn get_num_threads() -> PyResult<usize> {
-    Ok(pool()?.current_num_threads())
+pub fn get_num_threads() -> usize {
+    threads()
 }
 
 /// Forgets the pool without joining it: after `fork()` its threads do not exist in the
