@@ -315,7 +315,8 @@ const CLEAN_COPY: usize = 32;
 /// wherever both slices have room: `dst` is exactly the row's output and runs are written
 /// in order, so the excess is overwritten by the next run or sentinel. Longer runs, and
 /// runs near either end, are copied exactly.
-#[inline(always)] // one call per run would cost as much as the copy
+#[allow(clippy::inline_always)] // measured: as a call per run it cost as much as the copy
+#[inline(always)]
 fn copy_run<const W: usize, T: crate::Token, O: crate::OutToken>(tokens: &[T], pos: usize, len: usize, dst: &mut [O], at: usize) {
     if len <= W && pos + W <= tokens.len() && at + W <= dst.len() {
         let s: &[T; W] = tokens[pos..pos + W].try_into().expect("W tokens");
