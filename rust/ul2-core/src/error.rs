@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use rayon::iter::ParallelExtend;
+
 /// Everything that can go wrong in `ul2-core`. All variants but [`Error::Internal`] are the
 /// caller's mistake and carry enough to say what to change.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -126,9 +128,10 @@ pub fn with_capacity<T>(capacity: usize, arg: &'static str) -> Result<Vec<T>> {
     Ok(v)
 }
 
-/// `len` copies of `value`; see [`with_capacity`].
-pub fn filled<T: Clone>(len: usize, value: T, arg: &'static str) -> Result<Vec<T>> {
+/// `len` copies of `value`, written in parallel on the current pool (a serial fill of a
+/// batch's output buffers would leave every other thread idle); see [`with_capacity`].
+pub fn filled<T: Clone + Send + Sync>(len: usize, value: T, arg: &'static str) -> Result<Vec<T>> {
     let mut v = with_capacity(len, arg)?;
-    v.resize(len, value);
+    v.par_extend(rayon::iter::repeat_n(value, len));
     Ok(v)
 }

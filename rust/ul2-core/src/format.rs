@@ -131,7 +131,8 @@ fn per_row<O: OutToken>(
     init: O,
     f: impl Fn(usize, &[Segment], &mut [O]) + Sync,
 ) -> Vec<O> {
-    let mut out = vec![init; d.rows * width];
+    let mut out = Vec::with_capacity(d.rows * width);
+    out.par_extend(rayon::iter::repeat_n(init, d.rows * width));
     if width > 0 {
         out.par_chunks_mut(width).enumerate().for_each(|(r, row)| f(r, d.row_segments(r), row));
     }
