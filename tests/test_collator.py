@@ -259,6 +259,70 @@ def test_ragged_equals_dense_for_equal_lengths():
         np.testing.assert_array_equal(dense[name], tupled[name])
 
 
+def _views(kind: str, rows: np.ndarray) -> list[np.ndarray]:
+    """The rows of ``rows`` as a list, each related to some base array in a different way."""
+    n, width = rows.shape
+    if kind == "own arrays":
+        return [r.copy() for r in rows]
+    if kind == "views of a 2-D base":
+        return list(rows)
+    if kind == "slices of a flat stream":
+        flat = np.concatenate([[7, 8, 9], rows.ravel(), [10]]).astype(rows.dtype)
+        return [flat[3 + i * width : 3 + (i + 1) * width] for i in range(n)]
+    if kind == "views of two bases, interleaved":
+        a, b = rows[::2].copy(), rows[1::2].copy()
+        return [a[i // 2] if i % 2 == 0 else b[i // 2] for i in range(n)]
+    if kind == "views of a non-contiguous base":
+        columns = np.array(rows.T, order="F")  # column i is rows[i], contiguous; the base is not
+        views = [columns[:, i] for i in range(n)]
+        assert all(v.flags.c_contiguous and not v.base.flags.c_contiguous for v in views)
+        return views
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "own arrays",
+        "views of a 2-D base",
+        "slices of a flat stream",
+        "views of two bases, interleaved",
+        "views of a non-contiguous base",
+    ],
+)
+def test_ragged_views_of_shared_bases_equal_the_dense_batch(kind):
+    # Views of one base share one borrow of it (the offsets are computed from data pointers):
+    # every arrangement must give exactly the rows the list holds.
+    rows = random_rows(9, 120, seed=12)
+    c = make(seed=5)
+    dense = c(rows, keys=np.arange(9))
+    listed = _views(kind, rows)
+    out = c(listed, keys=np.arange(9))
+    for name in HF_NAMES:
+        np.testing.assert_array_equal(dense[name], out[name], err_msg=f"{kind}: {name}")
+
+
+def test_ragged_views_of_a_wider_base_are_read_at_their_own_dtype():
+    # A view that reinterprets its base's bytes (int64 base, int32 view) is not a slice of
+    # the base's elements: it must be read as the view it is.
+    rows = random_rows(4, 128, seed=13)
+    pairs = np.zeros((4, 64), dtype=np.int64)
+    pairs.view(np.int32)[:] = rows
+    views = [p.view(np.int32) for p in pairs]  # 128 int32 each, base is int64
+    assert all(v.base is not None and v.base.dtype == np.int64 for v in views)
+    c = make(seed=2)
+    expected = c(np.stack([np.asarray(v).copy() for v in views]), keys=np.arange(4))
+    out = c(views, keys=np.arange(4))
+    for name in HF_NAMES:
+        np.testing.assert_array_equal(expected[name], out[name])
+
+
+def test_ragged_strided_views_are_refused_not_copied():
+    rows = random_rows(3, 200, seed=14)
+    with pytest.raises(ValueError, match=r"rows\[1\]: array is not C-contiguous"):
+        make()([rows[0, :100], rows[1, ::2], rows[2, :100]], keys=[0, 1, 2])
+
+
 @pytest.mark.parametrize("ragged", [False, True])
 def test_all_input_dtypes_give_identical_outputs(ragged):
     base = random_rows(7, 568, seed=5, high=32000)

@@ -1,9 +1,12 @@
 //! The batch transform behind `ul2.Collator`.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use numpy::{IntoPyArray, PyArrayMethods};
+use numpy::{IntoPyArray, PyArray1, PyArrayDescrMethods, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 use ul2_core::{Budget, Denoiser, Family, Format, Kind, Layout, Mixture, Options, OutToken, RowConfig, RowSource, Rows, SpanParams};
@@ -94,40 +97,105 @@ fn budget(
 /// Rows of token ids: a 2-D array or a list of 1-D arrays, borrowed without a copy.
 enum Batch<'py> {
     Dense(Tokens<'py>, usize),
-    Ragged(Vec<Tokens<'py>>),
+    /// Borrowed arrays, and row `i` as `(array, start, len)` in them.
+    Ragged(Vec<Tokens<'py>>, Vec<(usize, usize, usize)>),
+}
+
+/// Names row `i` in a message about `rows`: "rows: ..." becomes "rows[i]: ...".
+fn at_row(py: Python<'_>, e: &PyErr, i: usize) -> PyErr {
+    let msg = e.value(py).to_string().replacen("rows:", &format!("rows[{i}]:"), 1);
+    if e.is_instance_of::<PyTypeError>(py) { PyTypeError::new_err(msg) } else { PyValueError::new_err(msg) }
 }
 
 fn batch<'py>(rows: &Bound<'py, PyAny>) -> PyResult<Batch<'py>> {
     if rows.is_instance_of::<PyList>() || rows.is_instance_of::<PyTuple>() {
-        let items: Vec<Bound<'py, PyAny>> = rows.try_iter()?.collect::<PyResult<_>>()?;
-        let list = items
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                arrays::tokens(r, "rows", 1).map(|(t, _)| t).map_err(|e| {
-                    // Name the row: "rows: ..." becomes "rows[i]: ...".
-                    let msg = e.value(rows.py()).to_string().replacen("rows:", &format!("rows[{i}]:"), 1);
-                    if e.is_instance_of::<PyTypeError>(rows.py()) { PyTypeError::new_err(msg) } else { PyValueError::new_err(msg) }
-                })
-            })
-            .collect::<PyResult<Vec<_>>>()?;
-        if let Some((i, t)) = list.iter().enumerate().find(|(_, t)| t.dtype_name() != list[0].dtype_name()) {
+        let (mut arrays, mut spans) = (Vec::new(), Vec::new());
+        let mut bases = HashMap::new();
+        for (i, r) in rows.try_iter()?.enumerate() {
+            let r = r?;
+            if let Some(span) = view_of_base(&r, &mut arrays, &mut bases).map_err(|e| at_row(rows.py(), &e, i))? {
+                spans.push(span);
+            } else {
+                let (t, shape) = arrays::tokens(&r, "rows", 1).map_err(|e| at_row(rows.py(), &e, i))?;
+                arrays.push(t);
+                spans.push((arrays.len() - 1, 0, shape[0]));
+            }
+        }
+        if let Some((i, (a, ..))) = spans.iter().enumerate().find(|(_, (a, ..))| arrays[*a].dtype_name() != arrays[spans[0].0].dtype_name()) {
             return Err(PyTypeError::new_err(format!(
                 "rows[{i}]: dtype {} differs from rows[0]'s {}; give every row the same dtype",
-                t.dtype_name(),
-                list[0].dtype_name()
+                arrays[*a].dtype_name(),
+                arrays[spans[0].0].dtype_name()
             )));
         }
-        return Ok(Batch::Ragged(list));
+        return Ok(Batch::Ragged(arrays, spans));
     }
     let (t, shape) = arrays::tokens(rows, "rows", 2)?;
     Ok(Batch::Dense(t, shape[1]))
 }
 
-/// Slices of a ragged list whose dtype is that of `_first` (checked equal beforehand).
-fn ragged<'a, T: Pick>(_first: &arrays::Borrowed<'_, T>, list: &'a [Tokens<'_>]) -> PyResult<Vec<&'a [T]>> {
-    list.iter()
+/// `row` as `(array, start, len)` inside its base array when it is a contiguous 1-D view
+/// of a C-contiguous base of its dtype (`list(tokens_2d)`, slices of one token stream):
+/// all the views of a base then share one borrow of it. rust-numpy checks each new borrow
+/// against every other borrow of the same base, so borrowing the views one by one costs
+/// time quadratic in the batch size. `None` for anything else, which is borrowed alone.
+fn view_of_base<'py>(
+    row: &Bound<'py, PyAny>,
+    arrays: &mut Vec<Tokens<'py>>,
+    bases: &mut HashMap<usize, usize>,
+) -> PyResult<Option<(usize, usize, usize)>> {
+    let Ok(view) = row.cast::<PyUntypedArray>() else { return Ok(None) };
+    if view.ndim() != 1 || view.shape()[0] == 0 {
+        return Ok(None);
+    }
+    let len = view.shape()[0];
+    if len > 1 && usize::try_from(view.strides()[0]).ok() != Some(view.dtype().itemsize()) {
+        return Ok(None);
+    }
+    let base = row.getattr(intern!(row.py(), "base"))?;
+    let Ok(owner) = base.cast::<PyUntypedArray>() else { return Ok(None) };
+    if !owner.dtype().is_equiv_to(&view.dtype()) || !owner.is_c_contiguous() {
+        return Ok(None);
+    }
+    let index = match bases.entry(base.as_ptr() as usize) {
+        Entry::Occupied(known) => *known.get(),
+        Entry::Vacant(new) => {
+            let (borrowed, _) = arrays::tokens(&base, "rows", owner.ndim())?;
+            arrays.push(borrowed);
+            *new.insert(arrays.len() - 1)
+        }
+    };
+    let start = with_tokens!(&arrays[index], b => offset_in(b, view, len)?);
+    Ok(start.map(|start| (index, start, len)))
+}
+
+/// Where `row`'s `len` elements start inside `base`, if they lie within it.
+fn offset_in<T: Pick>(base: &arrays::Borrowed<'_, T>, row: &Bound<'_, PyUntypedArray>, len: usize) -> PyResult<Option<usize>> {
+    let Ok(row) = row.cast::<PyArray1<T>>() else { return Ok(None) };
+    let base = base.slice()?;
+    let bytes = (row.data() as usize).wrapping_sub(base.as_ptr() as usize);
+    let start = bytes / size_of::<T>();
+    Ok((bytes % size_of::<T>() == 0 && start <= base.len() && len <= base.len() - start).then_some(start))
+}
+
+/// The rows of a ragged batch as slices, all of dtype `T` (checked equal beforehand).
+fn ragged<'a, T: Pick>(
+    py: Python<'_>,
+    _first: &arrays::Borrowed<'_, T>,
+    arrays: &'a [Tokens<'_>],
+    spans: &[(usize, usize, usize)],
+) -> PyResult<Vec<&'a [T]>> {
+    let slices: Vec<PyResult<&[T]>> = arrays
+        .iter()
         .map(|t| T::pick(t).ok_or_else(|| PyTypeError::new_err("rows: mixed dtypes")).and_then(|b| b.slice()))
+        .collect();
+    spans
+        .iter()
+        .enumerate()
+        .map(|(i, &(a, start, len))| match &slices[a] {
+            Ok(s) => Ok(&s[start..start + len]),
+            Err(e) => Err(at_row(py, e, i)),
+        })
         .collect()
 }
 
@@ -404,7 +472,7 @@ impl PyCollator {
         let batch = batch(rows)?;
         let n = match &batch {
             Batch::Dense(_, _) => numpy::PyUntypedArrayMethods::shape(rows.cast::<numpy::PyUntypedArray>()?)[0],
-            Batch::Ragged(list) => list.len(),
+            Batch::Ragged(_, spans) => spans.len(),
         };
         if n == 0 {
             return Err(PyValueError::new_err("rows: empty batch (0 rows)"));
@@ -430,8 +498,8 @@ impl PyCollator {
                 let rows = Rows::Dense { data: b.slice()?, rows: n, width: *width };
                 e.run(py_, &rows, &keys, if packed { Bins::Pack(|_| *width) } else { Bins::One })?
             }),
-            Batch::Ragged(list) => with_tokens!(&list[0], b0 => {
-                let rows = Rows::Ragged(ragged(b0, list)?);
+            Batch::Ragged(arrays, spans) => with_tokens!(&arrays[spans[0].0], b0 => {
+                let rows = Rows::Ragged(ragged(py_, b0, arrays, spans)?);
                 e.run(py_, &rows, &keys, if packed { Bins::Pack(|i| rows.row(i).len()) } else { Bins::One })?
             }),
         };
