@@ -19,13 +19,14 @@ description, so that the benchmarks compare ul2 against the NumPy code people ac
    returns in its ``"hf"`` format.
 
 Two departures, both in the baseline's favour or neutral: segment lengths are counted with
-``np.bincount`` instead of ``np.unique(..., return_counts=True)`` (same result, no sort), and
-HF's batched filter is applied per group of rows that share a denoiser and a length (HF's code
-needs every row of a batch to have the same length; a mixture does not). For the mixture
-workload a prefix-LM denoiser (T5's ``random_prefix_noise_mask`` split) is included so both
-implementations do the same work. Randomness: one ``numpy.random.Generator(PCG64)`` per call,
-seeded from ``(seed, call number)``; outputs are not bit-identical to ul2's, but they have the
-same structure and shapes.
+``np.bincount`` instead of ``np.unique(..., return_counts=True)`` (same result, no sort; pass
+``exact_hf=True`` for HF's ``np.unique``, about 1.3x slower), and HF's batched filter is
+applied per group of rows that share a denoiser and a length (HF's code needs every row of a
+batch to have the same length; a mixture does not). For the mixture workload a prefix-LM
+denoiser (T5's ``random_prefix_noise_mask`` split) is included so both implementations do the
+same work. Randomness: one ``numpy.random.Generator(PCG64)`` per call, seeded from ``(seed,
+call number)``; outputs are not bit-identical to ul2's, but they have the same structure and
+shapes.
 """
 
 from __future__ import annotations
@@ -68,26 +69,35 @@ def t5_counts(length: int, noise_density: float, mean_span_length: float) -> tup
     return noise, spans
 
 
-def random_segmentation(num_items: int, num_segments: int, rng: np.random.Generator) -> npt.NDArray[np.intp]:
+def random_segmentation(
+    num_items: int, num_segments: int, rng: np.random.Generator, exact_hf: bool = False
+) -> npt.NDArray[np.intp]:
     """HF's ``_random_segmentation``: a uniformly random composition of ``num_items`` into
-    ``num_segments`` positive parts, by shuffling an ``O(num_items)`` 0/1 array."""
+    ``num_segments`` positive parts, by shuffling an ``O(num_items)`` 0/1 array; the parts are
+    counted with ``np.bincount``, or with HF's ``np.unique`` (a sort) when ``exact_hf``."""
     mask_indices = np.arange(num_items - 1) < (num_segments - 1)
     rng.shuffle(mask_indices)
     first_in_segment = np.pad(mask_indices, [[1, 0]])
     segment_id = np.cumsum(first_in_segment)
+    if exact_hf:
+        return np.unique(segment_id, return_counts=True)[1]
     return np.bincount(segment_id, minlength=num_segments)
 
 
 def random_spans_noise_mask(
-    length: int, noise_density: float, mean_span_length: float, rng: np.random.Generator
+    length: int,
+    noise_density: float,
+    mean_span_length: float,
+    rng: np.random.Generator,
+    exact_hf: bool = False,
 ) -> npt.NDArray[np.bool_]:
     """HF's ``random_spans_noise_mask``: starts with non-noise, ends with noise, exactly ``N``
     noise tokens in ``n`` spans."""
     noise, spans = t5_counts(length, noise_density, mean_span_length)
     if spans == 0:
         return np.zeros(length, dtype=bool)
-    noise_span_lengths = random_segmentation(noise, spans, rng)
-    nonnoise_span_lengths = random_segmentation(length - noise, spans, rng)
+    noise_span_lengths = random_segmentation(noise, spans, rng, exact_hf)
+    nonnoise_span_lengths = random_segmentation(length - noise, spans, rng, exact_hf)
     interleaved = np.reshape(np.stack([nonnoise_span_lengths, noise_span_lengths], axis=1), [spans * 2])
     span_starts = np.cumsum(interleaved)[:-1]
     span_start_indicator = np.zeros((length,), dtype=np.int8)
@@ -134,8 +144,10 @@ class NumpyCollator:
         pad_id: int = 0,
         seed: int = 0,
         dtype: npt.DTypeLike = np.int32,
+        exact_hf: bool = False,
     ) -> None:
         self.denoisers = tuple(denoisers)
+        self.exact_hf = exact_hf
         self.vocab_size = vocab_size
         self.inputs_length, self.targets_length = inputs_length, targets_length
         self.eos_id, self.pad_id = eos_id, pad_id
@@ -184,7 +196,10 @@ class NumpyCollator:
     ) -> None:
         group, length = tokens.shape
         mask_indices = np.asarray(
-            [random_spans_noise_mask(length, d.noise_density, d.mean_span_length, rng) for _ in range(group)]
+            [
+                random_spans_noise_mask(length, d.noise_density, d.mean_span_length, rng, self.exact_hf)
+                for _ in range(group)
+            ]
         )
         labels_mask = ~mask_indices
         input_ids_sentinel = create_sentinel_ids(mask_indices.astype(np.int8), self.vocab_size)
@@ -194,8 +209,10 @@ class NumpyCollator:
         new_labels = np.concatenate([filter_input_ids(tokens, labels_sentinel), eos], axis=-1)
         li, lt = new_inputs.shape[1], new_labels.shape[1]
         if li > self.inputs_length or lt > self.targets_length:
-            raise ValueError(f"rows of {length} tokens give {li} inputs / {lt} targets; budget "
-                             f"{self.inputs_length} / {self.targets_length}")
+            raise ValueError(
+                f"rows of {length} tokens give {li} inputs / {lt} targets; budget "
+                f"{self.inputs_length} / {self.targets_length}"
+            )
         inputs[idx, :li] = new_inputs
         labels[idx, :lt] = new_labels
         input_lengths[idx] = li

@@ -140,17 +140,28 @@ def test_baseline_counts_are_t5s() -> None:
             assert t5_counts(length, r, mu) == ul2.span_counts(length, r, mu), (length, r, mu)
 
 
+@pytest.mark.parametrize("exact_hf", [False, True])
 @pytest.mark.parametrize(
     ("length", "mu", "r"), [(568, 3.0, 0.15), (766, 3.0, 0.5), (1006, 64.0, 0.5), (2, 3.0, 0.15)]
 )
-def test_baseline_mask_has_t5_structure(length: int, mu: float, r: float) -> None:
+def test_baseline_mask_has_t5_structure(length: int, mu: float, r: float, exact_hf: bool) -> None:
     rng = np.random.Generator(np.random.PCG64(0))
     noise, spans = ul2.span_counts(length, r, mu)
     for _ in range(20):
-        mask = random_spans_noise_mask(length, r, mu, rng)
+        mask = random_spans_noise_mask(length, r, mu, rng, exact_hf)
         starts = np.flatnonzero(mask & ~np.concatenate([[False], mask[:-1]]))
         assert mask.shape == (length,) and not mask[0] and mask[-1]
         assert mask.sum() == noise and len(starts) == spans
+
+
+def test_baseline_counting_methods_agree() -> None:
+    # bincount and HF's np.unique count the same segments: same draws, same masks.
+    def masks(exact_hf: bool) -> list[npt.NDArray[np.bool_]]:
+        rng = np.random.Generator(np.random.PCG64(7))
+        return [random_spans_noise_mask(568, 0.15, 3.0, rng, exact_hf) for _ in range(50)]
+
+    for a, b in zip(masks(False), masks(True), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_baseline_shapes_and_lengths_match_ul2(workload: Workload) -> None:
