@@ -338,7 +338,9 @@ impl Engine {
         let cfg = self.cfg();
         let pad = O::from_i64(self.pad_id);
         let (layout, format, options) = (self.layout, self.format, self.options);
-        let (fields, fill) = run_detached(py_, || {
+        // Upper bound of what the call writes (packed rows hold several examples each).
+        let work = keys.len().saturating_mul(layout.widths.0 + layout.widths.1);
+        let (fields, fill) = run_detached(py_, work, || {
             let bins = match bins {
                 Bins::One => (0..=keys.len()).collect(),
                 Bins::Pack(lengths) => ul2_core::pack_bins(&cfg, lengths, keys, layout)?,

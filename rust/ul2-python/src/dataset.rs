@@ -129,7 +129,7 @@ impl PyDataset {
         let e = &engine;
         let (index, rows, fill_rate) = with_tokens!(&t, b => {
             let corpus = corpus(b.slice()?, doc_offsets.as_deref(), separator)?;
-            run_detached(py_, || {
+            run_detached(py_, shape[0], || {
                 let index = SampleIndex::build(&corpus, &e.mixture, &e.raw_lengths, documents, e.seed)?;
                 if !e.options.packed {
                     if documents == Documents::Respect {

@@ -47,12 +47,19 @@ thread_local! {
     static INLINE: Option<ThreadPool> = ThreadPoolBuilder::new().num_threads(1).use_current_thread().build().ok();
 }
 
-/// Releases the GIL and runs `f` on ul2's pool (inline with one thread), mapping core
-/// errors to Python exceptions. A panic (a bug in ul2) becomes a `RuntimeError` too, so
+/// Tokens of work (what a call reads or writes) below which it runs on the calling thread
+/// whatever the thread count: handing work to the pool and waiting for it costs two thread
+/// wake-ups, tens of microseconds on a busy or virtual machine, which is what one core
+/// takes for about this many tokens. Sequential work passes 0.
+const INLINE_WORK: usize = 1 << 16;
+
+/// Releases the GIL and runs `f` on ul2's pool (inline with one thread, or for less than
+/// [`INLINE_WORK`] tokens of `work`), mapping core errors to Python exceptions. A panic (a bug in ul2) becomes a `RuntimeError` too, so
 /// none crosses into Python as a `PanicException`; rayon hands a worker's panic to this
 /// thread, and the pool lives on.
-pub fn run_detached<T: Send>(py: Python<'_>, f: impl FnOnce() -> ul2_core::Result<T> + Send) -> PyResult<T> {
-    let shared = if threads() == 1 && INLINE.with(Option::is_some) { None } else { Some(pool()?) };
+pub fn run_detached<T: Send>(py: Python<'_>, work: usize, f: impl FnOnce() -> ul2_core::Result<T> + Send) -> PyResult<T> {
+    let inline = (threads() == 1 || work < INLINE_WORK) && INLINE.with(Option::is_some);
+    let shared = if inline { None } else { Some(pool()?) };
     let run = || match &shared {
         Some(pool) => pool.install(f),
         None => INLINE.with(|inline| inline.as_ref().expect("checked on this thread above").install(f)),
@@ -75,7 +82,7 @@ pub fn run_detached<T: Send>(py: Python<'_>, f: impl FnOnce() -> ul2_core::Resul
 #[pyfunction]
 pub fn _fail(py: Python<'_>, kind: &str) -> PyResult<()> {
     let panic = kind == "panic";
-    run_detached(py, || {
+    run_detached(py, usize::MAX, || {
         use rayon::prelude::*;
         (0..4).into_par_iter().try_for_each(|i| {
             assert!(!(panic && i == 3), "forced by _fail");

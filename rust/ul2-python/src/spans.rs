@@ -170,7 +170,7 @@ pub fn noise_mask<'py>(
     let params = span_params(noise_density, mean_span_length, num_spans, random_roll)?;
     let seed = arrays::optional(seed, |s| arrays::seed(s, "seed"))?.unwrap_or(0);
     let key = arrays::optional(key, |k| arrays::seed(k, "key"))?.unwrap_or(0);
-    let mask = run_detached(py_, || ul2_core::noise_mask(length, &params, seed, key))?;
+    let mask = run_detached(py_, 0, || ul2_core::noise_mask(length, &params, seed, key))?;
     Ok(mask.into_pyarray(py_))
 }
 
@@ -231,10 +231,10 @@ pub fn apply_mask<'py>(
     with_tokens!(&toks, b => {
         let tokens = b.slice()?;
         if wide {
-            let (inputs, targets) = run_detached(py_, || apply::<_, i64>(tokens, mask, &sentinels, eos))?;
+            let (inputs, targets) = run_detached(py_, 0, || apply::<_, i64>(tokens, mask, &sentinels, eos))?;
             Ok((inputs.into_pyarray(py_).into_any(), targets.into_pyarray(py_).into_any()))
         } else {
-            let (inputs, targets) = run_detached(py_, || apply::<_, i32>(tokens, mask, &sentinels, eos))?;
+            let (inputs, targets) = run_detached(py_, 0, || apply::<_, i32>(tokens, mask, &sentinels, eos))?;
             Ok((inputs.into_pyarray(py_).into_any(), targets.into_pyarray(py_).into_any()))
         }
     })
