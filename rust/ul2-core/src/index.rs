@@ -129,6 +129,17 @@ pub struct SampleIndex {
     pub tail: u64,
 }
 
+/// Expected raw length of a sample: the mixture's rates weigh the planned lengths.
+fn mean_length(mixture: &Mixture, raw_lengths: &[usize]) -> f64 {
+    let (mut sum, mut weight, mut last) = (0.0, 0.0, 0.0);
+    for (&c, &l) in mixture.cumulative().iter().zip(raw_lengths) {
+        sum += (c - last) * l as f64;
+        weight += c - last;
+        last = c;
+    }
+    sum / weight
+}
+
 impl SampleIndex {
     /// Builds the index: `raw_lengths[d]` is denoiser `d`'s planned raw length.
     pub fn build<T: Token>(
@@ -150,29 +161,35 @@ impl SampleIndex {
             return Err(Error::invalid("mixture", mixture.denoisers().len(), "at most 256 denoisers"));
         }
         let total = corpus.stream_len();
-        // At most this many samples (all of the shortest denoiser), so no regrowth while
-        // building; trimmed to the real count at the end.
-        let most = (total / *raw_lengths.iter().min().unwrap_or(&1) as u64) as usize + 2;
-        let mut starts = crate::error::with_capacity(most, "tokens")?;
-        let mut denoisers = crate::error::with_capacity(most, "tokens")?;
+        let mean = mean_length(mixture, raw_lengths);
+        // About as many samples as the stream holds, one percent over; drawn in blocks of
+        // that estimate, so a short estimate only means another block.
+        let expected = |rest: u64| ((rest as f64 / mean) * 1.01) as usize + 2;
+        let mut starts = crate::error::with_capacity(expected(total) + 1, "tokens")?;
+        let mut denoisers = crate::error::with_capacity(expected(total), "tokens")?;
         let mut pos = 0u64;
         let tail = if documents == Documents::Concat {
-            // Choices depend on the key alone: draw them all in parallel (up to the bound),
-            // then walk their lengths until the stream runs out.
-            const CHUNK: usize = 1 << 16;
-            denoisers.resize(most, 0);
-            denoisers.par_chunks_mut(CHUNK).enumerate().for_each(|(c, chunk)| {
-                for (j, d) in chunk.iter_mut().enumerate() {
-                    *d = mixture.choose(seed, (c * CHUNK + j) as u64) as u8;
+            // Choices depend on the key alone: draw them in parallel, then walk their
+            // lengths until the stream runs out.
+            const CHUNK: usize = 1 << 14;
+            let mut drawn = 0usize;
+            'walk: loop {
+                let block = expected(total - pos).clamp(256, 1 << 24);
+                denoisers.resize(drawn + block, 0);
+                denoisers[drawn..].par_chunks_mut(CHUNK).enumerate().for_each(|(c, chunk)| {
+                    for (j, d) in chunk.iter_mut().enumerate() {
+                        *d = mixture.choose(seed, (drawn + c * CHUNK + j) as u64) as u8;
+                    }
+                });
+                for &d in &denoisers[drawn..] {
+                    let t = raw_lengths[usize::from(d)] as u64;
+                    if pos + t > total {
+                        break 'walk;
+                    }
+                    starts.push(pos);
+                    pos += t;
                 }
-            });
-            for &d in &denoisers {
-                let t = raw_lengths[usize::from(d)] as u64;
-                if pos + t > total {
-                    break;
-                }
-                starts.push(pos);
-                pos += t;
+                drawn += block;
             }
             denoisers.truncate(starts.len());
             total - pos
