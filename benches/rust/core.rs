@@ -5,6 +5,8 @@
 //! in 28 spans, 483 clean tokens), `Sentinels::t5(32128, 100)`, int32 tokens in
 //! `[2, 32028)`, EOS 1, pad 0. Batches are 256 rows.
 //!
+//! Also the sample index (10^8 tokens) and next-fit packing (4096 short examples).
+//!
 //! Run: `cargo bench -p ul2-benches` (all), `cargo bench -p ul2-benches -- denoise_batch`
 //! (one group), `cargo test -p ul2-benches --benches` (each once, as a smoke test).
 
@@ -13,9 +15,9 @@ use std::hint::black_box;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use ul2_core::rng::{Purpose, Stream};
 use ul2_core::{
-    Composer, Denoised, Denoiser, Format, Kind, Mixture, Overflow, RowConfig, RowScratch, Rows, Runs, Sentinels,
-    SpanParams, SpanScratch, Options, apply_runs, applied_lengths, denoise_batch, denoise_row,
-    plan_span_corruption,
+    Composer, Corpus, Denoised, Denoiser, Documents, Family, Format, Kind, Layout, Mixture, Options, Overflow,
+    RowConfig, RowScratch, Rows, Runs, SampleIndex, Sentinels, SpanParams, SpanScratch, apply_runs, applied_lengths,
+    denoise_batch, denoise_row, pack_bins, plan_span_corruption,
 };
 
 const RAW: usize = 568;
@@ -166,5 +168,41 @@ fn batch(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, compose, layout, apply, plan, batch);
+/// The sample index over a 10^8-token stream (u16, one document) for a seven-denoiser
+/// mixture with UL2's planned raw lengths at 512/512; throughput in samples.
+fn index(c: &mut Criterion) {
+    const RAW_LENGTHS: [usize; 7] = [568, 588, 766, 908, 600, 1006, 511];
+    let mut g = c.benchmark_group("sample_index");
+    let tokens = vec![7u16; 100_000_000];
+    let corpus = Corpus { tokens: &tokens, doc_offsets: None, separator: None };
+    let d = Denoiser::new(Kind::SpanCorruption(t5_params()), Vec::new()).expect("valid denoiser");
+    let mixture = Mixture::new(RAW_LENGTHS.iter().map(|_| (d.clone(), 1.0)).collect()).expect("valid mixture");
+    let samples = SampleIndex::build(&corpus, &mixture, &RAW_LENGTHS, Documents::Concat, SEED).expect("index").len();
+    g.throughput(Throughput::Elements(samples as u64));
+    g.sample_size(20);
+    g.bench_function("ul2_lengths_1e8_tokens", |b| {
+        b.iter(|| SampleIndex::build(&corpus, &mixture, &RAW_LENGTHS, Documents::Concat, black_box(SEED)).expect("index"));
+    });
+    g.finish();
+}
+
+/// Next-fit packing of 4096 short T5 examples (64 to 511 raw tokens) into decoder rows of
+/// 1024; throughput in examples.
+fn packing(c: &mut Criterion) {
+    const EXAMPLES: usize = 4096;
+    let mut g = c.benchmark_group("pack");
+    let (mixture, sentinels) = (t5_mixture(), t5_sentinels());
+    let cfg = RowConfig { max_raw: &[], mixture: &mixture, sentinels: &sentinels, eos_id: Some(1), seed: SEED };
+    let mut s = Stream::new(12_345, 1, Purpose::NoiseSpans);
+    let lengths: Vec<usize> = (0..EXAMPLES).map(|_| 64 + s.below(448) as usize).collect();
+    let keys: Vec<u64> = (0..EXAMPLES as u64).collect();
+    let layout = Layout { family: Family::Decoder, widths: (1024, 0) };
+    g.throughput(Throughput::Elements(EXAMPLES as u64));
+    g.bench_function("t5_4096_examples_into_1024", |b| {
+        b.iter(|| pack_bins(&cfg, |i| lengths[i], black_box(&keys), layout).expect("every example fits"));
+    });
+    g.finish();
+}
+
+criterion_group!(benches, compose, layout, apply, plan, batch, index, packing);
 criterion_main!(benches);
