@@ -12,6 +12,11 @@
 
 use std::hint::black_box;
 
+// The extension's allocator (see rust/ul2-python/src/lib.rs), so the benches that allocate
+// output buffers measure what Python callers get, not glibc's page faults.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use ul2_core::rng::{Purpose, Stream};
 use ul2_core::{
@@ -40,6 +45,14 @@ fn t5_sentinels() -> Sentinels {
 fn t5_mixture() -> Mixture {
     let d = Denoiser::new(Kind::SpanCorruption(t5_params()), Vec::new()).expect("valid denoiser");
     Mixture::new(vec![(d, 1.0)]).expect("valid mixture")
+}
+
+/// A pool of every core (`RAYON_NUM_THREADS` or all), entered from outside as the extension
+/// does for large calls; explicit, as the bench thread itself becomes the one-thread pool's
+/// worker in `batch`.
+fn all_threads() -> &'static rayon::ThreadPool {
+    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| rayon::ThreadPoolBuilder::new().build().expect("pool"))
 }
 
 /// `rows × width` token ids below the sentinel range, from a fixed stream.
@@ -132,7 +145,7 @@ fn batch(c: &mut Criterion) {
     assert!(out.segments.iter().all(|l| (l.inputs as usize, l.targets as usize) == (INPUTS, TARGETS)));
 
     // The same 256 rows, one thread, into buffers allocated once: the denoising work alone,
-    // without allocating (and page-faulting) fresh output buffers as `denoise_batch` does.
+    // without allocating and prefilling fresh output buffers as `denoise_batch` does.
     let (mut inputs, mut targets) = (vec![0i32; ROWS * INPUTS], vec![0i32; ROWS * TARGETS]);
     let mut scratch = RowScratch::default();
     g.bench_function("t5_256x568_rows_into_reused_buffers", |b| {
@@ -144,13 +157,15 @@ fn batch(c: &mut Criterion) {
         });
     });
 
-    let single = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
+    // One thread as the extension runs it: this thread is the pool's only worker, so the
+    // work runs here rather than being handed over (ul2-python's detach.rs).
+    let single = rayon::ThreadPoolBuilder::new().num_threads(1).use_current_thread().build().expect("pool");
     g.bench_function("t5_256x568_1_thread", |b| {
         b.iter(|| single.install(|| black_box(batch_once(&cfg, &rows, black_box(&keys)))));
     });
-    let threads = rayon::current_num_threads();
-    g.bench_function(format!("t5_256x568_{threads}_threads"), |b| {
-        b.iter(|| black_box(batch_once(&cfg, &rows, black_box(&keys))));
+    let all = all_threads();
+    g.bench_function(format!("t5_256x568_{}_threads", all.current_num_threads()), |b| {
+        b.iter(|| all.install(|| black_box(batch_once(&cfg, &rows, black_box(&keys)))));
     });
     g.finish();
 
@@ -160,7 +175,7 @@ fn batch(c: &mut Criterion) {
         g.bench_function(name, |b| {
             b.iter_batched(
                 || out.clone(),
-                |o| black_box(ul2_core::format(o, format, 0, Options::default()).expect("encoder-decoder format")),
+                |o| single.install(|| black_box(ul2_core::format(o, format, 0, Options::default()).expect("encoder-decoder format"))),
                 BatchSize::LargeInput,
             );
         });
@@ -180,8 +195,12 @@ fn index(c: &mut Criterion) {
     let samples = SampleIndex::build(&corpus, &mixture, &RAW_LENGTHS, Documents::Concat, SEED).expect("index").len();
     g.throughput(Throughput::Elements(samples as u64));
     g.sample_size(20);
-    g.bench_function("ul2_lengths_1e8_tokens", |b| {
-        b.iter(|| SampleIndex::build(&corpus, &mixture, &RAW_LENGTHS, Documents::Concat, black_box(SEED)).expect("index"));
+    g.bench_function(format!("ul2_lengths_1e8_tokens_{}_threads", all_threads().current_num_threads()), |b| {
+        b.iter(|| {
+            all_threads().install(|| {
+                SampleIndex::build(&corpus, &mixture, &RAW_LENGTHS, Documents::Concat, black_box(SEED)).expect("index")
+            })
+        });
     });
     g.finish();
 }
@@ -198,8 +217,8 @@ fn packing(c: &mut Criterion) {
     let keys: Vec<u64> = (0..EXAMPLES as u64).collect();
     let layout = Layout { family: Family::Decoder, widths: (1024, 0) };
     g.throughput(Throughput::Elements(EXAMPLES as u64));
-    g.bench_function("t5_4096_examples_into_1024", |b| {
-        b.iter(|| pack_bins(&cfg, |i| lengths[i], black_box(&keys), layout).expect("every example fits"));
+    g.bench_function(format!("t5_4096_examples_into_1024_{}_threads", all_threads().current_num_threads()), |b| {
+        b.iter(|| all_threads().install(|| pack_bins(&cfg, |i| lengths[i], black_box(&keys), layout).expect("fits")));
     });
     g.finish();
 }
