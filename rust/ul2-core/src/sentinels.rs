@@ -70,10 +70,8 @@ impl Sentinels {
                 format!("must be >= count={count} so every sentinel id is >= 0"),
             ));
         }
-        let mut ids = crate::error::filled(count, 0i64, "count")?;
-        for (k, id) in ids.iter_mut().enumerate() {
-            *id = vocab_size - 1 - k as i64;
-        }
+        let mut ids = crate::error::with_capacity(count, "count")?;
+        ids.extend((0..count).map(|k| vocab_size - 1 - k as i64));
         Ok(Self::build(ids, Some(vocab_size), on_overflow, check_collisions))
     }
 
