@@ -131,13 +131,12 @@ pub struct SampleIndex {
 
 /// Expected raw length of a sample: the mixture's rates weigh the planned lengths.
 fn mean_length(mixture: &Mixture, raw_lengths: &[usize]) -> f64 {
-    let (mut sum, mut weight, mut last) = (0.0, 0.0, 0.0);
+    let (mut sum, mut last) = (0.0, 0.0);
     for (&c, &l) in mixture.cumulative().iter().zip(raw_lengths) {
         sum += (c - last) * l as f64;
-        weight += c - last;
         last = c;
     }
-    sum / weight
+    sum / last // the total weight
 }
 
 impl SampleIndex {

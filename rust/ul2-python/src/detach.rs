@@ -54,9 +54,9 @@ thread_local! {
 const INLINE_WORK: usize = 1 << 16;
 
 /// Releases the GIL and runs `f` on ul2's pool (inline with one thread, or for less than
-/// [`INLINE_WORK`] tokens of `work`), mapping core errors to Python exceptions. A panic (a bug in ul2) becomes a `RuntimeError` too, so
-/// none crosses into Python as a `PanicException`; rayon hands a worker's panic to this
-/// thread, and the pool lives on.
+/// [`INLINE_WORK`] tokens of `work`), mapping core errors to Python exceptions. A panic (a
+/// bug in ul2) becomes a `RuntimeError` too, so none crosses into Python as a
+/// `PanicException`; rayon hands a worker's panic to this thread, and the pool lives on.
 pub fn run_detached<T: Send>(py: Python<'_>, work: usize, f: impl FnOnce() -> ul2_core::Result<T> + Send) -> PyResult<T> {
     let inline = (threads() == 1 || work < INLINE_WORK) && INLINE.with(Option::is_some);
     let shared = if inline { None } else { Some(pool()?) };
