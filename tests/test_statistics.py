@@ -10,27 +10,15 @@ from __future__ import annotations
 
 import itertools
 from fractions import Fraction
-from math import comb
 
 import numpy as np
 import pytest
 import ul2
 from scipy import stats
+from ul2.stats import composition_pmf
 
 P_MIN = 1e-3
 SEED = 20240611
-
-
-def composition_pmf(total: int, parts: int) -> np.ndarray:
-    """pmf[j] = P(one part has length j) for a uniform composition; index 0 is unused."""
-    pmf = np.zeros(total + 1)
-    if parts == 1:
-        pmf[total] = 1.0
-        return pmf
-    denom = comb(total - 1, parts - 1)
-    for j in range(1, total - parts + 2):
-        pmf[j] = comb(total - j - 1, parts - 2) / denom
-    return pmf
 
 
 def pooled_chisquare(observed: np.ndarray, expected: np.ndarray) -> float:
@@ -79,7 +67,7 @@ def test_span_length_law(case: str) -> None:
     noise, clean = span_lengths(length, r, mu, range(n_keys))
     assert noise.shape == clean.shape == (n_keys, m)
     for lens, total in ((noise, k_noise), (clean, k_clean)):
-        pmf = composition_pmf(total, m)
+        pmf = composition_pmf(total, m)  # the law itself is checked in test_stats.py
         # The realised mean is exactly K/m (the counts are deterministic).
         assert Fraction(int(lens.sum()), lens.size) == Fraction(total, m)
         # Pooled over all spans (conservative: spans of one mask are negatively correlated).
