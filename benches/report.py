@@ -372,7 +372,7 @@ def measure(w: Workload, repeats: int, budget_s: float) -> list[dict[str, Any]]:
 
 def summary(results: list[dict[str, Any]], dram_bps: float) -> list[tuple[str, float, str]]:
     """The issue's targets as (what, measured ratio, target) from one run; ``dram_bps`` is
-    [`dram_copy_bandwidth`]'s, for the out-of-cache memcpy line."""
+    ``dram_copy_bandwidth``'s, for the out-of-cache memcpy line."""
 
     def best(workload: str, impl: str, threads: int | None = None) -> dict[str, Any]:
         return next(
