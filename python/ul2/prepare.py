@@ -8,11 +8,14 @@ tail, denoisers) and one entry per finished shard.
 
 Every item is a pure function of ``(seed, k)``, so a shard's bytes do not depend on when or
 where it is written. Each shard is written to a temporary name and renamed into place, then
-recorded by one appended line in ``progress.jsonl``; the manifest (replaced atomically) is
-written at the start and at the end with every finished shard. A restart with the same
-configuration reads both and writes the missing shards only, so an interrupted and resumed job
-leaves the same files as an uninterrupted one. A different configuration in the same folder is
-an error (``overwrite=True`` starts over).
+recorded by one appended line in ``progress.jsonl`` (with each file's size); the manifest
+(replaced atomically) is written at the start and at the end with every finished shard. A
+restart with the same configuration reads both, checks each recorded shard's files and sizes,
+and writes the missing or damaged shards only, so an interrupted and resumed job leaves the same
+files as an uninterrupted one. A different configuration in the same folder, or other tokens
+(the job records their length and a fingerprint), is an error; ``overwrite=True`` starts over,
+deleting only the files prepare writes, and only in a folder it wrote (never one that holds an
+input). One run at a time holds a folder (an exclusive ``flock`` on ``.ul2-prepare.lock``).
 
 ``engine="ray"`` runs the shards as Ray tasks (each worker needs the output folder on a shared
 file system); Ray is imported only then.
@@ -20,12 +23,17 @@ file system); Ray is imported only then.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
+import mmap
 import os
+import re
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,16 +46,62 @@ from .plan import _label
 
 MANIFEST = "manifest.json"
 PROGRESS = "progress.jsonl"
+LOCK = ".ul2-prepare.lock"
+# Every name prepare writes in its folder (shards, their temporaries, the manifest's temporary):
+# the only entries that overwrite=True deletes.
+OWN_FILES = re.compile(
+    r"manifest\.json|progress\.jsonl|shard-\d{5,}(\.parquet)?|\.tmp-shard-\d{5,}.*|\.manifest\.json\.\d+\.tmp"
+)
 FORMATS = ("npy", "parquet")
 ENGINES = ("local", "ray")
 ProgressFn = Callable[[dict[str, Any], dict[str, Any]], None]
 
 
+# A fingerprint hashes every token of a stream up to FINGERPRINT_ALL tokens, and of a longer one
+# (a memmap of 10^9 tokens) FINGERPRINT_BLOCKS equally spaced blocks of FINGERPRINT_BLOCK tokens,
+# the first and the last included: 4 MiB read, a few milliseconds, whatever the length.
+FINGERPRINT_ALL = 1 << 24
+FINGERPRINT_BLOCKS, FINGERPRINT_BLOCK = 1024, 1024
+
+
+def token_fingerprint(tokens: npt.ArrayLike) -> dict[str, Any]:
+    """Length and SHA-256 of ``tokens``' values (as little-endian int64, so that another dtype
+    or a list holding the same values gives the same fingerprint): of every token up to
+    ``FINGERPRINT_ALL``, else of equally spaced blocks (``sampled``). A sampled fingerprint
+    misses a change that falls between its blocks; it catches another file, another
+    tokenization (which shifts every block), a file cut short or appended to."""
+    flat = np.asarray(tokens).reshape(-1)
+    n = len(flat)
+    h = hashlib.sha256(f"ul2-tokens-v1 {n}".encode())
+    sampled = n > FINGERPRINT_ALL
+    if sampled:
+        starts = [i * (n - FINGERPRINT_BLOCK) // (FINGERPRINT_BLOCKS - 1) for i in range(FINGERPRINT_BLOCKS)]
+        blocks = [(s, s + FINGERPRINT_BLOCK) for s in starts]
+    else:
+        blocks = [(s, min(n, s + (1 << 20))) for s in range(0, n, 1 << 20)]  # bounded copies
+    # A memmap would read ahead around each block (128 KiB a block, the whole cost when cold):
+    # for these reads only, the mapping is advised as random access.
+    mapping = getattr(tokens, "_mmap", None) if sampled else None
+    if mapping is not None:
+        mapping.madvise(mmap.MADV_RANDOM)
+    try:
+        for lo, hi in blocks:
+            h.update(flat[lo:hi].astype("<i8").tobytes())
+    finally:
+        if mapping is not None:
+            mapping.madvise(mmap.MADV_NORMAL)
+    return {"length": n, "sha256": h.hexdigest(), "sampled": sampled}
+
+
 def describe_dataset(ds: DenoisingDataset) -> dict[str, Any]:
-    """The configuration that determines ``ds``'s items (JSON-ready)."""
+    """The configuration that determines ``ds``'s items (JSON-ready), its tokens' fingerprint
+    and its document offsets' included."""
     s = ds.sentinels
     ids = [int(i) for i in s.ids]
+    offsets = ds._args["doc_offsets"]
     return {
+        "tokens": token_fingerprint(ds.tokens),
+        "doc_offsets": None if offsets is None else token_fingerprint(offsets),
         "mixture": ds.mixture.to_dict(),
         "inputs_length": ds.inputs_length,
         "targets_length": ds.targets_length,
@@ -175,7 +229,7 @@ def write_shard(
         lo, hi = ds.span(k)
         used += hi - lo
     counts = np.bincount(np.asarray(which, dtype=np.int64), minlength=len(ds.mixture)).tolist()
-    size = sum(f.stat().st_size for f in final.iterdir()) if final.is_dir() else final.stat().st_size
+    files = _files(final)
     return {
         "index": index,
         "path": name,
@@ -183,8 +237,16 @@ def write_shard(
         "samples": [s0, s1],
         "tokens_used": used,
         "denoisers": counts,
-        "bytes": size,
+        "bytes": sum(files.values()),
+        "files": files,
     }
+
+
+def _files(shard: Path) -> dict[str, int]:
+    """A shard's files and their sizes: what a resume expects to find."""
+    if shard.is_dir():
+        return {f.name: f.stat().st_size for f in sorted(shard.iterdir())}
+    return {shard.name: shard.stat().st_size} if shard.is_file() else {}
 
 
 def _features(ds: DenoisingDataset, output_format: str) -> dict[str, Any]:
@@ -250,17 +312,31 @@ def prepare(
             "ul2_version": __version__,  # another version may write other bytes: no mixing
         }
     )
+    _check_folder(out, _input_paths(ds, config["job"]), overwrite)
+    with _locked(out):
+        if overwrite:
+            _delete_own_files(out)
+        return _run(ds, out, config, n_items, n_shards, output_format, max_shards, engine, progress, on_start)
+
+
+def _run(
+    ds: DenoisingDataset,
+    out: Path,
+    config: dict[str, Any],
+    n_items: int,
+    n_shards: int,
+    output_format: str,
+    max_shards: int | None,
+    engine: str,
+    progress: ProgressFn | None,
+    on_start: Callable[[dict[str, Any]], None] | None,
+) -> dict[str, Any]:
+    shard_size = config["shard_size"]
     manifest_path = out / MANIFEST
-    if overwrite and out.exists():
-        shutil.rmtree(out)
-    manifest: dict[str, Any]
+    manifest: dict[str, Any] = {}
+    done: dict[int, dict[str, Any]] = {}
     if manifest_path.exists():
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(
-                f"{manifest_path}: unreadable manifest ({e.msg}); use --overwrite to start over"
-            ) from None
+        manifest = _read_manifest(manifest_path)
         old = manifest.get("config") or {}
         before = (old.get("job") or {}).get("corpus", {}).get("fingerprint")
         now = config["job"].get("corpus", {}).get("fingerprint")
@@ -269,19 +345,23 @@ def prepare(
                 f"{out}: the inputs changed since this job started (their tokens differ); "
                 "use another --out or --overwrite"
             )
+        for what in ("tokens", "doc_offsets"):
+            a, b = (old.get("dataset") or {}).get(what), config["dataset"][what]
+            if a != b:
+                raise ValueError(
+                    f"{out}: holds a job over other tokens ({what}: {json.dumps(a)} != {json.dumps(b)}); "
+                    "use another --out or --overwrite"
+                )
         diff = _first_difference(old, config)
         if diff:
             raise ValueError(f"{out}: holds a different job ({diff}); use another --out or --overwrite")
         done = {s["index"]: s for s in [*manifest.get("shards", []), *_read_progress(out)]}
-        done = {i: s for i, s in done.items() if (out / s["path"]).exists() and i < n_shards}
-    else:
-        if out.exists() and any(p.name != MANIFEST and not p.name.startswith(".") for p in out.iterdir()):
-            raise ValueError(
-                f"{out}: exists and is not a ul2 prepare folder (no {MANIFEST}); use another --out"
-            )
-        out.mkdir(parents=True, exist_ok=True)
-        done = {}
-        manifest = {}
+        # A shard counts as done only if its files are there, whole: else it is written again.
+        done = {
+            i: s
+            for i, s in done.items()
+            if i < n_shards and s.get("files") and _files(out / s["path"]) == s["files"]
+        }
     for stale in out.glob(".tmp-*"):  # partial shards of an interrupted run
         shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink()
     if not manifest:
@@ -339,6 +419,88 @@ def prepare(
         raise
     log.close()
     save()
+    return manifest
+
+
+def _input_paths(ds: DenoisingDataset, job: Mapping[str, Any]) -> list[Path]:
+    """The files the job reads: those the job names (the command line's inputs) and the file
+    under a memmap of tokens."""
+    paths = [Path(s["path"]) for s in job.get("inputs", []) if isinstance(s, dict) and "path" in s]
+    filename = getattr(ds.tokens, "filename", None)
+    if filename is not None:
+        paths.append(Path(filename))
+    return [p.resolve() for p in paths]
+
+
+def _is_prepare_folder(out: Path) -> bool:
+    """Whether ``out`` is a folder ``prepare`` wrote: it holds the lock file prepare creates
+    before anything else, or a manifest of prepare's own shape."""
+    if (out / LOCK).is_file():
+        return True
+    try:
+        manifest = json.loads((out / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and {"ul2_version", "config", "num_shards"} <= manifest.keys()
+
+
+def _check_folder(out: Path, inputs: list[Path], overwrite: bool) -> None:
+    """Refuse, before any work, an ``out`` that is a file, that overlaps an input, or that
+    holds files of someone else's."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: is a file, not a folder; --out names the folder for the shards")
+    where = out.resolve()
+    for p in inputs:
+        if p == where or where in p.parents:
+            raise ValueError(f"{out}: holds an input ({p}); use another --out")
+        if p.is_dir() and p in where.parents:
+            raise ValueError(
+                f"{out}: is inside the input folder {p} (its shards would become inputs); use another --out"
+            )
+    if out.is_dir() and not _is_prepare_folder(out) and any(out.iterdir()):
+        what = (
+            "--overwrite deletes only a folder that ul2 prepare wrote" if overwrite else "use another --out"
+        )
+        raise ValueError(f"{out}: exists and is not a ul2 prepare folder (no {MANIFEST}); {what}")
+
+
+@contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    """Hold ``out`` for this run: an exclusive ``flock`` on its lock file (released when the
+    process ends, however it ends), which records the holder's pid for the error message."""
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / LOCK).open("a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            pid = f.read().strip() or "?"
+            raise ValueError(
+                f"{out}: another ul2 prepare (pid {pid}) is writing to this folder; "
+                "wait for it to finish or use another --out"
+            ) from None
+        f.truncate(0)
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        yield
+
+
+def _delete_own_files(out: Path) -> None:
+    for p in out.iterdir():
+        if OWN_FILES.fullmatch(p.name):
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: unreadable manifest ({e}); use --overwrite to start over") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("config"), dict):
+        raise ValueError(
+            f"{path}: not a ul2 prepare manifest (a JSON {type(manifest).__name__} without 'config'); "
+            "use --overwrite to start over"
+        )
     return manifest
 
 

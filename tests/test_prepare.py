@@ -1,0 +1,221 @@
+"""``ul2.prepare``: what may be deleted (only ul2's own files), one run per folder (a lock), the
+tokens a job is bound to, and shards checked file by file on resume."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import ul2
+from ul2.prepare import prepare, token_fingerprint
+from ul2.sources import ByteTokenizer
+
+TOK = ByteTokenizer()
+
+
+def dataset(tokens: np.ndarray) -> ul2.DenoisingDataset:
+    return ul2.DenoisingDataset(tokens, ul2.presets.t5(), sentinels=TOK.sentinels(), inputs_length=32)
+
+
+def stream(n: int = 3000, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(3, 259, size=n, dtype=np.int32)
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# --- overwrite deletes only a ul2 prepare folder's own files ----------------------------------------
+
+
+def test_overwrite_refuses_a_folder_that_prepare_did_not_write(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / "photos").mkdir(parents=True)
+    (home / "photos" / "cat.jpg").write_bytes(b"\xff\xd8 a cat")
+    (home / "notes.txt").write_text("mine")
+    before = files(home)
+    with pytest.raises(ValueError, match="not a ul2 prepare folder") as e:
+        prepare(dataset(stream()), home, shard_size=8, overwrite=True)
+    assert str(home) in str(e.value)
+    assert files(home) == before
+    # A manifest.json that some other tool wrote is no marker either.
+    (home / "manifest.json").write_text('{"name": "my-package"}')
+    with pytest.raises(ValueError, match="not a ul2 prepare folder"):
+        prepare(dataset(stream()), home, shard_size=8, overwrite=True)
+    assert (home / "notes.txt").read_text() == "mine"
+
+
+def test_overwrite_keeps_files_ul2_did_not_write(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    prepare(dataset(stream()), out, shard_size=8)
+    (out / "README.md").write_text("my notes about these shards")
+    (out / "extra").mkdir()
+    (out / "extra" / "keep.bin").write_bytes(b"keep")
+    manifest = prepare(dataset(stream(seed=1)), out, shard_size=16, overwrite=True)
+    assert manifest["complete"] and manifest["config"]["shard_size"] == 16
+    assert (out / "README.md").read_text() == "my notes about these shards"
+    assert (out / "extra" / "keep.bin").read_bytes() == b"keep"
+    shards = sorted(p.name for p in out.glob("shard-*"))
+    assert shards == [s["path"] for s in manifest["shards"]]  # none left from the first run
+
+
+def test_overwrite_refuses_a_folder_holding_an_input(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    tokens = stream()
+    prepare(dataset(tokens), out, shard_size=8)
+    # The dataset reads a memmap inside the folder: deleting the folder would delete the corpus.
+    path = out / "tokens.bin"
+    tokens.tofile(path)
+    mm = np.memmap(path, dtype=np.int32, mode="r")
+    with pytest.raises(ValueError, match="holds an input") as e:
+        prepare(dataset(mm), out, shard_size=8, overwrite=True)
+    assert str(path) in str(e.value)
+    assert path.read_bytes() == tokens.tobytes()
+    # The job's input files (what the command line records) count too.
+    with pytest.raises(ValueError, match="holds an input"):
+        prepare(dataset(tokens), out, shard_size=8, job={"inputs": [{"path": str(path)}]}, overwrite=True)
+    assert path.exists()
+
+
+def test_out_inside_an_input_folder_is_refused(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("text " * 200)
+    job = {"inputs": [{"path": str(corpus / "a.txt")}, {"path": str(corpus)}]}
+    with pytest.raises(ValueError, match="is inside the input folder"):
+        prepare(dataset(stream()), corpus / "shards", shard_size=8, job=job)
+    assert not (corpus / "shards").exists()
+
+
+def test_out_that_is_a_file_is_refused_before_the_work(tmp_path: Path) -> None:
+    f = tmp_path / "out"
+    f.write_text("a file")
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        prepare(dataset(stream()), f, shard_size=8, overwrite=True)
+    assert f.read_text() == "a file"
+
+
+# --- one run per folder -------------------------------------------------------------------------
+
+HOLDER = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    import ul2
+    from ul2.prepare import prepare
+    from ul2.sources import ByteTokenizer
+
+    tokens = np.random.default_rng(0).integers(3, 259, size=3000, dtype=np.int32)
+    ds = ul2.DenoisingDataset(
+        tokens, ul2.presets.t5(), sentinels=ByteTokenizer().sentinels(), inputs_length=32
+    )
+
+    def wait(manifest):
+        print("started", flush=True)
+        sys.stdin.readline()  # hold the folder until the test says go
+
+    prepare(ds, sys.argv[1], shard_size=8, on_start=wait)
+    print("done", flush=True)
+    """
+)
+
+
+def test_a_second_run_into_the_same_folder_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(out)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as holder:
+        assert holder.stdout is not None and holder.stdin is not None
+        try:
+            assert holder.stdout.readline().strip() == "started"
+            for overwrite in (False, True):
+                with pytest.raises(ValueError, match="another ul2 prepare") as e:
+                    prepare(dataset(stream()), out, shard_size=8, overwrite=overwrite)
+                assert str(out) in str(e.value) and f"pid {holder.pid}" in str(e.value)
+            holder.stdin.write("go\n")
+            holder.stdin.flush()
+            assert holder.stdout.readline().strip() == "done"
+        finally:
+            holder.kill()
+    # The holder finished its job untouched, and the folder is free again.
+    assert prepare(dataset(stream()), out, shard_size=8)["complete"]
+    whole = prepare(dataset(stream()), tmp_path / "whole", shard_size=8)
+    assert files(out).keys() == files(tmp_path / "whole").keys() and whole["complete"]
+
+
+# --- the job is bound to its tokens -------------------------------------------------------------
+
+
+def test_resume_over_other_tokens_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    tokens = stream()
+    prepare(dataset(tokens), out, shard_size=8, max_shards=2)
+    other = tokens.copy()
+    other[1234] = 7  # one token, same length
+    with pytest.raises(ValueError, match="other tokens"):
+        prepare(dataset(other), out, shard_size=8)
+    with pytest.raises(ValueError, match="other tokens"):
+        prepare(dataset(tokens[:-50]), out, shard_size=8, max_items=40)
+    # The same values in another dtype, or a list, are the same tokens.
+    assert prepare(dataset(tokens.astype(np.int64)), out, shard_size=8)["complete"]
+    record = json.loads((out / "manifest.json").read_text())["config"]["dataset"]["tokens"]
+    assert record["length"] == len(tokens) and not record["sampled"]
+
+
+def test_fingerprint_of_a_huge_memmap_samples_blocks(tmp_path: Path) -> None:
+    path = tmp_path / "huge.bin"
+    n = 10**9
+    with path.open("wb") as f:
+        f.truncate(4 * n)  # a sparse file: 4 GB that take no disk space
+    mm = np.memmap(path, dtype=np.int32, mode="r")
+    first = token_fingerprint(mm)
+    assert first["length"] == n and first["sampled"]
+    with path.open("r+b") as f:  # inside a sampled block: the last one
+        f.seek(4 * n - 8)
+        f.write(np.array([9, 9], dtype=np.int32).tobytes())
+    assert token_fingerprint(np.memmap(path, dtype=np.int32, mode="r"))["sha256"] != first["sha256"]
+    assert token_fingerprint(mm[:-1])["sha256"] != first["sha256"]
+
+
+# --- resume checks each shard's files -----------------------------------------------------------
+
+
+def test_resume_rewrites_damaged_shards(tmp_path: Path) -> None:
+    tokens = stream()
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    prepare(dataset(tokens), whole, shard_size=8)
+    manifest = prepare(dataset(tokens), parts, shard_size=8)
+    entry = manifest["shards"][1]
+    assert (
+        entry["files"] == {f.name: f.stat().st_size for f in (parts / entry["path"]).iterdir()}
+        and "input_ids.npy" in entry["files"]
+    )
+    ids = parts / "shard-00001" / "input_ids.npy"
+    ids.write_bytes(ids.read_bytes()[:100])  # cut short
+    (parts / "shard-00002" / "labels.npy").unlink()  # missing
+    (parts / "shard-00003" / "stray.npy").write_bytes(b"x")  # one file too many
+    resumed = prepare(dataset(tokens), parts, shard_size=8)
+    assert resumed["complete"]
+    assert files(parts).keys() - {"manifest.json"} == files(whole).keys() - {"manifest.json"}
+    for name, data in files(whole).items():
+        if name != "manifest.json":
+            assert (parts / name).read_bytes() == data, name
+
+
+def test_resume_rewrites_a_damaged_parquet_shard(tmp_path: Path) -> None:
+    pytest.importorskip("pyarrow")
+    tokens = stream()
+    out = tmp_path / "pq"
+    prepare(dataset(tokens), out, shard_size=8, output_format="parquet")
+    good = (out / "shard-00000.parquet").read_bytes()
+    (out / "shard-00000.parquet").write_bytes(good[: len(good) // 2])
+    assert prepare(dataset(tokens), out, shard_size=8, output_format="parquet")["complete"]
+    assert (out / "shard-00000.parquet").read_bytes() == good
