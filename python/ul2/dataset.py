@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import mmap
 import operator
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +27,19 @@ def _index(k: object, n: int, name: str) -> int:
     return i % n
 
 
+_Values = TypeVar("_Values")
+
+
+def _snapshot(values: _Values) -> _Values | npt.NDArray[Any]:
+    """A list, tuple or range as one read-only array: the native side would convert it again on
+    every access, and see the caller's later edits (or read past a shrunk list's end)."""
+    if not isinstance(values, (list, tuple, range)):
+        return values
+    a = np.asarray(values)
+    a.flags.writeable = False
+    return a
+
+
 class DenoisingDataset:
     """The examples of a token stream under a mixture, by index.
 
@@ -33,14 +47,17 @@ class DenoisingDataset:
     tokens of the stream, so consecutive samples consume the stream exactly once; the tokens
     left over at the end are ``tail``. ``tokens`` is any 1-D int32/int64/uint16/uint32 array,
     e.g. a ``numpy.memmap`` of a corpus far larger than memory: it is read in place, never
-    copied. ``doc_offsets`` (document starts, optionally ending with ``len(tokens)``) split it
-    into documents: ``documents="concat"`` joins them (``separator_id`` between them when
-    given), ``"respect"`` never lets a sample cross a boundary (each document's last sample is
-    shorter and padded, or packed with ``pack=True``).
+    copied (a list or tuple is converted once, into a read-only array). ``doc_offsets``
+    (document starts, optionally ending with ``len(tokens)``) split it into documents:
+    ``documents="concat"`` joins them (``separator_id`` between them when given), ``"respect"``
+    never lets a sample cross a boundary (each document's last sample is shorter and padded, or
+    packed with ``pack=True``).
 
     ``ds[k]`` is one example (1-D arrays), ``ds.batch(keys)`` a batch (computed in parallel in
     Rust); both carry ``denoiser``, the index into the mixture. With ``pack=True`` the
     dataset's items are packed rows of consecutive samples (``samples(r)`` says which).
+    ``budget`` is the budget as given (``targets_length`` may be ``None``: the plan chose it),
+    ``targets_length`` the targets width it resolved to; ``plan()`` plans with ``budget``.
     """
 
     def __init__(
@@ -63,6 +80,7 @@ class DenoisingDataset:
         separator_id: int | None = None,
         dtype: npt.DTypeLike = np.int32,
     ) -> None:
+        tokens, doc_offsets = _snapshot(tokens), _snapshot(doc_offsets)
         self._args: dict[str, Any] = dict(
             sentinels=sentinels,
             doc_offsets=doc_offsets,
@@ -97,6 +115,11 @@ class DenoisingDataset:
             tokens, _engine(self.mixture, **engine), doc_offsets, documents, separator_id
         )
         self.format: str = self._core.format
+        # The budget as given: targets_length=None lets the plan choose each denoiser's raw
+        # length; planning again with the resolved width below would give CausalLM another one.
+        self.budget: dict[str, int | None] = dict(
+            inputs_length=inputs_length, targets_length=targets_length, sequence_length=sequence_length
+        )
         self.targets_length = self._core.targets_length
 
     def __len__(self) -> int:
@@ -104,11 +127,9 @@ class DenoisingDataset:
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Rebuilt from its arguments in the new process (the index is recomputed, and is the same).
-        # A memmap travels by its file name, so pickling one costs nothing.
-        tokens = self.tokens
-        if isinstance(tokens, np.memmap) and tokens.filename is not None:
-            tokens = _MemmapRef(tokens.filename, tokens.dtype.str, tokens.offset, tokens.shape)
-        return (_restore_dataset, (tokens, self.mixture, self._args))
+        # A memmap (or a view of one) travels by its file name and place in it: it costs nothing.
+        ref = _memmap_ref(self.tokens)
+        return (_restore_dataset, (self.tokens if ref is None else ref, self.mixture, self._args))
 
     def __getitem__(self, k: int) -> dict[str, npt.NDArray[Any]]:
         out = self._core.batch([_index(k, len(self), "k")])
@@ -162,14 +183,8 @@ class DenoisingDataset:
         return self._core.raw_lengths
 
     def plan(self) -> Plan:
-        return plan(
-            self.mixture,
-            sentinels=self.sentinels,
-            inputs_length=self.inputs_length,
-            targets_length=self.targets_length,
-            sequence_length=self.sequence_length,
-            eos=self.eos_id is not None,
-        )
+        """The plan of this dataset's mixture and budget: its raw lengths are ``raw_lengths``."""
+        return plan(self.mixture, sentinels=self.sentinels, eos=self.eos_id is not None, **self.budget)
 
     def __repr__(self) -> str:
         return (
@@ -180,15 +195,52 @@ class DenoisingDataset:
 
 
 class _MemmapRef(NamedTuple):
+    """A 1-D memmap view by its file: ``length`` items of ``dtype``, item 0 at byte ``offset`` of
+    the file, the next ``stride`` bytes on (negative: towards the file's start)."""
+
     filename: str
     dtype: str
     offset: int
-    shape: tuple[int, ...]
+    length: int
+    stride: int
+
+    def open(self) -> npt.NDArray[Any]:
+        """The view, an ``np.memmap`` mapped read-only over exactly the bytes it reads."""
+        itemsize = np.dtype(self.dtype).itemsize
+        step = self.stride // itemsize
+        span = (self.length - 1) * abs(step) + 1
+        low = self.offset if step > 0 else self.offset + (self.length - 1) * self.stride
+        base = np.memmap(self.filename, dtype=np.dtype(self.dtype), mode="r", offset=low, shape=(span,))
+        return base[::step] if step > 0 else base[span - 1 :: step]
+
+
+def _memmap_ref(tokens: object) -> _MemmapRef | None:
+    """How a 1-D memmap view travels by reference, or ``None`` when it must travel by value.
+
+    A view's ``offset`` is its parent's, so the view's own place in the file comes from its data
+    pointer: np.memmap maps the file from ``offset`` rounded down to ALLOCATIONGRANULARITY, and
+    every view shares that mapping (``_mmap``). A copy-on-write map (mode ``"c"``) may hold
+    writes the file does not, and a stride that is not a whole number of items (or 0) cannot be
+    sliced from a memmap of items, so those go by value.
+    """
+    if not isinstance(tokens, np.memmap) or tokens.ndim != 1 or tokens.size == 0:
+        return None
+    mapping = getattr(tokens, "_mmap", None)
+    if tokens.filename is None or mapping is None or tokens.mode == "c":
+        return None
+    (stride,), itemsize = tokens.strides, tokens.itemsize
+    if stride == 0 or stride % itemsize:
+        return None
+    start = tokens.offset - tokens.offset % mmap.ALLOCATIONGRANULARITY
+    address = np.frombuffer(mapping, dtype=np.uint8).__array_interface__["data"][0]
+    first = tokens.__array_interface__["data"][0] - address
+    last = first + (len(tokens) - 1) * stride
+    if not (min(first, last) >= 0 and max(first, last) + itemsize <= len(mapping)):
+        return None  # not where np.memmap puts its mapping: do not guess
+    return _MemmapRef(tokens.filename, tokens.dtype.str, start + first, len(tokens), stride)
 
 
 def _restore_dataset(tokens: Any, mixture: Mixture, args: dict[str, Any]) -> DenoisingDataset:
     if isinstance(tokens, _MemmapRef):
-        tokens = np.memmap(
-            tokens.filename, dtype=np.dtype(tokens.dtype), mode="r", offset=tokens.offset, shape=tokens.shape
-        )
+        tokens = tokens.open()
     return DenoisingDataset(tokens, mixture, **args)
