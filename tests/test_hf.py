@@ -41,6 +41,10 @@ def as_numpy(batch: dict) -> dict:
     return {n: t.numpy() for n, t in batch.items()}
 
 
+def batch_bytes(batch: dict) -> bytes:
+    return b"".join(name.encode() + t.numpy().tobytes() for name, t in sorted(batch.items()))
+
+
 def assert_same(batch: dict, ref: dict) -> None:
     assert set(batch) == set(ref)
     for name, a in ref.items():
@@ -109,6 +113,31 @@ def test_dataloader_workers_give_the_batches_of_one_process(features: list[dict]
     assert len(single) == len(multi) == 8
     for a, b in zip(single, multi, strict=True):
         assert_same(b, as_numpy(a))
+
+
+def test_dataloader_workers_draw_fresh_noise_every_epoch(features: list[dict]) -> None:
+    """DataLoader starts new workers (new copies of the collator) every epoch: epoch 2 must not
+    replay epoch 1's noise, and the keys must not depend on timing: the same bytes run to run,
+    by fork or spawn, and a first pass equal to one process's."""
+
+    def two_epochs(workers: int, context: str | None = None) -> list[list[bytes]]:
+        collate = ul2.hf.DataCollator(MIXTURE, sentinels=SENTINELS, inputs_length=64)
+        loader = DataLoader(
+            features[:24],
+            batch_size=4,
+            num_workers=workers,
+            collate_fn=collate,
+            multiprocessing_context=context,
+        )
+        return [[batch_bytes(b) for b in loader] for _epoch in range(2)]
+
+    single, forked = two_epochs(0), two_epochs(2, "fork")
+    assert forked[0] == single[0]
+    repeats = set(forked[0]) & set(forked[1])
+    assert not repeats, f"{len(repeats)} of epoch 2's {len(forked[1])} batches repeat epoch 1's"
+    assert len(set(forked[1])) == len(forked[1])
+    assert two_epochs(2, "fork") == forked
+    assert two_epochs(2, "spawn") == forked
 
 
 def test_rows_may_be_arrays_or_tensors(features: list[dict]) -> None:

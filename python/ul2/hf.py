@@ -20,12 +20,17 @@ Example keys: a feature column named by ``key_column`` (stable row ids, e.g. add
 ``dataset.map(..., with_indices=True)``; pass ``remove_unused_columns=False`` to the Trainer so
 it reaches the collator), or else a running batch counter. Inside ``DataLoader`` workers the
 counter numbers batches as ``DataLoader`` deals them out (round robin), so 0, 1 or N workers
-give the same batches in one pass.
+give the same batches in the first pass. ``DataLoader`` starts new workers, with new copies of
+the collator, for every pass (epoch); each set of copies counts from a key range of its own
+(2**40 keys further on for each copy handed out), so a later pass never replays the noise of
+an earlier one, and the keys depend only on the order in which copies are handed out, never
+on timing.
 """
 
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +57,21 @@ _DROP = (
     "decoder_cu_seqlens",
     "denoiser",
 )
+
+# Keys of one set of DataLoader workers (one pass): far more than any epoch's examples.
+_GENERATION_KEYS = 1 << 40
+
+# Collators of this process, told of each fork (a DataLoader worker gets its copy by fork).
+_LIVE: weakref.WeakSet[DataCollator] = weakref.WeakSet()
+
+
+def _count_fork() -> None:
+    for c in list(_LIVE):
+        c._handoffs += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_count_fork)
 
 
 class DataCollator:
@@ -115,6 +135,18 @@ class DataCollator:
         self._next = 0  # the next key of the running counter (main process)
         self._batch_size: int | None = None
         self._pid = os.getpid()
+        # Copies handed to other processes (forked, or pickled for spawn): a copy's count says
+        # which set of DataLoader workers (which pass) it belongs to.
+        self._handoffs = 0
+        _LIVE.add(self)
+
+    def __getstate__(self) -> dict[str, Any]:
+        self._handoffs += 1
+        return self.__dict__.copy()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        _LIVE.add(self)
 
     @property
     def format(self) -> str:
@@ -170,7 +202,10 @@ class DataCollator:
             self._next += n
         else:
             # DataLoader deals batch g to worker g % workers; every batch but the last is full.
-            start = (self._calls * workers + worker) * self._batch_size
+            # It hands out worker w's copy right after worker w-1's, so the copies of one pass
+            # share handoffs - worker: 1 for the first pass, then a new value for each pass.
+            generation = self._handoffs - worker - 1
+            start = generation * _GENERATION_KEYS + (self._calls * workers + worker) * self._batch_size
         self._calls += 1
         return np.arange(start, start + n, dtype=np.uint64)
 
