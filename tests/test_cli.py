@@ -5,6 +5,7 @@ errors that are one line on stderr."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -163,14 +164,8 @@ def test_plan_table(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["plan"], "127 noise spans need 127 sentinel ids"),  # ul2 at 512 with ByT5's 125 sentinels
-        (["plan", "--inputs-length", "6", "--on-overflow", "cap"], "inputs_length=6: too small"),
-        (["plan", "--inputs-length", "64", "--sequence-length", "64"], "not both"),
-        (["plan", "--sequence-length", "64", "--format", "hf"], "encoder-decoder format"),
         (["plan", "--tokenizer", "missing.json"], "no such file"),
         (["preview", "no/such/file.txt"], "no/such/file.txt: no such file"),
-        (["stats", "--samples", "0"], "--samples 0"),
-        (["prepare", "--out", "x", "--shard-size", "0"], "--shard-size 0"),
     ],
 )
 def test_errors_are_one_line(capsys: pytest.CaptureFixture[str], args: list[str], needle: str) -> None:
@@ -184,6 +179,91 @@ def test_bad_option_is_one_line_with_status_2(capsys: pytest.CaptureFixture[str]
     code, _, err = run(capsys, "plan", "--preset", "bogus")
     assert code == 2
     assert "'bogus' is not one of" in one_line_error(err)
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["plan", "--inputs-length", "0"], "--inputs-length"),
+        (["plan", "--targets-length", "-1"], "--targets-length"),
+        (["plan", "--sequence-length", "0"], "--sequence-length"),
+        (["plan", "--seed", "-1"], "--seed"),
+        (["preview", "--seed", "-1"], "--seed"),
+        (["plan", "--seed", str(2**64)], "--seed"),
+        (["plan", "--extra-ids", "0"], "--extra-ids"),
+        (["preview", "--count", "0"], "--count"),
+        (["preview", "--count", "-3"], "--count"),
+        (["preview", "--width", "0"], "--width"),
+        (["demo", "--inputs-length", "0"], "--inputs-length"),
+        (["demo", "--samples", "0"], "--samples"),
+        (["demo", "--seed", "-1"], "--seed"),
+        (["stats", "--samples", "0"], "--samples"),
+        (["prepare", "--out", "x", "--shard-size", "0"], "--shard-size"),
+        (["prepare", "--out", "x", "--max-items", "0"], "--max-items"),
+        (["prepare", "--out", "x", "--max-shards", "-1"], "--max-shards"),
+        (["plan", "--inputs-length", "64", "--sequence-length", "64"], "--sequence-length"),
+        (["plan", "--sequence-length", "64", "--format", "hf"], "--format"),
+        (["plan", "--format", "decoder"], "--format"),
+        (["plan", "--inputs-length", "6", "--on-overflow", "cap"], "--inputs-length"),
+    ],
+)
+def test_bad_options_exit_2_before_any_work(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    option: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, *args)
+    line = one_line_error(err)
+    assert code == 2 and out == ""
+    assert line.startswith(f"ul2: error: Invalid value for '{option}'"), line
+    assert "_length=" not in line and "_" not in line.split("'")[1]  # CLI spelling, not Python's
+    assert not list(tmp_path.iterdir())
+
+
+# --- defaults that work together: ByT5's 125 sentinels and ul2() at 512 ---------------------------
+
+
+def test_default_options_work_on_every_command(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, corpus: dict[str, Any]
+) -> None:
+    for args in (
+        ["plan"],
+        ["preview", *corpus["paths"]],
+        ["stats", *corpus["paths"], "--samples", "20"],
+        ["prepare", *corpus["paths"], "--out", tmp_path / "out", "-q"],
+    ):
+        code, _, err = run(capsys, *args)
+        assert code == 0, (args, err)
+        (note,) = [line for line in err.splitlines() if line.startswith("ul2: ")]
+        # One line: what the CLI does, by how much the mean span moves, and the other choices.
+        assert note.startswith("ul2: note: ") and "125 sentinels" in note and "127 spans" in note, note
+        assert re.search(r"mean span 3 → 3\.0\d", note), note
+        assert "--on-overflow error" in note and "Sentinels" not in note and "on_overflow" not in note
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["config"]["dataset"]["sentinels"]["on_overflow"] == "cap" and manifest["complete"]
+
+
+def test_on_overflow_error_hint_names_cli_options(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "plan", "--on-overflow", "error")
+    line = one_line_error(err)
+    assert code == 1 and "127 noise spans need 127 sentinel ids but only 125" in line
+    assert "--on-overflow cap" in line and "--inputs-length" in line
+    assert "Sentinels.t5" not in line and "on_overflow=" not in line and "--on-overflow error" not in line
+
+
+def test_on_overflow_cap_warns_when_the_mean_span_moves_far(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "plan", "--on-overflow", "cap")
+    assert code == 0 and err == ""  # 3 -> 3.05: close to the requested mean span
+    code, _, err = run(capsys, "plan", "--on-overflow", "cap", "--inputs-length", "2048")
+    assert code == 0
+    (line,) = err.splitlines()
+    assert line.startswith("ul2: warning: ") and "SpanCorruption(3, 0.5)" in line
+    assert re.search(r"mean span 3 → 15\.\d", line), line
+    assert "--inputs-length" in line and "--on-overflow cap" not in line
+    assert "--inputs-length 2048" not in line
 
 
 def test_bad_tokenizer_files_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -632,6 +712,37 @@ def test_prepare_refuses_a_different_job(
     (tmp_path / "other" / "data.bin").write_bytes(b"x")
     code, _, err = run(capsys, "prepare", *args[:-3], "--out", tmp_path / "other", "-q")
     assert code == 1 and "not a ul2 prepare folder" in one_line_error(err)
+
+
+def test_prepare_overwrite_never_deletes_inputs_or_a_foreign_folder(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, corpus: dict[str, Any]
+) -> None:
+    folder = tmp_path / "corpus"
+    before = {p: p.read_bytes() for p in folder.iterdir()}
+    args = ["--preset", "t5", "--inputs-length", "48", "-q", "--overwrite"]
+    code, _, err = run(capsys, "prepare", *corpus["paths"], "--out", folder, *args)
+    assert code == 1 and "holds an input" in one_line_error(err)
+    code, _, err = run(capsys, "prepare", folder, "--out", folder / "shards", *args)
+    assert code == 1 and "is inside the input folder" in one_line_error(err)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".bashrc").write_text("export A=1")
+    (home / "thesis.tex").write_text("\\documentclass{article}")
+    code, _, err = run(capsys, "prepare", *corpus["paths"], "--out", home, *args)
+    assert code == 1 and "not a ul2 prepare folder" in one_line_error(err)
+    assert {p: p.read_bytes() for p in folder.iterdir()} == before
+    assert sorted(p.name for p in home.iterdir()) == [".bashrc", "thesis.tex"]
+
+
+def test_paths_are_checked_before_the_work(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    code, out, err = run(capsys, "prepare", "--out", tmp_path / "afile", "--preset", "t5")
+    assert code == 2 and out == "" and "is a file" in one_line_error(err)
+    missing = tmp_path / "no" / "such" / "plot.png"
+    for args in (["stats", "--synthetic", "--samples", "50"], ["demo", "--samples", "50"]):
+        code, out, err = run(capsys, *args, "--png", missing)
+        assert code == 2 and out == "", err  # refused before printing anything
+        assert f"the folder {missing.parent} does not exist" in one_line_error(err)
 
 
 def test_prepare_respect_packed_decoder(

@@ -4,9 +4,10 @@ Needs the ``cli`` extra (click and rich); matplotlib (``plot`` extra) for the PN
 ``tokenizers``/``sentencepiece`` for those tokenizers, pyarrow for Parquet. All of them are
 imported here, inside functions, never by ``import ul2``.
 
-Every error a user can cause (a missing file, a bad tokenizer, a budget that cannot fit, too few
-sentinels) is one line on stderr and exit status 1 (2 for a bad option); ``UL2_DEBUG=1`` shows
-the traceback of an unexpected one.
+Every error a user can cause (a missing file, a bad tokenizer, too few sentinels) is one line on
+stderr and exit status 1; a bad option value (out of range, a budget that cannot fit, options
+that contradict each other) is exit status 2, found before any work. ``UL2_DEBUG=1`` shows the
+traceback of an unexpected error.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -25,10 +27,10 @@ from typing import Any
 import numpy as np
 
 from . import presets
-from ._ul2 import SentinelOverflowError, Sentinels, __version__
+from ._ul2 import SentinelOverflowError, Sentinels, __version__, span_counts
 from .collate import Collator
 from .dataset import DenoisingDataset
-from .denoisers import Mixture
+from .denoisers import Mixture, SpanCorruption
 from .plan import Plan, _label, plan
 
 PRESETS: dict[str, Callable[..., Mixture]] = {
@@ -48,6 +50,11 @@ class CLIError(Exception):
         self.code = code
 
 
+def bad_option(option: str, message: str) -> CLIError:
+    """A bad option value, in click's words and with its exit status (2)."""
+    return CLIError(f"Invalid value for '{option}': {message}", 2)
+
+
 # --- Shared set-up ----------------------------------------------------------------------------
 
 
@@ -61,7 +68,7 @@ class Options:
     tokenizer: str = "byt5"
     extra_ids: int | None = None
     seed: int = 0
-    on_overflow: str = "error"
+    on_overflow: str | None = None  # cap, and say so
     prompts: bool = True
 
 
@@ -72,16 +79,32 @@ class Setup:
     mixture: Mixture
     sentinels: Sentinels
     budget: dict[str, Any]
+    note: str | None = None  # what the options made the CLI do (capping), for stderr
 
     @property
     def eos_id(self) -> int | None:
         return self.tokenizer.eos_id  # type: ignore[no-any-return]
 
+    @property
+    def budget_option(self) -> str:
+        return "--sequence-length" if self.budget.get("sequence_length") is not None else "--inputs-length"
+
     def plan(self) -> Plan:
         try:
             return plan(self.mixture, sentinels=self.sentinels, eos=self.eos_id is not None, **self.budget)
         except SentinelOverflowError as e:
-            raise CLIError(f"{e} (on the command line: --on-overflow cap or t5)") from None
+            # The core's advice is for Python callers: keep the facts, give the options.
+            facts = str(e).split("; give ")[0]
+            raise CLIError(
+                f"{facts}; on the command line: --on-overflow cap (or t5), a shorter {self.budget_option}, "
+                "or a tokenizer with more sentinels (--tokenizer, --extra-ids)"
+            ) from None
+        except ValueError as e:
+            m = re.search(r"\b(inputs|targets|sequence)_length=(\d+): ", str(e))
+            if m is None:
+                raise
+            where = str(e)[: m.start()]
+            raise bad_option(f"--{m.group(1)}-length", f"{m.group(2)}: {where}{str(e)[m.end() :]}") from None
 
     def dataset(self, tokens: Any, *, format: str | None = None, **kwargs: Any) -> DenoisingDataset:
         self.plan()  # names the denoiser that cannot be planned
@@ -103,33 +126,88 @@ class Setup:
 
 
 def setup(o: Options) -> Setup:
+    """Tokenizer, mixture, sentinels and budget of the options, planned: every option is checked
+    here, before any work. With the default ``on_overflow`` (None) a plan that needs more
+    sentinels than the tokenizer has is capped, and ``note`` says so."""
     from .tokenizers import load_tokenizer
 
     if o.preset not in PRESETS:
-        raise CLIError(f"--preset {o.preset!r}: expected one of {', '.join(PRESETS)}")
-    tok = load_tokenizer(o.tokenizer, extra_ids=o.extra_ids)
+        raise bad_option("--preset", f"{o.preset!r} is not one of {', '.join(PRESETS)}")
     if o.sequence_length is not None:
         if o.inputs_length is not None or o.targets_length is not None:
-            raise CLIError(
+            raise bad_option(
+                "--sequence-length",
                 "give --inputs-length/--targets-length (encoder-decoder) or --sequence-length "
-                "(decoder-only), not both"
+                "(decoder-only), not both",
             )
         budget: dict[str, int | None] = {"sequence_length": o.sequence_length}
         if o.format in ("hf", "seqio"):
-            raise CLIError(
-                f"--format {o.format}: is an encoder-decoder format; with --sequence-length use "
-                "decoder or seqio_decoder"
+            raise bad_option(
+                "--format",
+                f"{o.format} is an encoder-decoder format; with --sequence-length use decoder or "
+                "seqio_decoder",
             )
     else:
         if o.format in ("decoder", "seqio_decoder"):
-            raise CLIError(f"--format {o.format}: is a decoder-only format; give --sequence-length")
-        budget = {"inputs_length": o.inputs_length or 512, "targets_length": o.targets_length}
-    for name, value in budget.items():
-        if value is not None and value < 1:
-            raise CLIError(f"--{name.replace('_', '-')} {value}: must be >= 1")
+            raise bad_option("--format", f"{o.format} is a decoder-only format; give --sequence-length")
+        budget = {
+            "inputs_length": 512 if o.inputs_length is None else o.inputs_length,
+            "targets_length": o.targets_length,
+        }
+    tok = load_tokenizer(o.tokenizer, extra_ids=o.extra_ids)
     mixture = PRESETS[o.preset](prompts=tok.encode if o.prompts else None)
-    sentinels = tok.sentinels(on_overflow=o.on_overflow)
-    return Setup(o, tok, mixture, sentinels, budget)
+    s = Setup(o, tok, mixture, tok.sentinels(on_overflow=o.on_overflow or "error"), budget)
+    if o.on_overflow is None:
+        try:
+            s.plan()
+        except CLIError as e:
+            if e.code != 1:
+                raise
+            s.sentinels = tok.sentinels(on_overflow="cap")
+            s.note = _cap_note(s, always=True)
+    s.plan()
+    if o.on_overflow == "cap":
+        s.note = _cap_note(s, always=False)
+    return s
+
+
+FAR = 1.25  # a capped mean span this many times the requested one is worth a warning
+
+
+def _cap_note(s: Setup, *, always: bool) -> str | None:
+    """One line on what capping does to each SpanCorruption that has more spans than sentinels:
+    always (the default policy), else only when the mean span moves far."""
+    moved = []
+    for r in s.plan():
+        d = r.denoiser
+        if not isinstance(d, SpanCorruption) or d.num_spans is not None:
+            continue
+        noise, wanted = span_counts(r.raw_length, d.noise_density, d.mean_span_length)
+        if wanted > r.spans:
+            moved.append((_label(d).split(" +")[0], wanted, d.mean_span_length, noise / r.spans))
+    far = any(new > FAR * mu for _, _, mu, new in moved)
+    if not moved or not (always or far):
+        return None
+    n = len(s.sentinels)
+    what = ", ".join(
+        f"{label} needs {wanted} spans (mean span {mu:g} → {new:.2f})" for label, wanted, mu, new in moved
+    )
+    head = (
+        f"capping at {n} spans: {s.tokenizer.name} has {n} sentinels and at {_budget_text(s.budget)} {what}"
+    )
+    if far:
+        return (
+            f"ul2: warning: {head}; a shorter {s.budget_option} or a tokenizer with more sentinels "
+            "(--tokenizer, --extra-ids) keeps the mean span"
+        )
+    return f"ul2: note: {head}; --on-overflow error refuses, t5 counts into the vocabulary"
+
+
+def say(s: Setup) -> None:
+    """The setup's note (if any) as one line on stderr: once the inputs are read, so that an
+    error in them is the only line."""
+    if s.note:
+        print(s.note, file=sys.stderr)
 
 
 def _console(stderr: bool = False) -> Any:
@@ -307,6 +385,7 @@ def _corpus_line(corpus: Any) -> str:
 
 def cmd_plan(o: Options, as_json: bool) -> None:
     s = setup(o)
+    say(s)
     table = s.plan()
     if as_json:
         rates = np.array(s.mixture.rates) / sum(s.mixture.rates)
@@ -349,6 +428,7 @@ def cmd_preview(o: Options, inputs: Sequence[str], field: str, count: int | None
     s = setup(o)
     con = _console()
     corpus = load(s, inputs, field)
+    say(s)
     ds = s.dataset(corpus.tokens, doc_offsets=corpus.doc_offsets, separator_id=s.eos_id)
     view = s.dataset(
         corpus.tokens, doc_offsets=corpus.doc_offsets, separator_id=s.eos_id, format=_view_format(s)
@@ -387,20 +467,18 @@ def cmd_stats(
     if not synthetic:
         corpus = load(s, inputs, field)
         tokens, source = corpus.stream(s.eos_id), _corpus_line(corpus)
-    try:
-        st = stats.measure(
-            s.mixture,
-            sentinels=s.sentinels,
-            samples=samples,
-            seed=o.seed,
-            tokens=tokens,
-            eos_id=s.eos_id,
-            pad_id=s.tokenizer.pad_id,
-            source=source,
-            **s.budget,
-        )
-    except SentinelOverflowError as e:
-        raise CLIError(f"{e} (on the command line: --on-overflow cap or t5)") from None
+    say(s)
+    st = stats.measure(
+        s.mixture,
+        sentinels=s.sentinels,
+        samples=samples,
+        seed=o.seed,
+        tokens=tokens,
+        eos_id=s.eos_id,
+        pad_id=s.tokenizer.pad_id,
+        source=source,
+        **s.budget,
+    )
     if as_json:
         print(json.dumps(st.to_dict(), indent=1))
     else:
@@ -458,8 +536,9 @@ def cmd_prepare(
         TimeRemainingColumn,
     )
 
-    from .prepare import prepare
+    from .prepare import check_folder, prepare
 
+    check_folder(Path(out), [Path(i).resolve() for i in inputs], overwrite)
     if engine == "ray":
         try:
             import ray  # noqa: F401
@@ -471,6 +550,7 @@ def cmd_prepare(
     err = _console(stderr=True)
     t0 = time.perf_counter()
     corpus = load(s, inputs, field)
+    say(s)
     sep = s.eos_id if (separator and documents == "concat") else None
     ds = s.dataset(
         corpus.tokens, doc_offsets=corpus.doc_offsets, documents=documents, separator_id=sep, pack=pack
@@ -614,6 +694,17 @@ def build() -> Any:
     """The click group (click is imported here)."""
     import click
 
+    length = click.IntRange(min=1)
+    seed = click.option(
+        "--seed", type=click.IntRange(0, 2**64 - 1), default=0, show_default=True, help="the dataset's seed"
+    )
+
+    def png_folder(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        # Found before the work, not when the plot is written at the end.
+        if value is not None and not Path(value).resolve().parent.is_dir():
+            raise click.BadParameter(f"{value}: the folder {Path(value).parent} does not exist")
+        return value
+
     def common(f: Callable[..., Any]) -> Callable[..., Any]:
         opts = [
             click.option(
@@ -623,10 +714,12 @@ def build() -> Any:
                 show_default=True,
                 help="the mixture of denoisers",
             ),
-            click.option("--inputs-length", type=int, help="encoder budget [default: 512]"),
-            click.option("--targets-length", type=int, help="decoder budget [default: the plan's maximum]"),
+            click.option("--inputs-length", type=length, help="encoder budget [default: 512]"),
             click.option(
-                "--sequence-length", type=int, help="decoder-only budget (instead of inputs/targets)"
+                "--targets-length", type=length, help="decoder budget [default: the plan's maximum]"
+            ),
+            click.option(
+                "--sequence-length", type=length, help="decoder-only budget (instead of inputs/targets)"
             ),
             click.option(
                 "--format",
@@ -641,16 +734,16 @@ def build() -> Any:
                 help="byt5, a tokenizer.json or a SentencePiece .model",
             ),
             click.option(
-                "--extra-ids", type=int, help="SentencePiece: append N sentinels after the vocabulary"
+                "--extra-ids",
+                type=click.IntRange(min=1),
+                help="SentencePiece: append N sentinels after the vocabulary",
             ),
-            click.option("--seed", type=int, default=0, show_default=True),
+            seed,
             click.option(
                 "--on-overflow",
                 type=click.Choice(["error", "cap", "t5"]),
-                default="error",
-                show_default=True,
-                help="more spans than sentinels: fail, cap the spans, or count "
-                "into the vocabulary as T5 does",
+                help="more spans than sentinels: fail, cap the spans, or count into the vocabulary as "
+                "T5 does [default: cap, saying so in one line]",
             ),
             click.option(
                 "--prompts/--no-prompts",
@@ -685,10 +778,18 @@ def build() -> Any:
         Python standard library's sources, ByT5 byte ids)."""
 
     @cli.command()
-    @click.option("--inputs-length", type=int, default=512, show_default=True)
-    @click.option("--seed", type=int, default=0, show_default=True)
-    @click.option("--samples", type=int, default=7000, show_default=True, help="examples for the statistics")
-    @click.option("--png", default="ul2-demo.png", show_default=True, help="where to write the plot")
+    @click.option("--inputs-length", type=length, default=512, show_default=True, help="encoder budget")
+    @seed
+    @click.option(
+        "--samples", type=length, default=7000, show_default=True, help="examples for the statistics"
+    )
+    @click.option(
+        "--png",
+        default="ul2-demo.png",
+        show_default=True,
+        callback=png_folder,
+        help="where to write the plot",
+    )
     @click.option("--no-plot", is_flag=True, help="write no PNG")
     def demo(inputs_length: int, seed: int, samples: int, png: str, no_plot: bool) -> None:
         """The ul2() preset on the built-in corpus: plan, one colored example per denoiser, empirical vs
@@ -708,8 +809,8 @@ def build() -> Any:
     @click.argument("files", nargs=-1)
     @common
     @click.option("--field", default="text", show_default=True, help="JSONL field / Parquet column")
-    @click.option("--count", type=int, help="show the first N samples [default: one per denoiser]")
-    @click.option("--width", type=int, help="characters shown of inputs and targets [default: two lines]")
+    @click.option("--count", type=length, help="show the first N samples [default: one per denoiser]")
+    @click.option("--width", type=length, help="characters shown of inputs and targets [default: two lines]")
     def preview(files: tuple[str, ...], field: str, count: int | None, width: int | None, **kw: Any) -> None:
         """Examples of FILE... (text, JSONL, Parquet; default: the built-in corpus), decoded and colored."""
         cmd_preview(options(kw), files, field, count, width)
@@ -718,10 +819,12 @@ def build() -> Any:
     @click.argument("files", nargs=-1)
     @common
     @click.option("--field", default="text", show_default=True, help="JSONL field / Parquet column")
-    @click.option("--samples", type=int, default=5000, show_default=True)
+    @click.option("--samples", type=length, default=5000, show_default=True, help="examples measured")
     @click.option("--synthetic", is_flag=True, help="uniform random ids instead of a corpus")
     @click.option("--json", "as_json", is_flag=True, help="print JSON")
-    @click.option("--png", help="also plot the histograms against the exact laws to this PNG")
+    @click.option(
+        "--png", callback=png_folder, help="also plot the histograms against the exact laws to this PNG"
+    )
     @click.option("--check", is_flag=True, help="exit 1 if a p-value is below 0.001 or a count mismatches")
     def stats_cmd(
         files: tuple[str, ...],
@@ -735,19 +838,28 @@ def build() -> Any:
     ) -> None:
         """Empirical vs exact statistics (noise density, spans, span-length law, prefix lengths,
         denoiser rates) with chi-square p-values."""
-        if samples < 1:
-            raise CLIError(f"--samples {samples}: must be >= 1")
         code = cmd_stats(options(kw), files, field, samples, synthetic, as_json, png, check)
         if code:
             raise SystemExit(code)
 
     @cli.command()
     @click.argument("inputs", nargs=-1)
-    @click.option("--out", required=True, help="output folder (resumed if it holds this job's manifest)")
+    @click.option(
+        "--out",
+        required=True,
+        type=click.Path(file_okay=False),
+        help="output folder (resumed if it holds this job's manifest)",
+    )
     @common
     @click.option("--field", default="text", show_default=True, help="JSONL field / Parquet column")
-    @click.option("--shard-size", type=int, default=4096, show_default=True, help="items per shard")
-    @click.option("--output-format", type=click.Choice(["npy", "parquet"]), default="npy", show_default=True)
+    @click.option("--shard-size", type=length, default=4096, show_default=True, help="items per shard")
+    @click.option(
+        "--output-format",
+        type=click.Choice(["npy", "parquet"]),
+        default="npy",
+        show_default=True,
+        help="one .npy per feature per shard, or one Parquet file per shard",
+    )
     @click.option(
         "--documents",
         type=click.Choice(["concat", "respect"]),
@@ -759,10 +871,22 @@ def build() -> Any:
         "--separator/--no-separator", default=True, show_default=True, help="EOS between joined documents"
     )
     @click.option("--pack", is_flag=True, help="pack consecutive examples into each row")
-    @click.option("--max-items", type=int, help="write only the first N items")
-    @click.option("--max-shards", type=int, help="stop after writing N shards (run again to continue)")
-    @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True)
-    @click.option("--overwrite", is_flag=True, help="delete OUT and start over")
+    @click.option("--max-items", type=length, help="write only the first N items")
+    @click.option(
+        "--max-shards", type=click.IntRange(min=0), help="stop after writing N shards (run again to continue)"
+    )
+    @click.option(
+        "--engine",
+        type=click.Choice(["local", "ray"]),
+        default="local",
+        show_default=True,
+        help="write the shards here, or as Ray tasks",
+    )
+    @click.option(
+        "--overwrite",
+        is_flag=True,
+        help="delete the shards and manifest in OUT (nothing else) and start over",
+    )
     @click.option("--quiet", "-q", is_flag=True, help="no progress bar")
     def prepare(
         inputs: tuple[str, ...],
@@ -782,12 +906,6 @@ def build() -> Any:
     ) -> None:
         """Shards of INPUT... (text, JSONL, Parquet, folders; default: the built-in corpus) in OUT:
         one .npy per feature (or Parquet) per shard, manifest.json, resumable."""
-        if shard_size < 1:
-            raise CLIError(f"--shard-size {shard_size}: must be >= 1")
-        if max_items is not None and max_items < 1:
-            raise CLIError(f"--max-items {max_items}: must be >= 1")
-        if max_shards is not None and max_shards < 0:
-            raise CLIError(f"--max-shards {max_shards}: must be >= 0")
         cmd_prepare(
             options(kw),
             inputs,

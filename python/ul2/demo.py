@@ -16,7 +16,6 @@ import numpy as np
 from . import presets, stats
 from ._ul2 import __version__
 from .cli import (
-    CLIError,
     Options,
     _best,
     _budget_text,
@@ -35,6 +34,8 @@ def run(
     inputs_length: int = 512, seed: int = 0, samples: int = 7000, png: str | None = "ul2-demo.png"
 ) -> None:
     """Print the demo to stdout; write the plot to ``png`` (when given and matplotlib is there)."""
+    from rich.markup import escape
+
     con = _console()
     t0 = time.perf_counter()
     tok = ByteTokenizer()
@@ -47,13 +48,6 @@ def run(
 
     o = Options(preset="ul2", inputs_length=inputs_length, targets_length=inputs_length, seed=seed)
     s = setup(o)
-    note = ""
-    try:
-        s.plan()
-    except CLIError as e:
-        note = f"with on_overflow='error': {e}"
-        o.on_overflow = "cap"
-        s = setup(o)
     con.print(
         plan_table(
             s.plan(),
@@ -61,11 +55,8 @@ def run(
             title=f"Plan: presets.ul2(prompts=tokenizer.encode) at {_budget_text(s.budget)}",
         )
     )
-    if note:
-        con.print(
-            f"[dim]{note.split(' (on the command line')[0]}\n→ so the demo uses on_overflow='cap' "
-            f"(at most {len(s.sentinels)} spans).[/]"
-        )
+    if s.note:
+        con.print(f"[dim]{escape(s.note.removeprefix('ul2: '))}[/]")
     con.print()
 
     ds = s.dataset(stream, format="hf")

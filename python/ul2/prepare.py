@@ -312,7 +312,7 @@ def prepare(
             "ul2_version": __version__,  # another version may write other bytes: no mixing
         }
     )
-    _check_folder(out, _input_paths(ds, config["job"]), overwrite)
+    check_folder(out, _input_paths(ds, config["job"]), overwrite)
     with _locked(out):
         if overwrite:
             _delete_own_files(out)
@@ -444,9 +444,9 @@ def _is_prepare_folder(out: Path) -> bool:
     return isinstance(manifest, dict) and {"ul2_version", "config", "num_shards"} <= manifest.keys()
 
 
-def _check_folder(out: Path, inputs: list[Path], overwrite: bool) -> None:
-    """Refuse, before any work, an ``out`` that is a file, that overlaps an input, or that
-    holds files of someone else's."""
+def check_folder(out: Path, inputs: list[Path], overwrite: bool) -> None:
+    """Refuse, before any work, an ``out`` that is a file, that overlaps an input (``inputs``
+    resolved), or that holds files of someone else's."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: is a file, not a folder; --out names the folder for the shards")
     where = out.resolve()
