@@ -973,6 +973,86 @@ def test_parquet_and_gzip_inputs(capsys: pytest.CaptureFixture[str], tmp_path: P
     assert code == 1 and "no column 'text'" in one_line_error(err)
 
 
+def bad_inputs(folder: Path) -> dict[str, tuple[Path, str]]:
+    import gzip
+
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    zipped = gzip.compress(b'{"text": "hello"}\n' * 200)
+    pq.write_table(pa.table({"text": ["alpha beta " * 50] * 2000}), folder / "whole.parquet")
+    data = (folder / "whole.parquet").read_bytes()
+    files = {
+        "utf8": ("bad.jsonl", b'{"text": "fine"}\n{"text": "caf\xe9"}\n', ":2: invalid UTF-8 (byte 0xe9"),
+        "gzip": ("notgz.jsonl.gz", b"plain text, not gzip", ": corrupt gzip data (Not a gzipped file"),
+        "truncated gzip": (
+            "cut.txt.gz",
+            zipped[: len(zipped) // 2],
+            ": corrupt gzip data (Compressed file ended",
+        ),
+        "parquet": ("junk.parquet", b"PAR1 not really PAR1", ": not a readable Parquet file ("),
+        "parquet body": (
+            "cut.parquet",
+            data[:4] + bytes(len(data) // 2) + data[len(data) // 2 + 4 :],
+            ": not a readable Parquet file (",
+        ),
+    }
+    out = {}
+    for what, (name, content, needle) in files.items():
+        (folder / name).write_bytes(content)
+        out[what] = (folder / name, needle)
+    return out
+
+
+def test_unreadable_inputs_name_the_file_line_and_reason(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    for what, (path, needle) in bad_inputs(tmp_path).items():
+        code, out, err = run(capsys, "preview", path, "--preset", "t5", "--inputs-length", "32")
+        line = one_line_error(err)
+        assert code == 1 and out == "", what
+        assert line.startswith(f"ul2: error: {path}{needle}"), (what, line)
+        assert "interrupted" not in line  # a truncated gzip once read as Ctrl-C
+
+
+def test_a_failed_shard_write_names_the_shard(tmp_path: Path) -> None:
+    # A real short write: the child may write files of at most 20 kB (RLIMIT_FSIZE), the first shard
+    # needs 64 kB. numpy alone says only "64000 requested and ... written".
+    import resource
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+    out = tmp_path / "out"
+    args = ["--preset", "t5", "--inputs-length", "64", "--max-items", "2000", "--shard-size", "1000", "-q"]
+    done = subprocess.run(
+        [sys.executable, "-m", "ul2", "prepare", "--out", str(out), *args],
+        preexec_fn=limit,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    line = one_line_error(done.stderr)
+    assert done.returncode == 1
+    assert f"{out / 'shard-00000'}: writing the shard failed (64000 requested and" in line and "disk" in line
+    assert not list(out.glob(".tmp-*"))  # the partial shard is cleaned up
+
+
+def test_a_manifest_that_is_not_an_object_is_named(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    args = ["--preset", "t5", "--inputs-length", "64", "--max-items", "20", "-q"]
+    assert run(capsys, "prepare", "--out", out, *args)[0] == 0
+    (out / "manifest.json").write_text("[]\n")
+    code, _, err = run(capsys, "prepare", "--out", out, *args)
+    line = one_line_error(err)
+    assert code == 1 and f"{out / 'manifest.json'}: not a ul2 prepare manifest (a JSON list" in line
+    assert "--overwrite" in line
+    assert run(capsys, "prepare", "--out", out, *args, "--overwrite")[0] == 0
+
+
 def test_no_arguments_prints_the_help(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys)
     assert code == 0 and err == ""

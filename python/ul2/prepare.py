@@ -205,11 +205,16 @@ def write_shard(
     final = out_dir / name
     tmp = out_dir / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
     try:
-        if output_format == "npy":
-            tmp.mkdir()
-            _save_npy(batch, tmp)
-        else:
-            _save_parquet(batch, tmp, stop - start)
+        try:
+            if output_format == "npy":
+                tmp.mkdir()
+                _save_npy(batch, tmp)
+            else:
+                _save_parquet(batch, tmp, stop - start)
+        except OSError as e:  # e.g. a full disk: numpy says only "8192 requested and 2016 written"
+            raise OSError(
+                f"{final}: writing the shard failed ({e.strerror or e}); is the disk full?"
+            ) from None
         if final.is_dir():  # left by a run that stopped between the rename and the manifest
             shutil.rmtree(final)
         os.replace(tmp, final)

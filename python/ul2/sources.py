@@ -4,9 +4,11 @@ JSONL and Parquet files into one token stream with document offsets."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import sysconfig
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,28 +141,36 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
     return out
 
 
-def _open_text(path: Path) -> Any:
-    if path.name.lower().endswith(".gz"):
-        import gzip
-
-        return gzip.open(path, "rt", encoding="utf-8")
-    return path.open(encoding="utf-8")
+def _open_binary(path: Path) -> Any:
+    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else path.open("rb")
 
 
 def read_documents(path: Path, field: str = "text") -> Iterator[str | bytes]:
     """The documents of one file: a text file is one document (its bytes); each line of a JSONL
-    file and each row of a Parquet file is one (its ``field``)."""
+    file and each row of a Parquet file is one (its ``field``). A file that cannot be read
+    (bad UTF-8 in JSONL, corrupt gzip or Parquet) is a ``ValueError`` naming it, the line where
+    there is one, and the reason."""
+    try:
+        yield from _read_documents(path, field)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+        raise ValueError(f"{path}: corrupt gzip data ({e or 'the file ends too soon'})") from None
+
+
+def _read_documents(path: Path, field: str) -> Iterator[str | bytes]:
     kind = input_kind(path)
     if kind == "text":
-        if path.name.lower().endswith(".gz"):
-            import gzip
-
-            yield gzip.decompress(path.read_bytes())
-        else:
-            yield path.read_bytes()
+        with _open_binary(path) as f:
+            yield f.read()
     elif kind == "jsonl":
-        with _open_text(path) as f:
-            for lineno, line in enumerate(f, 1):
+        with _open_binary(path) as f:
+            for lineno, raw in enumerate(f, 1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise ValueError(
+                        f"{path}:{lineno}: invalid UTF-8 (byte {raw[e.start]:#04x} at column {e.start + 1}: "
+                        f"{e.reason})"
+                    ) from None
                 if not line.strip():
                     continue
                 try:
@@ -181,11 +191,23 @@ def read_documents(path: Path, field: str = "text") -> Iterator[str | bytes]:
             import pyarrow.parquet as pq  # type: ignore[import-untyped,import-not-found,unused-ignore]
         except ImportError:
             raise ValueError(f"{path}: reading Parquet needs pyarrow (pip install 'ul2[arrow]')") from None
-        pf = pq.ParquetFile(path)
+        import pyarrow as pa  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
+        try:
+            pf = pq.ParquetFile(path)
+        except (pa.ArrowException, OSError) as e:
+            raise ValueError(f"{path}: not a readable Parquet file ({e})") from None
         names = pf.schema_arrow.names
         if field not in names:
             raise ValueError(f"{path}: no column {field!r} (found {names}); pick one with --field")
-        for batch in pf.iter_batches(columns=[field], batch_size=4096):
+        batches = pf.iter_batches(columns=[field], batch_size=4096)
+        while True:
+            try:
+                batch = next(batches, None)
+            except (pa.ArrowException, OSError) as e:
+                raise ValueError(f"{path}: corrupt Parquet data ({e})") from None
+            if batch is None:
+                break
             for value in batch.column(0).to_pylist():
                 if value is None:
                     continue
