@@ -2,6 +2,9 @@
 
 Run: python examples/gpu_train_step.py [--steps 60] [--batch 64] [--tiny]
 
+It needs a CUDA GPU; without one, --tiny runs a small CPU version (a smoke run: the timings
+are the CPU's, not a GPU step's).
+
 Model: a T5 encoder-decoder (t5-small's shape, random weights, bf16 autocast) or, with
 --decoder, a GPT-2-shaped decoder-only model trained on ul2's packed prefix-LM rows.
 Data: the built-in corpus (the standard library's sources, ByT5 byte ids), the ``ul2()``
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import queue
+import sys
 import threading
 import time
 
@@ -52,6 +56,8 @@ def model_and_dataset(
             n_embd=size["d_model"],
             n_layer=size["num_layers"],
             n_head=size["num_heads"],
+            bos_token_id=None,
+            eos_token_id=tok.eos_id,
         )
         model = GPT2LMHeadModel(config)
     else:
@@ -74,6 +80,8 @@ def to_model(batch: dict[str, np.ndarray], decoder: bool, device: torch.device) 
         if decoder
         else ("input_ids", "attention_mask", "labels", "decoder_input_ids", "decoder_attention_mask")
     )
+    if device.type != "cuda":
+        return {n: torch.from_numpy(batch[n]) for n in names}
     # from_numpy shares ul2's buffers; pinned copies go to the GPU without blocking the host.
     return {n: torch.from_numpy(batch[n]).pin_memory().to(device, non_blocking=True) for n in names}
 
@@ -85,6 +93,11 @@ def main() -> None:
     p.add_argument("--decoder", action="store_true")
     p.add_argument("--tiny", action="store_true", help="a tiny model (CPU smoke run)")
     args = p.parse_args()
+    if not torch.cuda.is_available() and not args.tiny:
+        sys.exit(
+            "gpu_train_step.py: needs a CUDA GPU (torch.cuda.is_available() is False); "
+            "--tiny runs a small CPU version"
+        )
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
     model, ds = model_and_dataset(args.decoder, args.tiny, device)
@@ -104,7 +117,8 @@ def main() -> None:
             torch.cuda.synchronize()
 
     def train_step(inputs: dict[str, torch.Tensor]) -> float:
-        with torch.autocast(device.type, dtype=torch.bfloat16):
+        # bf16 on a CPU without bf16 units is emulated, many times slower than float32.
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             loss = model(**inputs).loss
         loss.backward()
         opt.step()
