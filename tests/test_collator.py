@@ -317,12 +317,6 @@ def test_ragged_views_of_a_wider_base_are_read_at_their_own_dtype():
         np.testing.assert_array_equal(expected[name], out[name])
 
 
-def test_ragged_strided_views_are_refused_not_copied():
-    rows = random_rows(3, 200, seed=14)
-    with pytest.raises(ValueError, match=r"rows\[1\]: array is not C-contiguous"):
-        make()([rows[0, :100], rows[1, ::2], rows[2, :100]], keys=[0, 1, 2])
-
-
 @pytest.mark.parametrize("ragged", [False, True])
 def test_all_input_dtypes_give_identical_outputs(ragged):
     base = random_rows(7, 568, seed=5, high=32000)

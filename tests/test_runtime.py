@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import copy
 import multiprocessing
+import os
 import pickle
+import subprocess
 import sys
+import textwrap
 import threading
 
 import numpy as np
@@ -301,3 +304,50 @@ def test_forked_child_after_parent_used_the_pool():
         assert_same(parent, c(rows, keys=keys))
     finally:
         ul2.set_num_threads(None)
+
+
+@pytest.mark.parametrize("n", [0, -1, 1025, 10**6])
+def test_thread_counts_out_of_range_are_refused(n):
+    with pytest.raises(ValueError, match=rf"num_threads={n}"):
+        ul2.set_num_threads(n)
+
+
+@pytest.mark.parametrize("value", ["99999", "0", "lots"])
+def test_ul2_num_threads_out_of_range_is_a_clear_error(value):
+    """UL2_NUM_THREADS=99999 once spawned threads until the OS refused (minutes)."""
+    script = (
+        "import numpy as np, ul2\ntry:\n    ul2.get_num_threads()\nexcept ValueError as e:\n    print(e)\n"
+    )
+    env = {**os.environ, "UL2_NUM_THREADS": value}
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "UL2_NUM_THREADS" in r.stdout and value in r.stdout and "1024" in r.stdout, r.stdout
+
+
+def test_short_lived_calling_threads_keep_memory_flat():
+    """Each Python thread that called ul2 once kept ~7.6 KB (its inline pool) for good:
+    20,000 of them grew the process by 150 MB."""
+    script = textwrap.dedent(
+        """
+        import threading
+        import numpy as np, ul2
+        ul2.set_num_threads(1)
+        c = ul2.Collator(ul2.SpanCorruption(3.0, 0.15), sentinels=ul2.Sentinels.t5(32100), inputs_length=64)
+        rows = np.full((2, 60), 5, np.int32)
+        def rss():
+            with open("/proc/self/status") as f:
+                return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+        def spawn(k):
+            for _ in range(k):
+                t = threading.Thread(target=c, args=(rows,))
+                t.start()
+                t.join()
+        spawn(500)
+        before = rss()
+        spawn(8000)
+        print(rss() - before)
+        """
+    )
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert int(r.stdout) < 8 * 1024, f"RSS grew {r.stdout.strip()} KB over 8000 threads"

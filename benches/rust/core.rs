@@ -93,7 +93,7 @@ fn layout(c: &mut Criterion) {
         g.bench_function(name, |b| {
             b.iter(|| {
                 key = key.wrapping_add(1);
-                scratch.layout(black_box(RAW), counts, roll, SEED, key, &mut runs);
+                scratch.layout(black_box(RAW), counts, roll, SEED, key, &mut runs).unwrap();
                 black_box(runs.lengths.len())
             });
         });
@@ -107,7 +107,7 @@ fn apply(c: &mut Criterion) {
     let sentinels = t5_sentinels();
     let row = tokens(1, RAW);
     let mut runs = Runs::default();
-    SpanScratch::default().layout(RAW, (NOISE, SPANS), false, SEED, 7, &mut runs);
+    SpanScratch::default().layout(RAW, (NOISE, SPANS), false, SEED, 7, &mut runs).unwrap();
     let (li, lt) = applied_lengths(&runs, RAW);
     assert_eq!((li, lt), (INPUTS - 1, TARGETS - 1));
     let (mut inputs, mut targets) = (vec![0i32; li], vec![0i32; lt]);
@@ -147,11 +147,11 @@ fn batch(c: &mut Criterion) {
     // The same 256 rows, one thread, into buffers allocated once: the denoising work alone,
     // without allocating and prefilling fresh output buffers as `denoise_batch` does.
     let (mut inputs, mut targets) = (vec![0i32; ROWS * INPUTS], vec![0i32; ROWS * TARGETS]);
-    let mut scratch = RowScratch::default();
+    let (mut scratch, mut gather) = (RowScratch::default(), Vec::new());
     g.bench_function("t5_256x568_rows_into_reused_buffers", |b| {
         b.iter(|| {
             for (i, (inp, tgt)) in inputs.chunks_mut(INPUTS).zip(targets.chunks_mut(TARGETS)).enumerate() {
-                let l = denoise_row(&cfg, rows.row(i), keys[i], &mut scratch, inp, tgt).expect("row fits");
+                let l = denoise_row(&cfg, rows.row(i, &mut gather), keys[i], &mut scratch, inp, tgt).expect("row fits");
                 black_box(l);
             }
         });
@@ -189,7 +189,7 @@ fn index(c: &mut Criterion) {
     const RAW_LENGTHS: [usize; 7] = [568, 588, 766, 908, 600, 1006, 511];
     let mut g = c.benchmark_group("sample_index");
     let tokens = vec![7u16; 100_000_000];
-    let corpus = Corpus { tokens: &tokens, doc_offsets: None, separator: None };
+    let corpus = Corpus { tokens: (&tokens).into(), doc_offsets: None, separator: None };
     let d = Denoiser::new(Kind::SpanCorruption(t5_params()), Vec::new()).expect("valid denoiser");
     let mixture = Mixture::new(RAW_LENGTHS.iter().map(|_| (d.clone(), 1.0)).collect()).expect("valid mixture");
     let samples = SampleIndex::build(&corpus, &mixture, &RAW_LENGTHS, Documents::Concat, SEED).expect("index").len();

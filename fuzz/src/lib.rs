@@ -191,7 +191,7 @@ pub fn mask_sampling(data: &[u8]) {
     let mask = noise_mask(length, &params, seed, key).expect("counts were valid");
     assert_eq!(mask.len(), length);
     assert_eq!(mask.iter().filter(|&&m| m).count(), noise);
-    let runs = Runs::from_mask(&mask);
+    let runs = Runs::from_mask(&mask).expect("a small mask");
     assert!(runs.lengths.iter().all(|&l| l > 0));
     assert_eq!(
         runs.lengths.iter().map(|&l| l as usize).sum::<usize>(),
@@ -201,8 +201,8 @@ pub fn mask_sampling(data: &[u8]) {
     // The layout through a scratch that drew something else first.
     let mut scratch = SpanScratch::default();
     let mut drawn = Runs::default();
-    scratch.layout(64, (20, 7), true, seed ^ 1, key.wrapping_add(1), &mut drawn);
-    scratch.layout(length, counts, roll, seed, key, &mut drawn);
+    scratch.layout(64, (20, 7), true, seed ^ 1, key.wrapping_add(1), &mut drawn).expect("a small row");
+    scratch.layout(length, counts, roll, seed, key, &mut drawn).expect("a small row");
     assert_eq!(
         drawn, runs,
         "layout differs from the mask's runs (scratch reuse?)"
@@ -223,7 +223,7 @@ pub fn mask_sampling(data: &[u8]) {
         assert_eq!(mask, unrolled);
         return;
     }
-    let u_runs = Runs::from_mask(&unrolled);
+    let u_runs = Runs::from_mask(&unrolled).expect("a small mask");
     assert!(!u_runs.first_is_noise, "the unrolled mask starts clean");
     assert!(!u_runs.ends_clean(), "the unrolled mask ends with noise");
     assert_eq!(u_runs.noise_runs(), spans);
@@ -335,7 +335,7 @@ fn application<O: OutToken>(u: &mut Input<'_>) {
         }
     }
 
-    let runs = Runs::from_mask(&mask);
+    let runs = Runs::from_mask(&mask).expect("a small mask");
     let mut again = Vec::new();
     runs.write_mask(&mut again);
     assert_eq!(again, mask);
@@ -703,7 +703,7 @@ pub fn sample_index(data: &[u8]) {
         Err(e) => return not_internal(&e),
     };
     let corpus = Corpus {
-        tokens: &tokens,
+        tokens: (&tokens).into(),
         doc_offsets: (!whole).then_some(&offsets[..]),
         separator,
     };

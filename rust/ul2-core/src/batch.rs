@@ -7,6 +7,7 @@ use crate::denoiser::{RowConfig, RowLengths, RowScratch, denoise_row, example_bo
 use crate::error::{Error, Result, Where};
 use crate::format::{Denoised, Family, Segment};
 use crate::index::{Corpus, SampleIndex};
+use crate::source::Line;
 use crate::{OutToken, Token};
 
 pub use crate::format::{Field, Format};
@@ -18,25 +19,39 @@ pub enum Rows<'a, T> {
     Dense { data: &'a [T], rows: usize, width: usize },
     /// Ragged rows (e.g. a list of 1-D arrays).
     Ragged(Vec<&'a [T]>),
+    /// Rows of which some are read through strides (a strided or Fortran-order 2-D view,
+    /// misaligned memory, a list holding such rows).
+    Lines(Vec<Line<'a, T>>),
 }
 
-impl<'a, T> Rows<'a, T> {
+impl<T: Token> Rows<'_, T> {
     #[must_use]
     pub fn len(&self) -> usize {
         match self {
             Self::Dense { rows, .. } => *rows,
             Self::Ragged(rows) => rows.len(),
+            Self::Lines(rows) => rows.len(),
         }
     }
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// Row `i`'s length.
     #[must_use]
-    pub fn row(&self, i: usize) -> &'a [T] {
+    pub fn row_len(&self, i: usize) -> usize {
+        match self {
+            Self::Dense { width, .. } => *width,
+            Self::Ragged(rows) => rows[i].len(),
+            Self::Lines(rows) => rows[i].len(),
+        }
+    }
+    /// Row `i`: borrowed, or gathered into `scratch` when read through strides.
+    pub fn row<'s>(&'s self, i: usize, scratch: &'s mut Vec<T>) -> &'s [T] {
         match self {
             Self::Dense { data, width, .. } => &data[i * width..(i + 1) * width],
             Self::Ragged(rows) => rows[i],
+            Self::Lines(rows) => rows[i].range(0, rows[i].len(), scratch),
         }
     }
 }
@@ -83,8 +98,8 @@ impl<T: Token> RowSource<T> for Rows<'_, T> {
     fn len(&self) -> usize {
         Rows::len(self)
     }
-    fn row<'s>(&'s self, i: usize, _: &'s mut Vec<T>) -> &'s [T] {
-        Rows::row(self, i)
+    fn row<'s>(&'s self, i: usize, scratch: &'s mut Vec<T>) -> &'s [T] {
+        Rows::row(self, i, scratch)
     }
 }
 
@@ -293,6 +308,7 @@ fn decoder_row<T: Token, O: OutToken>(
 ) -> Result<RowLengths> {
     let room = row.len();
     tbuf.clear();
+    crate::error::reserve(tbuf, room, "sequence_length")?;
     tbuf.resize(room, pad);
     let l = denoise_row(cfg, tokens, key, scratch, row, tbuf)?;
     if l.inputs + l.targets > room {

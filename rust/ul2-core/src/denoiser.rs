@@ -169,7 +169,7 @@ pub fn denoise_row<T: Token, O: OutToken>(
             let spans = cfg.sentinels.admit(spans, roll)?;
             scratch
                 .spans
-                .layout(length, (noise, spans), params.random_roll, cfg.seed, key, &mut scratch.runs);
+                .layout(length, (noise, spans), params.random_roll, cfg.seed, key, &mut scratch.runs)?;
             let (ai, at) = applied_lengths(&scratch.runs, length);
             fit(p + ai + eos, inputs.len(), "inputs", "inputs_length", length)?;
             fit(at + eos, targets.len(), "targets", "targets_length", length)?;

@@ -53,6 +53,10 @@ pub enum Error {
         limit: usize,
         fix: String,
     },
+    /// Memory for a buffer whose size follows from `arg` could not be had (the machine's
+    /// memory or the process's address-space limit); the bindings raise `MemoryError`.
+    #[error("{arg}: cannot allocate {bytes} bytes; lower the batch size or the lengths")]
+    OutOfMemory { arg: &'static str, bytes: usize },
     /// A broken internal invariant: a bug in ul2, never reachable from user input.
     #[error("internal error (please report): {0}")]
     Internal(String),
@@ -105,7 +109,7 @@ impl Error {
             | Self::SentinelCollision { where_, .. }
             | Self::TokenOutOfRange { where_, .. }
             | Self::DoesNotFit { where_, .. } => where_.row = Some(row),
-            Self::Invalid { .. } | Self::Internal(_) => {}
+            Self::Invalid { .. } | Self::OutOfMemory { .. } | Self::Internal(_) => {}
         }
         self
     }
@@ -118,14 +122,23 @@ pub(crate) fn real(v: f64) -> String {
     if v.is_nan() { "nan".to_owned() } else { format!("{v:?}") }
 }
 
-/// An empty `Vec` with room for `capacity` elements, or an error naming `arg` when the
-/// memory cannot be had (instead of the allocator aborting the process).
+/// An empty `Vec` with room for `capacity` elements, or [`Error::OutOfMemory`] naming
+/// `arg` when the memory cannot be had (instead of the allocator aborting the process).
 pub fn with_capacity<T>(capacity: usize, arg: &'static str) -> Result<Vec<T>> {
     let mut v = Vec::new();
-    v.try_reserve_exact(capacity).map_err(|_| {
-        Error::invalid(arg, capacity, format!("too large: cannot allocate {capacity} elements of {} bytes", size_of::<T>()))
-    })?;
+    reserve(&mut v, capacity, arg)?;
     Ok(v)
+}
+
+/// Makes room in `v` for `len` elements in all (scratch reused across rows: after the
+/// first rows this is one comparison), or [`Error::OutOfMemory`] naming `arg`.
+#[inline]
+pub fn reserve<T>(v: &mut Vec<T>, len: usize, arg: &'static str) -> Result<()> {
+    if v.capacity() >= len {
+        return Ok(());
+    }
+    v.try_reserve_exact(len - v.len())
+        .map_err(|_| Error::OutOfMemory { arg, bytes: len.saturating_mul(size_of::<T>()) })
 }
 
 /// `len` copies of `value`, written in parallel on the current pool (a serial fill of a

@@ -130,13 +130,12 @@ fn per_row<O: OutToken>(
     width: usize,
     init: O,
     f: impl Fn(usize, &[Segment], &mut [O]) + Sync,
-) -> Vec<O> {
-    let mut out = Vec::with_capacity(d.rows * width);
-    out.par_extend(rayon::iter::repeat_n(init, d.rows * width));
+) -> Result<Vec<O>> {
+    let mut out = crate::error::filled(d.rows.saturating_mul(width), init, "rows")?;
     if width > 0 {
         out.par_chunks_mut(width).enumerate().for_each(|(r, row)| f(r, d.row_segments(r), row));
     }
-    out
+    Ok(out)
 }
 
 /// `(start, length, segment)` of each segment's span in one part of a row.
@@ -159,7 +158,7 @@ fn spans(segs: &[Segment], part: Part) -> impl Iterator<Item = (usize, usize, &S
 }
 
 /// `value` on each segment's span of `part`, `init` elsewhere.
-fn mark<O: OutToken>(d: &Denoised<O>, width: usize, part: Part, init: i64, value: impl Fn(usize, &Segment) -> i64 + Sync) -> Vec<O> {
+fn mark<O: OutToken>(d: &Denoised<O>, width: usize, part: Part, init: i64, value: impl Fn(usize, &Segment) -> i64 + Sync) -> Result<Vec<O>> {
     per_row(d, width, O::from_i64(init), |_, segs, row| {
         for (i, (s, l, seg)) in spans(segs, part).enumerate() {
             row[s..s + l].fill(O::from_i64(value(i, seg)));
@@ -167,7 +166,7 @@ fn mark<O: OutToken>(d: &Denoised<O>, width: usize, part: Part, init: i64, value
     })
 }
 
-fn positions<O: OutToken>(d: &Denoised<O>, width: usize, part: Part) -> Vec<O> {
+fn positions<O: OutToken>(d: &Denoised<O>, width: usize, part: Part) -> Result<Vec<O>> {
     per_row(d, width, O::from_i64(0), |_, segs, row| {
         for (s, l, _) in spans(segs, part) {
             for (p, v) in row[s..s + l].iter_mut().enumerate() {
@@ -181,7 +180,7 @@ fn positions<O: OutToken>(d: &Denoised<O>, width: usize, part: Part) -> Vec<O> {
 /// and keep padding after the last (seqio's `make_autoregressive_inputs` with segment
 /// ids); a one-example row is shifted whole, so its last token (EOS) lands right after the
 /// targets, as HF's `shift_tokens_right` and seqio's unpacked converter give.
-fn shifted<O: OutToken>(d: &Denoised<O>, tokens: &[O], width: usize, part: Part, start: O, pad: O, packed: bool) -> Vec<O> {
+fn shifted<O: OutToken>(d: &Denoised<O>, tokens: &[O], width: usize, part: Part, start: O, pad: O, packed: bool) -> Result<Vec<O>> {
     per_row(d, width, pad, |r, segs, row| {
         let src = &tokens[r * width..(r + 1) * width];
         for (s, l, _) in spans(segs, part) {
@@ -197,8 +196,10 @@ fn shifted<O: OutToken>(d: &Denoised<O>, tokens: &[O], width: usize, part: Part,
 /// `cu_seqlens` over the flattened `[rows, width]` batch: every segment, and each row's
 /// padding tail as one more, so the last entry is `rows · width` (what varlen attention
 /// kernels take).
-fn cu_seqlens<O: OutToken>(d: &Denoised<O>, width: usize, part: Part) -> Vec<O> {
-    let mut out = vec![O::from_i64(0)];
+fn cu_seqlens<O: OutToken>(d: &Denoised<O>, width: usize, part: Part) -> Result<Vec<O>> {
+    // At most one entry per segment and one per row's padding tail.
+    let mut out = crate::error::with_capacity(d.segments.len() + d.rows + 1, "rows")?;
+    out.push(O::from_i64(0));
     for r in 0..d.rows {
         let base = r * width;
         let mut end = 0;
@@ -210,7 +211,7 @@ fn cu_seqlens<O: OutToken>(d: &Denoised<O>, width: usize, part: Part) -> Vec<O> 
             out.push(O::from_i64((base + width) as i64));
         }
     }
-    out
+    Ok(out)
 }
 
 /// Names `d`'s buffers for `format`.
@@ -225,19 +226,25 @@ pub fn format<O: OutToken>(d: Denoised<O>, format: Format, pad: O, opts: Options
     let mut out = Vec::new();
     match format {
         Format::Hf | Format::Seqio => {
-            let dec_in = shifted(&d, &d.second, w1, Part::Decoder, if format == Format::Hf { pad } else { zero }, pad, opts.packed);
-            let enc_seen = mark(&d, w0, Part::Encoder, 0, |_, _| 1);
-            let dec_seen = mark(&d, w1, Part::Decoder, 0, |_, _| 1);
-            let packed = opts.packed.then(|| {
-                (
-                    mark(&d, w0, Part::Encoder, 0, |i, _| i as i64 + 1),
-                    positions(&d, w0, Part::Encoder),
-                    mark(&d, w1, Part::Decoder, 0, |i, _| i as i64 + 1),
-                    positions(&d, w1, Part::Decoder),
-                )
-            });
-            let denoiser = opts.denoiser.then(|| denoiser_field(&d, w1, Part::Decoder, opts.packed));
-            let cu = (opts.packed && format == Format::Hf).then(|| (cu_seqlens(&d, w0, Part::Encoder), cu_seqlens(&d, w1, Part::Decoder)));
+            let dec_in = shifted(&d, &d.second, w1, Part::Decoder, if format == Format::Hf { pad } else { zero }, pad, opts.packed)?;
+            let enc_seen = mark(&d, w0, Part::Encoder, 0, |_, _| 1)?;
+            let dec_seen = mark(&d, w1, Part::Decoder, 0, |_, _| 1)?;
+            let packed = if opts.packed {
+                Some((
+                    mark(&d, w0, Part::Encoder, 0, |i, _| i as i64 + 1)?,
+                    positions(&d, w0, Part::Encoder)?,
+                    mark(&d, w1, Part::Decoder, 0, |i, _| i as i64 + 1)?,
+                    positions(&d, w1, Part::Decoder)?,
+                ))
+            } else {
+                None
+            };
+            let denoiser = opts.denoiser.then(|| denoiser_field(&d, w1, Part::Decoder, opts.packed)).transpose()?;
+            let cu = if opts.packed && format == Format::Hf {
+                Some((cu_seqlens(&d, w0, Part::Encoder)?, cu_seqlens(&d, w1, Part::Decoder)?))
+            } else {
+                None
+            };
             let row_targets: Vec<usize> = (0..rows).map(|r| spans(d.row_segments(r), Part::Decoder).map(|(_, l, _)| l).sum()).collect();
             let Denoised { first, mut second, .. } = d;
             if format == Format::Hf {
@@ -286,21 +293,25 @@ pub fn format<O: OutToken>(d: Denoised<O>, format: Format, pad: O, opts: Options
             }
         }
         Format::Decoder | Format::SeqioDecoder => {
-            let seg = opts.packed.then(|| (mark(&d, w0, Part::Sequence, 0, |i, _| i as i64 + 1), positions(&d, w0, Part::Sequence)));
-            let denoiser = opts.denoiser.then(|| denoiser_field(&d, w0, Part::Sequence, opts.packed));
+            let seg = if opts.packed {
+                Some((mark(&d, w0, Part::Sequence, 0, |i, _| i as i64 + 1)?, positions(&d, w0, Part::Sequence)?))
+            } else {
+                None
+            };
+            let denoiser = opts.denoiser.then(|| denoiser_field(&d, w0, Part::Sequence, opts.packed)).transpose()?;
             if format == Format::Decoder {
                 let labels = per_row(&d, w0, O::from_i64(IGNORE_INDEX), |r, segs, row| {
                     let src = &d.first[r * w0..(r + 1) * w0];
                     for (s, l, _) in spans(segs, Part::Targets) {
                         row[s..s + l].copy_from_slice(&src[s..s + l]);
                     }
-                });
-                let seen = mark(&d, w0, Part::Sequence, 0, |_, _| 1);
-                let bidi = (opts.bidirectional_mask || opts.packed).then(|| mark(&d, w0, Part::Inputs, 0, |_, _| 1));
+                })?;
+                let seen = mark(&d, w0, Part::Sequence, 0, |_, _| 1)?;
+                let bidi = (opts.bidirectional_mask || opts.packed).then(|| mark(&d, w0, Part::Inputs, 0, |_, _| 1)).transpose()?;
                 let prefix = (!opts.packed).then(|| {
                     (0..rows).map(|r| O::from_i64(d.row_segments(r).first().map_or(0, |s| i64::from(s.inputs)))).collect::<Vec<_>>()
                 });
-                let cu = opts.packed.then(|| cu_seqlens(&d, w0, Part::Sequence));
+                let cu = opts.packed.then(|| cu_seqlens(&d, w0, Part::Sequence)).transpose()?;
                 out.extend([field("input_ids", w0, d.first), field("attention_mask", w0, seen), field("labels", w0, labels)]);
                 if let Some(p) = prefix {
                     out.push(Field { name: "prefix_lengths", shape: vec![rows], data: p });
@@ -315,8 +326,8 @@ pub fn format<O: OutToken>(d: Denoised<O>, format: Format, pad: O, opts: Options
                     out.push(Field { name: "cu_seqlens", shape: vec![c.len()], data: c });
                 }
             } else {
-                let loss = mark(&d, w0, Part::Targets, 0, |_, _| 1);
-                let dec_in = shifted(&d, &d.first, w0, Part::Sequence, zero, pad, opts.packed);
+                let loss = mark(&d, w0, Part::Targets, 0, |_, _| 1)?;
+                let dec_in = shifted(&d, &d.first, w0, Part::Sequence, zero, pad, opts.packed)?;
                 // seqio's PrefixLMFeatureConverter: full attention over the inputs and one
                 // position more (`position < len(inputs) + 1`).
                 let causal = per_row(&d, w0, zero, |_, segs, row| {
@@ -324,7 +335,7 @@ pub fn format<O: OutToken>(d: Denoised<O>, format: Format, pad: O, opts: Options
                         let n = (seg.inputs as usize + 1).min(l);
                         row[s..s + n].fill(O::from_i64(1));
                     }
-                });
+                })?;
                 out.extend([
                     field("decoder_target_tokens", w0, d.first),
                     field("decoder_input_tokens", w0, dec_in),
@@ -344,13 +355,13 @@ pub fn format<O: OutToken>(d: Denoised<O>, format: Format, pad: O, opts: Options
 }
 
 /// `denoiser`: the mixture index per row, or per token (−1 on padding) when packed.
-fn denoiser_field<O: OutToken>(d: &Denoised<O>, width: usize, part: Part, packed: bool) -> Field<O> {
+fn denoiser_field<O: OutToken>(d: &Denoised<O>, width: usize, part: Part, packed: bool) -> Result<Field<O>> {
     if packed {
-        let data = mark(d, width, part, -1, |_, s| i64::from(s.denoiser));
-        return Field { name: "denoiser", shape: vec![d.rows, width], data };
+        let data = mark(d, width, part, -1, |_, s| i64::from(s.denoiser))?;
+        return Ok(Field { name: "denoiser", shape: vec![d.rows, width], data });
     }
     let data = (0..d.rows)
         .map(|r| O::from_i64(d.row_segments(r).first().map_or(-1, |s| i64::from(s.denoiser))))
         .collect();
-    Field { name: "denoiser", shape: vec![d.rows], data }
+    Ok(Field { name: "denoiser", shape: vec![d.rows], data })
 }

@@ -10,6 +10,7 @@ use rayon::prelude::*;
 use crate::denoiser::Mixture;
 use crate::error::{Error, Result};
 use crate::Token;
+use crate::source::Line;
 
 /// How samples meet document boundaries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +35,7 @@ impl Documents {
 /// A flat token array split into documents by `doc_offsets` (`[0, …, len]`, non-decreasing).
 #[derive(Debug, Clone, Copy)]
 pub struct Corpus<'a, T> {
-    pub tokens: &'a [T],
+    pub tokens: Line<'a, T>,
     /// `None`: the whole array is one document.
     pub doc_offsets: Option<&'a [u64]>,
     /// Token placed between documents in `Concat` mode (e.g. EOS); `None` joins them as is.
@@ -80,10 +81,10 @@ impl<T: Token> Corpus<'_, T> {
     /// gathered into `scratch` otherwise.
     pub fn slice<'s>(&'s self, start: u64, stop: u64, scratch: &'s mut Vec<T>) -> &'s [T] {
         let (Some(sep), Some(off)) = (self.separator, self.doc_offsets) else {
-            return &self.tokens[start as usize..stop as usize];
+            return self.tokens.range(start as usize, stop as usize, scratch);
         };
         if start == stop || off.len() < 2 {
-            return &self.tokens[..0];
+            return &[];
         }
         // Document j occupies joined positions [off[j] + j, off[j+1] + j); its separator
         // follows at off[j+1] + j. Start in the last document beginning at or before `start`
@@ -99,7 +100,7 @@ impl<T: Token> Corpus<'_, T> {
         let end_of = |j: usize| off[j + 1] + j as u64; // separator position of doc j
         if stop <= end_of(j) {
             let shift = j as u64;
-            return &self.tokens[(start - shift) as usize..(stop - shift) as usize];
+            return self.tokens.range((start - shift) as usize, (stop - shift) as usize, scratch);
         }
         scratch.clear();
         let mut p = start;
@@ -107,7 +108,7 @@ impl<T: Token> Corpus<'_, T> {
             let doc_end = end_of(j);
             if p < doc_end {
                 let take = doc_end.min(stop);
-                scratch.extend_from_slice(&self.tokens[(p - j as u64) as usize..(take - j as u64) as usize]);
+                self.tokens.extend_into((p - j as u64) as usize, (take - j as u64) as usize, scratch);
                 p = take;
             } else {
                 scratch.push(sep); // p == doc_end: the separator after doc j

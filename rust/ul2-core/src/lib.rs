@@ -17,6 +17,7 @@ pub mod plan;
 pub mod prefix;
 pub mod rng;
 pub mod sentinels;
+pub mod source;
 pub mod spans;
 
 pub use batch::{Layout, RowSource, Rows, Samples, denoise_batch, denoise_rows, pack, pack_bins};
@@ -27,10 +28,15 @@ pub use error::{Error, Result, Where};
 pub use plan::{Budget, PlanRow, plan_denoiser, plan_span_corruption};
 pub use prefix::{prefix_bounds, prefix_split};
 pub use sentinels::{Overflow, Sentinels, applied_lengths, apply_runs};
+pub use source::{Line, Strided};
 pub use spans::{Composer, Runs, SpanParams, SpanScratch, noise_mask, span_counts};
 
 /// An input token type (what NumPy arrays may hold: int32, int64, uint16, uint32).
 pub trait Token: Copy + Ord + Send + Sync + 'static {
+    /// Size in bytes.
+    const BYTES: usize;
+    /// The token held in `bytes` (`BYTES` of them, native byte order, any alignment).
+    fn from_ne_slice(bytes: &[u8]) -> Self;
     fn to_i64(self) -> i64;
     /// `v` as this type, if it fits.
     fn try_from_i64(v: i64) -> Option<Self>;
@@ -51,6 +57,13 @@ pub trait OutToken: Copy + Send + Sync + PartialEq + std::fmt::Debug + 'static {
 macro_rules! token {
     ($($t:ty => $u:ty),*) => {$(
         impl Token for $t {
+            const BYTES: usize = size_of::<$t>();
+            #[inline]
+            fn from_ne_slice(bytes: &[u8]) -> Self {
+                let mut b = [0; size_of::<$t>()];
+                b.copy_from_slice(bytes);
+                <$t>::from_ne_bytes(b)
+            }
             #[inline]
             fn to_i64(self) -> i64 { i64::from(self) }
             #[inline]

@@ -149,6 +149,39 @@ impl Sentinels {
             }
     }
 
+    /// Checks an id that rows carry besides their tokens (EOS, padding, a prompt, a document
+    /// separator), as tokens are checked: inside the vocabulary, representable in outputs
+    /// of ids up to `max_id`, and not a sentinel (a sentinel there makes the targets
+    /// ambiguous) unless collisions are not checked.
+    pub fn check_id(&self, arg: &'static str, id: i64, max_id: i64) -> Result<()> {
+        let reason = if id < 0 {
+            "must be >= 0".to_owned()
+        } else if let Some(v) = self.vocab_size.filter(|&v| id >= v) {
+            format!("is outside the vocabulary (vocab_size={v})")
+        } else if id > max_id {
+            format!("does not fit the output dtype (max {max_id}); use dtype=numpy.int64")
+        } else if let Some(k) = self.ids.iter().position(|&s| s == id).filter(|_| self.check_collisions) {
+            format!("is the sentinel <extra_id_{k}>; give another id (or pass check_collisions=False to Sentinels)")
+        } else {
+            return Ok(());
+        };
+        Err(Error::invalid(arg, id, reason))
+    }
+
+    /// Checks that every sentinel id fits outputs of ids up to `max_id` (a wider id would
+    /// be cut to another, real token).
+    pub fn check_fits(&self, max_id: i64, fix: &str) -> Result<()> {
+        if self.hi <= max_id {
+            return Ok(());
+        }
+        let k = self.ids.iter().position(|&s| s == self.hi).unwrap_or(0);
+        Err(Error::invalid(
+            "sentinels",
+            format!("<extra_id_{k}>={}", self.hi),
+            format!("does not fit the output dtype (max {max_id}); {fix}"),
+        ))
+    }
+
     /// The id of the `k`-th sentinel of a row; past the last id it continues downwards from
     /// the lowest id, as T5 does (only reached with `on_overflow="t5"`).
     #[inline]
@@ -338,7 +371,7 @@ mod tests {
     use super::*;
 
     fn apply(tokens: &[i64], mask: &[bool], s: &Sentinels) -> (Vec<i64>, Vec<i64>) {
-        let runs = Runs::from_mask(mask);
+        let runs = Runs::from_mask(mask).unwrap();
         let (li, lt) = applied_lengths(&runs, tokens.len());
         let (mut a, mut b) = (vec![0i64; li], vec![0i64; lt]);
         assert_eq!(apply_runs(tokens, &runs, s, &mut a, &mut b), (li, lt));

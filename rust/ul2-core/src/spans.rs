@@ -1,7 +1,7 @@
 //! Span corruption's random part: T5's counts, uniform compositions and the (optionally
 //! rolled) run layout of the noise mask.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, reserve, with_capacity};
 use crate::rng::{Purpose, Stream};
 
 /// Parameters of one span-corruption draw, validated once by [`SpanParams::new`].
@@ -173,11 +173,11 @@ impl Runs {
     }
 
     /// Runs of an arbitrary mask.
-    #[must_use]
-    pub fn from_mask(mask: &[bool]) -> Self {
+    pub fn from_mask(mask: &[bool]) -> Result<Self> {
+        let changes = mask.windows(2).filter(|w| w[0] != w[1]).count();
         let mut runs = Self {
             first_is_noise: mask.first().copied().unwrap_or(false),
-            lengths: Vec::new(),
+            lengths: with_capacity(changes + 1, "mask")?,
         };
         let mut start = 0;
         for i in 1..=mask.len() {
@@ -186,7 +186,7 @@ impl Runs {
                 start = i;
             }
         }
-        runs
+        Ok(runs)
     }
 }
 
@@ -212,14 +212,21 @@ impl SpanScratch {
         seed: u64,
         key: u64,
         runs: &mut Runs,
-    ) {
+    ) -> Result<()> {
         runs.lengths.clear();
         runs.first_is_noise = false;
         if spans == 0 {
             if length > 0 {
                 runs.lengths.push(length as u32);
             }
-            return;
+            return Ok(());
+        }
+        // Scratch sized by the row: a huge row is a MemoryError, not an abort.
+        let gaps = noise.max(length - noise);
+        reserve(&mut self.composer.marks, gaps, "length")?;
+        reserve(&mut self.composer.bits, gaps.div_ceil(64), "length")?;
+        for v in [&mut self.noise, &mut self.clean, &mut self.rolled, &mut runs.lengths] {
+            reserve(v, 2 * spans + 2, "length")?;
         }
         self.noise.clear();
         self.clean.clear();
@@ -239,6 +246,7 @@ impl SpanScratch {
             let offset = Stream::new(seed, key, Purpose::Roll).below(length as u64) as usize;
             self.roll(runs, length, offset);
         }
+        Ok(())
     }
 
     /// Rotate right by `offset` (`tf.roll` semantics): the new row starts at old position
@@ -270,9 +278,9 @@ impl SpanScratch {
 /// A `length`-long noise mask (`true` = noise) keyed by `(seed, key)`.
 pub fn noise_mask(length: usize, params: &SpanParams, seed: u64, key: u64) -> Result<Vec<bool>> {
     let counts = params.counts(length)?;
-    let mut mask = crate::error::with_capacity(length, "length")?;
+    let mut mask = with_capacity(length, "length")?;
     let mut runs = Runs::default();
-    SpanScratch::default().layout(length, counts, params.random_roll, seed, key, &mut runs);
+    SpanScratch::default().layout(length, counts, params.random_roll, seed, key, &mut runs)?;
     runs.write_mask(&mut mask);
     Ok(mask)
 }

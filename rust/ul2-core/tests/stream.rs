@@ -185,7 +185,7 @@ proptest! {
         let mut next = 100i32;
         let docs: Vec<Vec<i32>> = lengths.iter().map(|&n| (0..n).map(|_| { next += 1; next }).collect()).collect();
         let (tokens, offsets) = flatten(&docs);
-        let corpus = Corpus { tokens: &tokens, doc_offsets: with_offsets.then_some(&offsets[..]), separator: sep };
+        let corpus = Corpus { tokens: (&tokens).into(), doc_offsets: with_offsets.then_some(&offsets[..]), separator: sep };
         prop_assert!(corpus.validate().is_ok());
         let (reference, origin) = if with_offsets {
             joined(&docs, sep)
@@ -222,7 +222,7 @@ fn slice_of_a_corpus_without_documents() {
     let tokens: [i32; 0] = [];
     let offsets = [0u64];
     for sep in [None, Some(1)] {
-        let corpus = Corpus { tokens: &tokens, doc_offsets: Some(&offsets[..]), separator: sep };
+        let corpus = Corpus { tokens: (&tokens).into(), doc_offsets: Some(&offsets[..]), separator: sep };
         corpus.validate().unwrap();
         assert_eq!(corpus.stream_len(), 0);
         let mut scratch = Vec::new();
@@ -258,7 +258,7 @@ proptest! {
     ) {
         let docs: Vec<Vec<i32>> = lengths.iter().map(|&n| vec![7; n]).collect();
         let (tokens, offsets) = flatten(&docs);
-        let corpus = Corpus { tokens: &tokens, doc_offsets: with_offsets.then_some(&offsets[..]), separator: sep };
+        let corpus = Corpus { tokens: (&tokens).into(), doc_offsets: with_offsets.then_some(&offsets[..]), separator: sep };
         let raw: Vec<usize> = denoisers.iter().map(|d| d.0).collect();
         let rates: Vec<f64> = denoisers.iter().map(|d| d.1).collect();
         let mixture = index_mixture(&rates);
@@ -289,7 +289,7 @@ proptest! {
     ) {
         let docs: Vec<Vec<i32>> = lengths.iter().map(|&n| vec![7; n]).collect();
         let (tokens, offsets) = flatten(&docs);
-        let corpus = Corpus { tokens: &tokens, doc_offsets: with_offsets.then_some(&offsets[..]), separator: None };
+        let corpus = Corpus { tokens: (&tokens).into(), doc_offsets: with_offsets.then_some(&offsets[..]), separator: None };
         let raw: Vec<usize> = denoisers.iter().map(|d| d.0).collect();
         let rates: Vec<f64> = denoisers.iter().map(|d| d.1).collect();
         let mixture = index_mixture(&rates);
@@ -334,7 +334,7 @@ proptest! {
         let docs: Vec<Vec<i32>> = lengths.iter().map(|&n| vec![7; n]).collect();
         let (tokens, mut offsets) = flatten(&docs);
         let n = tokens.len() as u64;
-        let good = Corpus { tokens: &tokens, doc_offsets: Some(&offsets[..]), separator: Some(1) };
+        let good = Corpus { tokens: (&tokens).into(), doc_offsets: Some(&offsets[..]), separator: Some(1) };
         prop_assert!(good.validate().is_ok());
         match fault {
             0 => offsets[0] = amount,
@@ -351,7 +351,7 @@ proptest! {
             }
             _ => offsets.clear(),
         }
-        let bad = Corpus { tokens: &tokens, doc_offsets: Some(&offsets[..]), separator: Some(1) };
+        let bad = Corpus { tokens: (&tokens).into(), doc_offsets: Some(&offsets[..]), separator: Some(1) };
         let mixture = index_mixture(&[1.0]);
         for err in [
             bad.validate().unwrap_err(),
@@ -372,7 +372,7 @@ fn index_is_compact() {
 #[test]
 fn build_rejects_raw_lengths_that_do_not_match_the_mixture() {
     let tokens = [5i32; 10];
-    let corpus = Corpus { tokens: &tokens, doc_offsets: None, separator: None };
+    let corpus = Corpus { tokens: (&tokens).into(), doc_offsets: None, separator: None };
     let mixture = index_mixture(&[1.0, 1.0]);
     for raw in [&[3usize][..], &[3, 0], &[3, 4, 5]] {
         assert!(SampleIndex::build(&corpus, &mixture, raw, Documents::Concat, 0).is_err(), "{raw:?}");
@@ -510,7 +510,7 @@ proptest! {
         let docs: Vec<Vec<i32>> = lengths.iter().map(|&n| (0..n).map(|_| 2 + g.below(898) as i32).collect()).collect();
         let (tokens, offsets) = flatten(&docs);
         let sep = if concat { sep } else { None };
-        let corpus = Corpus { tokens: &tokens, doc_offsets: Some(&offsets[..]), separator: sep };
+        let corpus = Corpus { tokens: (&tokens).into(), doc_offsets: Some(&offsets[..]), separator: sep };
         let choices: Vec<usize> = (0..raw.len()).map(|i| (i * 4 + seed as usize % 4) % POOL_SIZE).collect();
         let mixture = Mixture::new(choices.iter().map(|&c| (pool_denoiser(c, 1), 1.0)).collect()).unwrap();
         let documents = if concat { Documents::Concat } else { Documents::Respect };
@@ -962,7 +962,7 @@ fn run_everything(family: Family, docs: &[Vec<i32>], rows: &[Vec<i32>], keys: &[
         fields.extend(format(unpacked.clone(), f, 0, opts(false, true, true)).unwrap());
     }
     let (tokens, offsets) = flatten(docs);
-    let corpus = Corpus { tokens: &tokens, doc_offsets: Some(&offsets[..]), separator: Some(1) };
+    let corpus = Corpus { tokens: (&tokens).into(), doc_offsets: Some(&offsets[..]), separator: Some(1) };
     let raw: Vec<usize> = (0..POOL_SIZE).map(|i| 20 + 3 * i).collect();
     let index = SampleIndex::build(&corpus, &mixture, &raw, Documents::Concat, 17).unwrap();
     let ids: Vec<u64> = (0..index.len() as u64).rev().collect();

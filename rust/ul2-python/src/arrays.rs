@@ -5,24 +5,114 @@ use numpy::{Element, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyReadonly
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyFloat, PyInt, PyList, PyRange, PyTuple};
+use ul2_core::{Line, Rows, Strided};
 
-/// A read-only borrow of one array argument (no copy), with the argument's name.
+/// A read-only borrow of one array argument (no copy).
 pub struct Borrowed<'py, T: Element> {
     array: PyReadonlyArrayDyn<'py, T>,
-    pub arg: &'static str,
 }
 
-impl<T: Element> Borrowed<'_, T> {
-    /// The elements as one slice; non-contiguous input is refused rather than copied.
-    pub fn slice(&self) -> PyResult<&[T]> {
+/// Element types read out of raw array memory (any alignment, native byte order).
+pub trait Raw: Element + Copy {
+    fn read(bytes: &[u8]) -> Self;
+}
+
+macro_rules! raw {
+    ($($t:ty),*) => {$(
+        impl Raw for $t {
+            fn read(bytes: &[u8]) -> Self {
+                <Self as ul2_core::Token>::from_ne_slice(bytes)
+            }
+        }
+    )*};
+}
+raw!(i32, i64, u16, u32);
+
+impl Raw for u64 {
+    fn read(bytes: &[u8]) -> Self {
+        let mut b = [0; 8];
+        b.copy_from_slice(bytes);
+        Self::from_ne_bytes(b)
+    }
+}
+
+impl Raw for bool {
+    fn read(bytes: &[u8]) -> Self {
+        bytes[0] != 0
+    }
+}
+
+impl<T: Raw> Borrowed<'_, T> {
+    /// The elements as one slice, when C-contiguous and aligned.
+    pub fn slice(&self) -> Option<&[T]> {
         // `as_slice` also accepts Fortran order, whose rows are not contiguous.
         let c_order = self.array.is_c_contiguous() || self.array.ndim() <= 1;
-        c_order.then(|| self.array.as_slice().ok()).flatten().ok_or_else(|| {
-            PyValueError::new_err(format!(
-                "{}: array is not C-contiguous (a strided view or Fortran order); pass numpy.ascontiguousarray(...)",
-                self.arg
-            ))
+        c_order.then(|| self.array.as_slice().ok()).flatten()
+    }
+
+    /// The memory that holds every element, element 0's byte offset in it, and each
+    /// axis's stride in bytes: how strided, Fortran-order and misaligned arrays are read
+    /// in place.
+    fn raw(&self) -> (&[u8], usize, Vec<isize>) {
+        let (shape, strides) = (self.array.shape(), self.array.strides().to_vec());
+        if shape.contains(&0) {
+            return (&[], 0, strides);
+        }
+        let (mut low, mut high) = (0isize, 0isize);
+        for (&n, &st) in shape.iter().zip(&strides) {
+            let reach = (n as isize - 1) * st;
+            if reach < 0 { low += reach } else { high += reach }
+        }
+        let extent = (high - low) as usize + size_of::<T>();
+        // SAFETY: NumPy places every element of an array inside its buffer, so the bytes
+        // from the lowest element's address to the end of the highest element are one
+        // allocation, alive while the array is borrowed (the borrow holds a reference to
+        // it), and the read-only borrow keeps writers that rust-numpy tracks away: the
+        // same guarantee `as_slice` gives. Only element bytes are ever read from them.
+        let bytes = unsafe { std::slice::from_raw_parts(self.array.data().cast::<u8>().cast_const().offset(low), extent) };
+        (bytes, (-low) as usize, strides)
+    }
+
+    /// A 1-D array's elements in order, copied (for small arguments: keys, offsets, masks).
+    pub fn values(&self) -> Vec<T> {
+        if let Some(s) = self.slice() {
+            return s.to_vec();
+        }
+        let (bytes, origin, strides) = self.raw();
+        let n = self.array.len();
+        (0..n).map(|i| {
+            let at = (origin as isize + i as isize * strides[0]) as usize;
+            T::read(&bytes[at..at + size_of::<T>()])
         })
+        .collect()
+    }
+}
+
+impl<T: Raw + ul2_core::Token> Borrowed<'_, T> {
+    /// A 1-D array's tokens: a slice, or read through its stride.
+    pub fn line(&self) -> PyResult<Line<'_, T>> {
+        if let Some(s) = self.slice() {
+            return Ok(Line::Slice(s));
+        }
+        let (bytes, origin, strides) = self.raw();
+        Ok(Line::Strided(crate::errors::py(Strided::new(bytes, origin, strides[0], self.array.len()))?))
+    }
+
+    /// A 2-D array's rows: one C-contiguous block, or each row read through its strides.
+    pub fn rows(&self) -> PyResult<Rows<'_, T>> {
+        let shape = self.array.shape();
+        let (rows, width) = (shape[0], shape[1]);
+        if let Some(data) = self.slice() {
+            return Ok(Rows::Dense { data, rows, width });
+        }
+        let (bytes, origin, strides) = self.raw();
+        let lines = (0..rows)
+            .map(|i| {
+                let at = (origin as isize + i as isize * strides[0]) as usize;
+                crate::errors::py(Strided::new(bytes, at, strides[1], width)).map(Line::Strided)
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok(Rows::Lines(lines))
     }
 }
 
@@ -59,7 +149,7 @@ impl Tokens<'_> {
 }
 
 /// Selects the borrow of dtype `Self` from a [`Tokens`], for ragged lists of one dtype.
-pub trait Pick: Element + ul2_core::Token {
+pub trait Pick: Raw + ul2_core::Token {
     fn pick<'a, 'py>(t: &'a Tokens<'py>) -> Option<&'a Borrowed<'py, Self>>;
 }
 
@@ -98,7 +188,7 @@ fn borrow<'py, T: Element>(arr: &Bound<'py, PyUntypedArray>, arg: &'static str) 
         .cast::<PyArrayDyn<T>>()?
         .try_readonly()
         .map_err(|_| PyValueError::new_err(format!("{arg}: array is being written to elsewhere")))?;
-    Ok(Borrowed { array, arg })
+    Ok(Borrowed { array })
 }
 
 /// Borrows a token-id array of a supported dtype with `ndim` dimensions; returns its shape.

@@ -9,7 +9,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
-use ul2_core::{Budget, Denoiser, Family, Format, Kind, Layout, Mixture, Options, OutToken, RowConfig, RowSource, Rows, SpanParams};
+use ul2_core::{Budget, Denoiser, Family, Format, Kind, Layout, Line, Mixture, Options, OutToken, RowConfig, RowSource, Rows, SpanParams};
 
 use crate::arrays::{self, Pick, Tokens, with_tokens};
 use crate::detach::run_detached;
@@ -165,38 +165,42 @@ fn view_of_base<'py>(
             *new.insert(arrays.len() - 1)
         }
     };
-    let start = with_tokens!(&arrays[index], b => offset_in(b, view, len)?);
+    let start = with_tokens!(&arrays[index], b => offset_in(b, view, len));
     Ok(start.map(|start| (index, start, len)))
 }
 
 /// Where `row`'s `len` elements start inside `base`, if they lie within it.
-fn offset_in<T: Pick>(base: &arrays::Borrowed<'_, T>, row: &Bound<'_, PyUntypedArray>, len: usize) -> PyResult<Option<usize>> {
-    let Ok(row) = row.cast::<PyArray1<T>>() else { return Ok(None) };
+fn offset_in<T: Pick>(base: &arrays::Borrowed<'_, T>, row: &Bound<'_, PyUntypedArray>, len: usize) -> Option<usize> {
+    let row = row.cast::<PyArray1<T>>().ok()?;
     let base = base.slice()?;
     let bytes = (row.data() as usize).wrapping_sub(base.as_ptr() as usize);
     let start = bytes / size_of::<T>();
-    Ok((bytes % size_of::<T>() == 0 && start <= base.len() && len <= base.len() - start).then_some(start))
+    (bytes % size_of::<T>() == 0 && start <= base.len() && len <= base.len() - start).then_some(start)
 }
 
-/// The rows of a ragged batch as slices, all of dtype `T` (checked equal beforehand).
+/// The rows of a ragged batch, all of dtype `T` (checked equal beforehand): slices, or
+/// lines read through their strides when any row needs it.
 fn ragged<'a, T: Pick>(
     py: Python<'_>,
     _first: &arrays::Borrowed<'_, T>,
     arrays: &'a [Tokens<'_>],
     spans: &[(usize, usize, usize)],
-) -> PyResult<Vec<&'a [T]>> {
-    let slices: Vec<PyResult<&[T]>> = arrays
+) -> PyResult<Rows<'a, T>> {
+    let lines: Vec<PyResult<Line<'a, T>>> = arrays
         .iter()
-        .map(|t| T::pick(t).ok_or_else(|| PyTypeError::new_err("rows: mixed dtypes")).and_then(|b| b.slice()))
+        .map(|t| T::pick(t).ok_or_else(|| PyTypeError::new_err("rows: mixed dtypes")).and_then(arrays::Borrowed::line))
         .collect();
-    spans
+    let rows = spans
         .iter()
         .enumerate()
-        .map(|(i, &(a, start, len))| match &slices[a] {
-            Ok(s) => Ok(&s[start..start + len]),
+        .map(|(i, &(a, start, len))| match &lines[a] {
+            Ok(Line::Slice(s)) => Ok(Line::Slice(&s[start..start + len])),
+            Ok(Line::Strided(s)) => Ok(Line::Strided(s.skip(start, len))),
             Err(e) => Err(at_row(py, e, i)),
         })
-        .collect()
+        .collect::<PyResult<Vec<_>>>()?;
+    let slices: Option<Vec<&[T]>> = rows.iter().map(|l| if let Line::Slice(s) = l { Some(*s) } else { None }).collect();
+    Ok(slices.map_or(Rows::Lines(rows), Rows::Ragged))
 }
 
 /// What a batch transform or a dataset needs to turn examples into named arrays.
@@ -255,14 +259,15 @@ impl Engine {
         }
         let seed = arrays::seed(seed, "seed")?;
         let max = if wide { i64::MAX } else { i64::from(i32::MAX) };
-        let prompts = mixture.denoisers().iter().flat_map(|d| d.prefix.iter().map(|&t| ("prefix", t)));
-        for (arg, v) in [("eos_id", eos_id.unwrap_or(0)), ("pad_id", pad_id)]
-            .into_iter()
-            .chain(sentinels.ids().iter().map(|&s| ("sentinels", s)))
-            .chain(prompts)
-        {
-            if v > max {
-                return Err(PyValueError::new_err(format!("{arg}={v}: does not fit dtype int32; use dtype=numpy.int64")));
+        let dtype_fix = if wide { "give sentinel ids below 2**63" } else { "use dtype=numpy.int64" };
+        py(sentinels.check_fits(max, dtype_fix))?;
+        if let Some(e) = eos_id {
+            py(sentinels.check_id("eos_id", e, max))?;
+        }
+        py(sentinels.check_id("pad_id", pad_id, max))?;
+        for (i, d) in mixture.denoisers().iter().enumerate() {
+            for &t in &d.prefix {
+                py(sentinels.check_id("prefix", t, max)).map_err(|e| crate::errors::prefixed(pad_id_obj.py(), e, &format!("mixture[{i}]: ")))?;
             }
         }
         let plans = mixture
@@ -301,6 +306,11 @@ impl Engine {
             Family::EncoderDecoder => (Some(w0), Some(w1), None),
             Family::Decoder => (None, None, Some(w0)),
         }
+    }
+
+    /// Largest id the outputs hold.
+    pub fn max_id(&self) -> i64 {
+        if self.wide { i64::MAX } else { i64::from(i32::MAX) }
     }
 
     pub fn format_name(&self) -> &'static str {
@@ -375,16 +385,16 @@ pub fn keys_arg(keys: &Bound<'_, PyAny>, n: Option<usize>) -> PyResult<Vec<u64>>
         _ => Ok(()),
     };
     if let Some(k) = arrays::u64_array(keys, "keys")? {
-        let s = k.slice()?;
-        count(s.len())?;
-        return Ok(s.to_vec());
+        let v = k.values();
+        count(v.len())?;
+        return Ok(v);
     }
     let (k, shape) = arrays::tokens(keys, "keys", 1)?;
     count(shape[0])?;
     with_tokens!(&k, b => {
-        b.slice()?
-            .iter()
-            .map(|&x| {
+        b.values()
+            .into_iter()
+            .map(|x| {
                 let v = ul2_core::Token::to_i64(x);
                 u64::try_from(v).map_err(|_| PyValueError::new_err(format!("keys: key {v} is negative; keys must be >= 0")))
             })
@@ -497,12 +507,12 @@ impl PyCollator {
         let packed = e.options.packed;
         let (out, fill) = match &batch {
             Batch::Dense(t, width) => with_tokens!(t, b => {
-                let rows = Rows::Dense { data: b.slice()?, rows: n, width: *width };
+                let rows = b.rows()?;
                 e.run(py_, &rows, &keys, if packed { Bins::Pack(|_| *width) } else { Bins::One })?
             }),
             Batch::Ragged(arrays, spans) => with_tokens!(&arrays[spans[0].0], b0 => {
-                let rows = Rows::Ragged(ragged(py_, b0, arrays, spans)?);
-                e.run(py_, &rows, &keys, if packed { Bins::Pack(|i| rows.row(i).len()) } else { Bins::One })?
+                let rows = ragged(py_, b0, arrays, spans)?;
+                e.run(py_, &rows, &keys, if packed { Bins::Pack(|i| rows.row_len(i)) } else { Bins::One })?
             }),
         };
         self.fill_rate.store(fill.to_bits(), Ordering::Relaxed);

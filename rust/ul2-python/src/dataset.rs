@@ -3,7 +3,7 @@
 use pyo3::exceptions::{PyIndexError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use ul2_core::{Corpus, Documents, SampleIndex, Samples, Token};
+use ul2_core::{Corpus, Documents, Line, SampleIndex, Samples, Token};
 
 use crate::arrays::{self, with_tokens};
 use crate::collate::{Bins, Engine, PyCollator, keys_arg};
@@ -29,15 +29,15 @@ pub struct PyDataset {
 
 fn offsets(obj: &Bound<'_, PyAny>, n: usize) -> PyResult<Vec<u64>> {
     if let Some(u) = arrays::u64_array(obj, "doc_offsets")? {
-        return Ok(finish_offsets(u.slice()?.to_vec(), n));
+        return Ok(finish_offsets(u.values(), n));
     }
     let (t, _) = arrays::tokens(obj, "doc_offsets", 1)?;
-    let v: Vec<u64> = with_tokens!(&t, b => b.slice()?.iter().map(|&x| x.to_i64().max(0) as u64).collect());
-    let negative = with_tokens!(&t, b => b.slice()?.iter().any(|&x| x.to_i64() < 0));
+    let v: Vec<i64> = with_tokens!(&t, b => b.values().into_iter().map(Token::to_i64).collect());
+    let negative = v.iter().any(|&x| x < 0);
     if negative {
         return Err(PyValueError::new_err("doc_offsets: offsets must be >= 0"));
     }
-    Ok(finish_offsets(v, n))
+    Ok(finish_offsets(v.into_iter().map(|x| x as u64).collect(), n))
 }
 
 /// Accepts document starts without the final end (a common form) by appending it.
@@ -66,7 +66,7 @@ fn check_samples(cfg: &ul2_core::RowConfig<'_>, index: &SampleIndex) -> ul2_core
     failure.map_or(Ok(()), Err)
 }
 
-fn corpus<'a, T: Token>(tokens: &'a [T], doc_offsets: Option<&'a [u64]>, separator: Option<i64>) -> PyResult<Corpus<'a, T>> {
+fn corpus<'a, T: Token>(tokens: Line<'a, T>, doc_offsets: Option<&'a [u64]>, separator: Option<i64>) -> PyResult<Corpus<'a, T>> {
     let separator = match separator {
         None => None,
         Some(s) => Some(
@@ -78,7 +78,7 @@ fn corpus<'a, T: Token>(tokens: &'a [T], doc_offsets: Option<&'a [u64]>, separat
 }
 
 impl PyDataset {
-    fn corpus<'a, T: Token>(&'a self, tokens: &'a [T]) -> PyResult<Corpus<'a, T>> {
+    fn corpus<'a, T: Token>(&'a self, tokens: Line<'a, T>) -> PyResult<Corpus<'a, T>> {
         corpus(tokens, self.doc_offsets.as_deref(), self.separator)
     }
 
@@ -121,14 +121,12 @@ impl PyDataset {
         let (t, shape) = arrays::tokens(tokens, "tokens", 1)?;
         let doc_offsets = arrays::optional(doc_offsets, |o| offsets(o, shape[0]))?;
         let separator = arrays::optional(separator_id, |s| arrays::count(s, "separator_id"))?.map(|s| s as i64);
-        if let Some(s) = separator.filter(|&s| engine.sentinels.check_collisions && engine.sentinels.contains(s)) {
-            return Err(PyValueError::new_err(format!(
-                "separator_id={s}: is a sentinel id; it would collide with the sentinels (use EOS or another id)"
-            )));
+        if let Some(s) = separator {
+            py(engine.sentinels.check_id("separator_id", s, engine.max_id()))?;
         }
         let e = &engine;
         let (index, rows, fill_rate) = with_tokens!(&t, b => {
-            let corpus = corpus(b.slice()?, doc_offsets.as_deref(), separator)?;
+            let corpus = corpus(b.line()?, doc_offsets.as_deref(), separator)?;
             run_detached(py_, shape[0], || {
                 let index = SampleIndex::build(&corpus, &e.mixture, &e.raw_lengths, documents, e.seed)?;
                 if !e.options.packed {
@@ -190,7 +188,7 @@ impl PyDataset {
     #[getter]
     fn stream_length(&self, py_: Python<'_>) -> PyResult<u64> {
         let (t, _) = arrays::tokens(self.tokens.bind(py_), "tokens", 1)?;
-        with_tokens!(&t, b => Ok(self.corpus(b.slice()?)?.stream_len()))
+        with_tokens!(&t, b => Ok(self.corpus(b.line()?)?.stream_len()))
     }
 
     /// Sample `k`'s raw `(start, stop)` in the stream (joined positions in `concat` mode).
@@ -238,7 +236,7 @@ impl PyDataset {
         };
         let (t, _) = arrays::tokens(self.tokens.bind(py_), "tokens", 1)?;
         with_tokens!(&t, b => {
-            let source = Samples { corpus: self.corpus(b.slice()?)?, index: &self.index, ids: &samples };
+            let source = Samples { corpus: self.corpus(b.line()?)?, index: &self.index, ids: &samples };
             Ok(self.engine.run(py_, &source, &samples, bins)?.0)
         })
     }

@@ -1,5 +1,6 @@
 //! One way into Rust work: release the GIL, run on ul2's own thread pool, map errors.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use pyo3::exceptions::PyValueError;
@@ -9,17 +10,33 @@ use rayon::{ThreadPool, ThreadPoolBuilder};
 /// The pool and the thread count it was asked for (`None`: `UL2_NUM_THREADS` or all cores).
 static POOL: Mutex<(Option<usize>, Option<Arc<ThreadPool>>)> = Mutex::new((None, None));
 
-fn default_threads() -> usize {
-    std::env::var("UL2_NUM_THREADS")
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
+/// Most threads ul2 starts: beyond the cores they only cost memory and start-up time, and
+/// an unbounded count would spawn threads until the OS refuses.
+pub const MAX_THREADS: usize = 1024;
+
+fn thread_count(n: usize, arg: &str) -> PyResult<usize> {
+    if n == 0 || n > MAX_THREADS {
+        return Err(PyValueError::new_err(format!("{arg}={n}: must be in [1, {MAX_THREADS}] (or None for all cores)")));
+    }
+    Ok(n)
+}
+
+fn default_threads() -> PyResult<usize> {
+    match std::env::var("UL2_NUM_THREADS") {
+        Ok(v) if !v.trim().is_empty() => {
+            let n = v.trim().parse::<usize>().map_err(|_| {
+                PyValueError::new_err(format!("UL2_NUM_THREADS={v:?}: must be an integer in [1, {MAX_THREADS}]"))
+            })?;
+            thread_count(n, "UL2_NUM_THREADS")
+        }
+        _ => Ok(std::thread::available_parallelism().map_or(1, std::num::NonZero::get).min(MAX_THREADS)),
+    }
 }
 
 /// The thread count asked for: `set_num_threads`, else `UL2_NUM_THREADS` or all cores.
-fn threads() -> usize {
-    POOL.lock().unwrap_or_else(PoisonError::into_inner).0.unwrap_or_else(default_threads)
+fn threads() -> PyResult<usize> {
+    let asked = POOL.lock().unwrap_or_else(PoisonError::into_inner).0;
+    asked.map_or_else(default_threads, Ok)
 }
 
 fn pool() -> PyResult<Arc<ThreadPool>> {
@@ -27,7 +44,7 @@ fn pool() -> PyResult<Arc<ThreadPool>> {
     if let Some(p) = &guard.1 {
         return Ok(Arc::clone(p));
     }
-    let threads = guard.0.unwrap_or_else(default_threads);
+    let threads = guard.0.map_or_else(default_threads, Ok)?;
     let p = Arc::new(
         ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -39,12 +56,23 @@ fn pool() -> PyResult<Arc<ThreadPool>> {
     Ok(p)
 }
 
+/// Calling threads that may get an inline pool. rayon never frees a pool's hold on the
+/// thread it adopts (~7.6 KB each), so unbounded, 20,000 short-lived Python threads would
+/// keep 150 MB; past this many, calls hand their work to the shared pool instead.
+const MAX_INLINE_POOLS: usize = 64;
+
+static INLINE_POOLS: AtomicUsize = AtomicUsize::new(0);
+
 thread_local! {
     /// With one thread, each calling thread is its own one-worker pool: the work then runs
     /// where the call is, rather than being handed to a pool thread and waited for, which
     /// costs two thread wake-ups per call (tens of microseconds on a busy or virtual
-    /// machine). `None` where rayon refuses (the thread already works for another pool).
-    static INLINE: Option<ThreadPool> = ThreadPoolBuilder::new().num_threads(1).use_current_thread().build().ok();
+    /// machine). `None` where rayon refuses (the thread already works for another pool) or
+    /// [`MAX_INLINE_POOLS`] threads already have one.
+    static INLINE: Option<ThreadPool> = INLINE_POOLS
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < MAX_INLINE_POOLS).then_some(n + 1))
+        .ok()
+        .and_then(|_| ThreadPoolBuilder::new().num_threads(1).use_current_thread().build().ok());
 }
 
 /// Tokens of work (what a call reads or writes) below which it runs on the calling thread
@@ -58,7 +86,7 @@ const INLINE_WORK: usize = 1 << 16;
 /// bug in ul2) becomes a `RuntimeError` too, so none crosses into Python as a
 /// `PanicException`; rayon hands a worker's panic to this thread, and the pool lives on.
 pub fn run_detached<T: Send>(py: Python<'_>, work: usize, f: impl FnOnce() -> ul2_core::Result<T> + Send) -> PyResult<T> {
-    let inline = (threads() == 1 || work < INLINE_WORK) && INLINE.with(Option::is_some);
+    let inline = (threads()? == 1 || work < INLINE_WORK) && INLINE.with(Option::is_some);
     let shared = if inline { None } else { Some(pool()?) };
     let run = || match &shared {
         Some(pool) => pool.install(f),
@@ -95,17 +123,14 @@ pub fn _fail(py: Python<'_>, kind: &str) -> PyResult<()> {
 #[pyfunction]
 #[pyo3(signature = (num_threads=None))]
 pub fn set_num_threads(num_threads: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-    let n = crate::arrays::optional(num_threads, |o| crate::arrays::count(o, "num_threads"))?;
-    if n == Some(0) {
-        return Err(PyValueError::new_err("num_threads=0: must be >= 1 (or None for all cores)"));
-    }
+    let n = crate::arrays::optional(num_threads, |o| thread_count(crate::arrays::count(o, "num_threads")?, "num_threads"))?;
     *POOL.lock().unwrap_or_else(PoisonError::into_inner) = (n, None);
     Ok(())
 }
 
 /// The number of threads ul2 uses now.
 #[pyfunction]
-pub fn get_num_threads() -> usize {
+pub fn get_num_threads() -> PyResult<usize> {
     threads()
 }
 

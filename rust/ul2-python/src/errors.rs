@@ -1,8 +1,9 @@
-//! Core errors as Python exceptions: every variant is a `ValueError` (overflow a subclass),
-//! with the core's message unchanged.
+//! Core errors as Python exceptions: every variant is a `ValueError` (overflow a subclass)
+//! but a failed allocation (`MemoryError`) and a bug (`RuntimeError`), with the core's
+//! message unchanged.
 
 use pyo3::PyErr;
-use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyValueError};
 
 pyo3::create_exception!(
     ul2,
@@ -26,6 +27,7 @@ impl From<PyUl2Err> for PyErr {
         match e {
             ul2_core::Error::SentinelOverflow { .. } => SentinelOverflowError::new_err(msg),
             ul2_core::Error::Internal(_) => PyRuntimeError::new_err(msg),
+            ul2_core::Error::OutOfMemory { .. } => PyMemoryError::new_err(msg),
             _ => PyValueError::new_err(msg),
         }
     }

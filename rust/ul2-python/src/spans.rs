@@ -225,11 +225,19 @@ pub fn apply_mask<'py>(
     let mask = arrays::mask(mask, "mask")?;
     let sentinels = crate::collate::sentinels_arg(sentinels)?;
     let eos = arrays::optional(eos_id, |e| arrays::count(e, "eos_id"))?.map(|e| e as i64);
-    let mask = mask.slice()?;
+    let strided_mask;
+    let mask = if let Some(m) = mask.slice() {
+        m
+    } else {
+        strided_mask = mask.values();
+        &strided_mask
+    };
     // Narrow dtypes stay 32-bit; 64-bit and uint32 ids need int64 outputs.
     let wide = matches!(toks, Tokens::I64(_) | Tokens::U32(_));
     with_tokens!(&toks, b => {
-        let tokens = b.slice()?;
+        let line = b.line()?;
+        let mut gathered = Vec::new();
+        let tokens = line.range(0, line.len(), &mut gathered);
         if wide {
             let (inputs, targets) = run_detached(py_, 0, || apply::<_, i64>(tokens, mask, &sentinels, eos))?;
             Ok((inputs.into_pyarray(py_).into_any(), targets.into_pyarray(py_).into_any()))
@@ -254,10 +262,11 @@ fn apply<T: Token, O: OutToken>(
         });
     }
     s.check_tokens(tokens, O::MAX, "tokens")?;
-    if let Some(e) = eos.filter(|&e| e > O::MAX) {
-        return Err(ul2_core::Error::Invalid { arg: "eos_id", value: e.to_string(), reason: "does not fit the output dtype".into() });
+    s.check_fits(O::MAX, "outputs take the width of tokens: pass int64 tokens")?;
+    if let Some(e) = eos {
+        s.check_id("eos_id", e, O::MAX)?;
     }
-    let runs = Runs::from_mask(mask);
+    let runs = Runs::from_mask(mask)?;
     let (li, lt) = ul2_core::applied_lengths(&runs, tokens.len());
     let used = runs.noise_runs() + usize::from(runs.ends_clean());
     if s.admit(used, 0)? != used {
@@ -270,7 +279,8 @@ fn apply<T: Token, O: OutToken>(
         });
     }
     let e = usize::from(eos.is_some());
-    let (mut inputs, mut targets) = (vec![O::from_i64(0); li + e], vec![O::from_i64(0); lt + e]);
+    let zero = O::from_i64(0);
+    let (mut inputs, mut targets) = (ul2_core::error::filled(li + e, zero, "tokens")?, ul2_core::error::filled(lt + e, zero, "tokens")?);
     ul2_core::apply_runs(tokens, &runs, s, &mut inputs[..li], &mut targets[..lt]);
     if let Some(e) = eos {
         inputs[li] = O::from_i64(e);
