@@ -85,8 +85,9 @@ class Collator:
     length for their denoiser (see ``ul2.plan``) are an error, never cut. ``targets_length``
     defaults to the planned maximum of the mixture.
 
-    The work runs in Rust on ul2's thread pool with the GIL released; contiguous int32, int64,
-    uint16 and uint32 rows are read in place and the outputs are handed to NumPy without a copy.
+    The work runs in Rust on ul2's thread pool with the GIL released; int32, int64, uint16 and
+    uint32 rows are read in place (strided views, Fortran order and misaligned arrays through
+    their strides) and the outputs are handed to NumPy without a copy.
     """
 
     def __init__(
