@@ -1053,6 +1053,92 @@ def test_a_manifest_that_is_not_an_object_is_named(
     assert run(capsys, "prepare", "--out", out, *args, "--overwrite")[0] == 0
 
 
+def test_same_inputs_under_another_path_spelling_are_the_same_job(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    corpus: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    args = ["--preset", "t5", "--inputs-length", "48", "--shard-size", "10", "--out", tmp_path / "o", "-q"]
+    assert run(capsys, "prepare", *corpus["paths"], *args, "--max-shards", "1")[0] == 0
+    monkeypatch.chdir(tmp_path / "corpus")
+    relative = [f"./{Path(p).name}" for p in corpus["paths"]]
+    code, out, err = run(capsys, "prepare", *relative, *args)
+    assert code == 0, err
+    assert "1 were already there" in out
+
+
+def test_corpus_too_small_has_one_wording_with_the_minimum(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    tiny = tmp_path / "tiny.txt"
+    tiny.write_text("tiny")
+    need = ul2.plan(ul2.presets.t5(), sentinels=ByteTokenizer().sentinels(), inputs_length=64)[0].raw_length
+    lines = set()
+    for args in (["preview"], ["stats", "--samples", "10"], ["prepare", "--out", tmp_path / "o", "-q"]):
+        code, _, err = run(capsys, *args, tiny, "--preset", "t5", "--inputs-length", "64")
+        assert code == 1
+        lines.add(one_line_error(err))
+    assert lines == {
+        f"ul2: error: the corpus is too small: 4 tokens, and one example of this plan needs at least {need}"
+    }
+
+
+def test_a_tokenizer_without_eos_is_named(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    tk = pytest.importorskip("tokenizers")
+    tok = tk.Tokenizer(tk.models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = tk.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    specials = ["<pad>", "<unk>", *(f"<extra_id_{k}>" for k in range(100))]
+    trainer = tk.trainers.BpeTrainer(vocab_size=400, special_tokens=specials, show_progress=False)
+    tok.train_from_iterator(TEXTS, trainer)
+    tok.save(str(tmp_path / "tokenizer.json"))
+    code, _, err = run(capsys, "plan", "--tokenizer", tmp_path / "tokenizer.json", "--preset", "t5", "--json")
+    assert code == 0
+    (line,) = err.splitlines()
+    assert line.startswith("ul2: warning: ") and "has no EOS token" in line and "tokenizer.json" in line
+
+
+def test_help_is_whole_and_every_option_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    import click
+
+    code, out, _ = run(capsys, "--help")
+    commands = out.split("Commands:")[1].splitlines()
+    assert code == 0 and not [line for line in commands if line.endswith("...")]  # none cut short
+    group = cli.build()
+    for name, command in group.commands.items():
+        for param in command.params:
+            if isinstance(param, click.Option) and param.name != "help":
+                assert param.help, f"ul2 {name} {param.opts[0]} has no help"
+
+
+def test_output_fits_80_columns_and_pipes_are_not_padded(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, _ = run(capsys, "stats", "--synthetic", "--samples", "300", "--on-overflow", "cap")
+    assert code == 0
+    assert max(len(line) for line in out.splitlines()) <= 80
+    names = [line.split("│")[1].strip() for line in out.splitlines() if line.startswith("│ Span")]
+    assert len(set(names)) == 6, names  # six SpanCorruptions, told apart
+    monkeypatch.delenv("COLUMNS")
+    code, out, _ = run(capsys, "plan", "--on-overflow", "cap")
+    assert code == 0 and not [line for line in out.splitlines() if line != line.rstrip()]
+    code, out, _ = run(
+        capsys,
+        "prepare",
+        "--out",
+        tmp_path / "o",
+        "--preset",
+        "t5",
+        "--inputs-length",
+        "64",
+        "--max-items",
+        "30",
+        "-q",
+    )
+    assert code == 0 and max(len(line) for line in out.splitlines()) <= 100, out
+
+
 def test_no_arguments_prints_the_help(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys)
     assert code == 0 and err == ""

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +79,7 @@ class Setup:
     mixture: Mixture
     sentinels: Sentinels
     budget: dict[str, Any]
-    note: str | None = None  # what the options made the CLI do (capping), for stderr
+    notes: list[str] = field(default_factory=list)  # what the CLI does of its own accord, for stderr
 
     @property
     def eos_id(self) -> int | None:
@@ -164,10 +164,14 @@ def setup(o: Options) -> Setup:
             if e.code != 1:
                 raise
             s.sentinels = tok.sentinels(on_overflow="cap")
-            s.note = _cap_note(s, always=True)
     s.plan()
-    if o.on_overflow == "cap":
-        s.note = _cap_note(s, always=False)
+    if o.on_overflow != "error" and (note := _cap_note(s, always=o.on_overflow is None)):
+        s.notes.append(note)
+    if tok.eos_id is None:
+        s.notes.append(
+            f"ul2: warning: the tokenizer {o.tokenizer} has no EOS token (no </s>): inputs and targets "
+            "end without one"
+        )
     return s
 
 
@@ -204,10 +208,10 @@ def _cap_note(s: Setup, *, always: bool) -> str | None:
 
 
 def say(s: Setup) -> None:
-    """The setup's note (if any) as one line on stderr: once the inputs are read, so that an
-    error in them is the only line."""
-    if s.note:
-        print(s.note, file=sys.stderr)
+    """The setup's notes, a line each on stderr: once the inputs are read, so that an error in
+    them is the only line."""
+    for note in s.notes:
+        print(note, file=sys.stderr)
 
 
 def _console(stderr: bool = False) -> Any:
@@ -264,7 +268,7 @@ def plan_table(table: Plan, mixture: Mixture, title: str | None = None) -> Any:
 
     rates = np.array(mixture.rates)
     rates = rates / rates.sum()
-    t = Table(title=title, title_justify="left", header_style="bold")
+    t = Table(title=title, title_justify="default", header_style="bold")
     for name, just in (
         ("#", "right"),
         ("denoiser", "left"),
@@ -297,11 +301,17 @@ def stats_table(st: Any, title: str | None = None) -> Any:
     from .stats import LAWS, _p
 
     t = Table(
-        title=title, title_justify="left", header_style="bold", caption=escape(LAWS), caption_justify="left"
+        title=title,
+        title_justify="default",
+        header_style="bold",
+        caption=escape(LAWS),
+        caption_justify="default",
     )
-    for name in ("denoiser", "statistic", "empirical", "expected", "p-value"):
-        t.add_column(name, justify="right" if name == "p-value" else "left")
     rows = st.rows()
+    # Denoiser names share their first letters: cut, they would all read "SpanCorruptio…".
+    t.add_column("denoiser", no_wrap=True, min_width=max(len(r.denoiser) for r in rows))
+    for name in ("statistic", "empirical", "expected", "p-value"):
+        t.add_column(name, justify="right" if name == "p-value" else "left")
     for i, r in enumerate(rows):
         p = _p(r.pvalue)
         style = (
@@ -425,6 +435,8 @@ def cmd_plan(o: Options, as_json: bool) -> None:
 
 
 def cmd_preview(o: Options, inputs: Sequence[str], field: str, count: int | None, width: int | None) -> None:
+    from .prepare import corpus_too_small
+
     s = setup(o)
     con = _console()
     corpus = load(s, inputs, field)
@@ -437,9 +449,9 @@ def cmd_preview(o: Options, inputs: Sequence[str], field: str, count: int | None
         f"[bold]ul2 preview[/] — {_corpus_line(corpus)}; presets.{o.preset}() at {_budget_text(s.budget)}, "
         f"format {ds.format!r}, seed {o.seed}: {ds.num_samples} samples, tail {ds.tail}"
     )
+    if ds.num_samples == 0:
+        raise corpus_too_small(ds)
     keys = list(range(min(count, ds.num_samples))) if count else first_of_each(ds)
-    if not keys:
-        raise CLIError(f"the corpus ({ds.stream_length} tokens) is too short for one example of this plan")
     for k in keys:
         item = ds[k]
         shapes = ", ".join(
@@ -460,6 +472,7 @@ def cmd_stats(
     check: bool,
 ) -> int:
     from . import stats
+    from .prepare import corpus_too_small
 
     s = setup(o)
     s.plan()
@@ -467,6 +480,9 @@ def cmd_stats(
     if not synthetic:
         corpus = load(s, inputs, field)
         tokens, source = corpus.stream(s.eos_id), _corpus_line(corpus)
+        ds = s.dataset(tokens)
+        if ds.num_samples == 0:
+            raise corpus_too_small(ds)
     say(s)
     st = stats.measure(
         s.mixture,
@@ -631,12 +647,12 @@ def cmd_prepare(
         if manifest["complete"]
         else f"stopped after --max-shards {max_shards}; run again to continue"
     )
+    print(f"{out}: {c['shards']}/{manifest['num_shards']} shards ({status}{resumed})")
     print(
-        f"{out}: {c['shards']}/{manifest['num_shards']} shards ({status}{resumed}), {c['items']:,} items, "
-        f"{c['samples']:,} samples, {c['tokens_used']:,} tokens used"
+        f"  {c['items']:,} items, {c['samples']:,} samples, {c['tokens_used']:,} tokens used"
         + (f", tail {c['tail']:,}" if c["tail"] is not None else "")
-        + f"; this run {state['tokens']:,} tokens in {elapsed:.1f} s = {rate / 1e6:.2f} M tokens/s"
     )
+    print(f"  this run {state['tokens']:,} tokens in {elapsed:.1f} s = {rate / 1e6:.2f} M tokens/s")
     return 0
 
 
@@ -777,7 +793,7 @@ def build() -> Any:
         turn a corpus into training shards. Without input files the corpus is the built-in one (the
         Python standard library's sources, ByT5 byte ids)."""
 
-    @cli.command()
+    @cli.command(short_help="ul2() on the built-in corpus: plan, examples, statistics, plot")
     @click.option("--inputs-length", type=length, default=512, show_default=True, help="encoder budget")
     @seed
     @click.option(
@@ -798,14 +814,14 @@ def build() -> Any:
 
         _demo.run(inputs_length, seed, samples, None if no_plot else png)
 
-    @cli.command("plan")
+    @cli.command("plan", short_help="raw length, inputs, targets and spans per denoiser for a budget")
     @common
     @click.option("--json", "as_json", is_flag=True, help="print JSON")
     def plan_cmd(as_json: bool, **kw: Any) -> None:
         """Raw length, inputs, targets, spans and sentinels per denoiser for a preset and budget."""
         cmd_plan(options(kw), as_json)
 
-    @cli.command()
+    @cli.command(short_help="decoded, colored examples of FILE... (default: the built-in corpus)")
     @click.argument("files", nargs=-1)
     @common
     @click.option("--field", default="text", show_default=True, help="JSONL field / Parquet column")
@@ -815,7 +831,7 @@ def build() -> Any:
         """Examples of FILE... (text, JSONL, Parquet; default: the built-in corpus), decoded and colored."""
         cmd_preview(options(kw), files, field, count, width)
 
-    @cli.command("stats")
+    @cli.command("stats", short_help="empirical vs exact statistics, with chi-square p-values")
     @click.argument("files", nargs=-1)
     @common
     @click.option("--field", default="text", show_default=True, help="JSONL field / Parquet column")
@@ -842,7 +858,7 @@ def build() -> Any:
         if code:
             raise SystemExit(code)
 
-    @cli.command()
+    @cli.command(short_help="training shards of INPUT... in OUT, with a manifest; resumable")
     @click.argument("inputs", nargs=-1)
     @click.option(
         "--out",
@@ -923,7 +939,7 @@ def build() -> Any:
             quiet,
         )
 
-    @cli.command()
+    @cli.command(short_help="throughput: the suite's table, or a built-in measurement")
     @click.option("--quick", is_flag=True, help="fewer repeats")
     @click.option("--builtin", is_flag=True, help="the built-in measurement even in a source tree")
     @click.option("--out", help="benches/report.py's output folder")

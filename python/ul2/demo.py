@@ -55,8 +55,8 @@ def run(
             title=f"Plan: presets.ul2(prompts=tokenizer.encode) at {_budget_text(s.budget)}",
         )
     )
-    if s.note:
-        con.print(f"[dim]{escape(s.note.removeprefix('ul2: '))}[/]")
+    for note in s.notes:
+        con.print(f"[dim]{escape(note.removeprefix('ul2: '))}[/]")
     con.print()
 
     ds = s.dataset(stream, format="hf")

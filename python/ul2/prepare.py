@@ -125,6 +125,15 @@ def describe_dataset(ds: DenoisingDataset) -> dict[str, Any]:
     }
 
 
+def corpus_too_small(ds: DenoisingDataset) -> ValueError:
+    """The error for a dataset with no example (one wording everywhere), with the minimum."""
+    need = min(r.raw_length for r in ds.plan())
+    return ValueError(
+        f"the corpus is too small: {ds.stream_length:,} tokens, and one example of this plan needs at "
+        f"least {need:,}"
+    )
+
+
 def _plan_rows(ds: DenoisingDataset) -> list[dict[str, Any]]:
     rates = ds.mixture.rates
     total = sum(rates)
@@ -303,9 +312,7 @@ def prepare(
     out = Path(out)
     n_items = len(ds) if max_items is None else min(len(ds), max_items)
     if n_items == 0:
-        raise ValueError(
-            f"the corpus gives no examples: {ds.stream_length} tokens, fewer than one sample needs"
-        )
+        raise corpus_too_small(ds)
     n_shards = -(-n_items // shard_size)
     config = _json_ready(
         {

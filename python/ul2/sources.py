@@ -302,5 +302,8 @@ def load_corpus(inputs: Sequence[str | Path], tokenizer: Any, *, field: str = "t
             yield from read_documents(p, field)
 
     corpus = tokenize(docs(), tokenizer)
-    corpus.sources = [{"path": str(p), "kind": input_kind(p), "bytes": p.stat().st_size} for p in paths]
+    # Resolved, so that the same files under another spelling of their paths are the same job.
+    corpus.sources = [
+        {"path": str(p.resolve()), "kind": input_kind(p), "bytes": p.stat().st_size} for p in paths
+    ]
     return corpus
