@@ -68,8 +68,17 @@ fn largest<F: FnMut(usize) -> Result<bool>>(lo: usize, cap: usize, mut fits: F) 
     Ok(Some(good))
 }
 
-/// Raw lengths beyond this are treated as unbounded (e.g. `noise_density=1`).
-const MAX_RAW: usize = 1 << 40;
+/// The longest row: a mask's run lengths are `u32`. The search stops here, and a budget
+/// that would need more is refused.
+const MAX_RAW: usize = u32::MAX as usize;
+
+/// Refuses a budget longer than a row can be, naming it.
+fn check_budget(arg: &'static str, value: usize) -> Result<()> {
+    if value > MAX_RAW {
+        return Err(Error::invalid(arg, value, "too large: rows are limited to 2**32 - 1 tokens"));
+    }
+    Ok(())
+}
 
 /// The shortest raw length from which `params` counts are valid: 1 when they always are
 /// (a 1-token row has no noise), else the first length where `N` and `L − N` reach
@@ -127,6 +136,10 @@ pub fn plan_span_corruption(
     eos: bool,
     sentinels: Option<&Sentinels>,
 ) -> Result<PlanRow> {
+    check_budget("inputs_length", inputs_length)?;
+    if let Some(tl) = targets_length {
+        check_budget("targets_length", tl)?;
+    }
     let eos = usize::from(eos);
     let fits = |raw: usize| -> Result<bool> {
         let (i, t, ..) = span_lengths(raw, params, prompt_length, eos, sentinels)?;
@@ -139,13 +152,13 @@ pub fn plan_span_corruption(
         let inputs_at = |raw| span_lengths(raw, params, prompt_length, eos, None).map_or(0, |l| l.0);
         let grows = inputs_at(MAX_RAW) > inputs_at(MAX_RAW / 2);
         return Err(match targets_length {
-            _ if grows => Error::invalid("inputs_length", inputs_length, "too large: the raw length would exceed 2**40 tokens"),
+            _ if grows => Error::invalid("inputs_length", inputs_length, "too large: the raw length would exceed 2**32 - 1 tokens"),
             None => Error::invalid(
                 "targets_length",
                 "None",
                 format!("noise_density={} never fills the inputs; give targets_length", params.noise_density),
             ),
-            Some(tl) => Error::invalid("targets_length", tl, "too large: the raw length would exceed 2**40 tokens"),
+            Some(tl) => Error::invalid("targets_length", tl, "too large: the raw length would exceed 2**32 - 1 tokens"),
         });
     }
     let mut lens = span_lengths(raw, params, prompt_length, eos, sentinels)?;
@@ -178,6 +191,15 @@ pub fn plan_span_corruption(
 
 /// Plans one denoiser for a budget.
 pub fn plan_denoiser(denoiser: &Denoiser, budget: Budget, eos: bool, sentinels: &Sentinels) -> Result<PlanRow> {
+    match budget {
+        Budget::EncoderDecoder { inputs, targets } => {
+            check_budget("inputs_length", inputs)?;
+            if let Some(tl) = targets {
+                check_budget("targets_length", tl)?;
+            }
+        }
+        Budget::Decoder { sequence } => check_budget("sequence_length", sequence)?,
+    }
     let p = denoiser.prefix.len();
     let e = usize::from(eos);
     match (&denoiser.kind, budget) {
@@ -191,7 +213,7 @@ pub fn plan_denoiser(denoiser: &Denoiser, budget: Budget, eos: bool, sentinels: 
             };
             let raw = largest_span_raw(params, fits)?.ok_or_else(|| too_small("sequence_length", sequence, p))?;
             if raw >= MAX_RAW {
-                return Err(Error::invalid("sequence_length", sequence, "too large: the raw length would exceed 2**40 tokens"));
+                return Err(Error::invalid("sequence_length", sequence, "too large: the raw length would exceed 2**32 - 1 tokens"));
             }
             let (i, t, spans, used) = span_lengths(raw, params, p, e, Some(sentinels))?;
             sentinels.admit(spans, used - spans)?;
@@ -208,11 +230,16 @@ pub fn plan_denoiser(denoiser: &Denoiser, budget: Budget, eos: bool, sentinels: 
             let mut raw = room.filter(|&r| r >= 2).ok_or_else(|| too_small(arg, budget_len(budget), p))?;
             let max_targets = |raw: usize| raw - prefix_bounds(raw, *suffix_density).0 + e;
             if let Some(tl) = targets {
-                while raw > 1 && max_targets(raw) > tl {
-                    raw -= 1;
-                }
-                if max_targets(raw) > tl {
+                // Every split leaves at least one target token, plus EOS.
+                if tl < 1 + e {
                     return Err(too_small("targets_length", tl, 0));
+                }
+                // The largest raw with room for its longest targets, without trying every
+                // length: where `raw` overflows, `lo(raw) + tl − EOS < raw`, and a shorter
+                // row, whose `lo` is no larger, fits only at or below that. So the jump
+                // skips only rows that overflow and lands where the old one-by-one scan did.
+                while max_targets(raw) > tl {
+                    raw = prefix_bounds(raw, *suffix_density).0 + tl - e;
                 }
             }
             Ok(PlanRow {
