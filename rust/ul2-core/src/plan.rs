@@ -38,7 +38,18 @@ pub(crate) fn span_lengths(
     eos: usize,
     sentinels: Option<&Sentinels>,
 ) -> Result<(usize, usize, usize, usize)> {
-    let (noise, spans) = params.counts(raw)?;
+    lengths(raw, params.counts(raw)?, params, prompt, eos, sentinels)
+}
+
+/// [`span_lengths`] for given counts `(N, n)`.
+fn lengths(
+    raw: usize,
+    (noise, spans): (usize, usize),
+    params: &SpanParams,
+    prompt: usize,
+    eos: usize,
+    sentinels: Option<&Sentinels>,
+) -> Result<(usize, usize, usize, usize)> {
     let roll = usize::from(params.random_roll && spans > 0);
     let spans = match sentinels {
         Some(s) if s.on_overflow == crate::Overflow::Cap => s.admit(spans, roll)?,
@@ -48,6 +59,22 @@ pub(crate) fn span_lengths(
     let used = if spans == 0 { usize::from(raw > 0) } else { spans + roll };
     let inputs = prompt + raw - noise + if spans == 0 { 0 } else { spans + roll } + eos;
     Ok((inputs, noise + used + eos, spans, used))
+}
+
+/// T5's counts `(N, n)` by [`SpanParams::counts`]'s arithmetic, without its check that the
+/// mask can draw them (`n ≤ N`, `n ≤ L − N`). Output lengths counted from these grow with
+/// the raw length at every length, as a search needs; validity does not, so the search
+/// keeps only lengths that `counts` accepts.
+fn drafted_counts(raw: usize, params: &SpanParams) -> (usize, usize) {
+    if params.noise_density == 0.0 || raw < 2 {
+        return (0, 0);
+    }
+    let noise = ((raw as f32) * (params.noise_density as f32)).round_ties_even() as usize;
+    let noise = noise.clamp(1, raw - 1);
+    let spans = params
+        .num_spans
+        .unwrap_or_else(|| (((noise as f32) / (params.mean_span_length as f32)).round_ties_even() as usize).max(1));
+    (noise, spans)
 }
 
 /// Largest `x` in `[lo, cap]` with `fits(x)`, for a `fits` monotone on that range; `None`
@@ -96,38 +123,98 @@ fn first_valid(params: &SpanParams) -> Result<usize> {
     Ok(good)
 }
 
-/// The largest raw length with `fits` for span corruption, searched where counts are valid.
-fn largest_span_raw<F: FnMut(usize) -> Result<bool>>(params: &SpanParams, fits: F) -> Result<Option<usize>> {
-    largest(first_valid(params)?, MAX_RAW, fits)
+/// Noise counts below the longest fitting row that the search looks through for a row T5
+/// can draw. Where some lengths are invalid (at r = 0.5, μ = 1 every L ≡ 3 mod 4 asks for
+/// more spans than non-noise tokens) the next count down has one; where none of these has
+/// one, valid rows are far shorter than the budget and refusing says more than a plan would.
+const NOISE_COUNTS_SEARCHED: usize = 64;
+
+/// The largest raw length whose row T5 can draw and whose `(inputs, targets)` pass `fits`
+/// and `keep`: `None` when not even the shortest row fits, `MAX_RAW` when the budget does
+/// not bound the row. `fits` must stay false for longer rows once it is false (output
+/// lengths grow with the raw length); `keep` must hold from some length on among rows of
+/// one noise count.
+///
+/// The search runs on drafted counts, whose lengths grow at every length, then steps down
+/// to a row `counts` accepts. Rows with the same `N` differ in their non-noise tokens only:
+/// `n ≤ L − N` and T5's targets ≤ inputs (`2N − L ≤ prompt`) hold from some length of that
+/// `N` on, `n ≤ N` for all of them or none, so the longest row of each `N` decides.
+fn largest_span_raw(
+    params: &SpanParams,
+    prompt: usize,
+    eos: usize,
+    sentinels: Option<&Sentinels>,
+    fits: impl Fn((usize, usize)) -> bool,
+    keep: impl Fn((usize, usize)) -> bool,
+) -> Result<Option<usize>> {
+    let first = first_valid(params)?;
+    let drafted = |raw: usize| -> Result<(usize, usize)> {
+        let (i, t, ..) = lengths(raw, drafted_counts(raw, params), params, prompt, eos, sentinels)?;
+        Ok((i, t))
+    };
+    let Some(top) = largest(first, MAX_RAW, |raw| Ok(fits(drafted(raw)?)))? else {
+        return Ok(None);
+    };
+    if top >= MAX_RAW {
+        return Ok(Some(top));
+    }
+    let mut raw = top;
+    for _ in 0..NOISE_COUNTS_SEARCHED {
+        if let Ok(counts) = params.counts(raw) {
+            let (i, t, ..) = lengths(raw, counts, params, prompt, eos, sentinels)?;
+            if fits((i, t)) && keep((i, t)) {
+                return Ok(Some(raw));
+            }
+        }
+        // Down to the longest row of the next noise count.
+        let noise = drafted_counts(raw, params).0;
+        let (mut below, mut at) = (first - 1, raw);
+        while at - below > 1 {
+            let mid = below + (at - below) / 2;
+            if drafted_counts(mid, params).0 < noise { below = mid } else { at = mid }
+        }
+        if below < first {
+            break;
+        }
+        raw = below;
+    }
+    Err(params.counts(top).err().unwrap_or_else(|| {
+        Error::invalid(
+            "noise_density",
+            crate::error::real(params.noise_density),
+            format!("no row T5 can draw near the {top}-token row keeps targets within inputs"),
+        )
+    }))
 }
 
-/// Which budget a row that fits nowhere runs into first, as an error.
-fn too_small_span(
-    params: &SpanParams,
-    inputs_length: usize,
-    targets_length: Option<usize>,
-    prompt_length: usize,
-    eos: usize,
-) -> Error {
+/// Which budget a row that fits nowhere runs into first, as an error that describes the
+/// shortest row T5 can draw.
+fn too_small_span(params: &SpanParams, budget: Budget, prompt_length: usize, eos: usize) -> Error {
     let shortest = first_valid(params).unwrap_or(1);
     let (i, t, ..) = span_lengths(shortest, params, prompt_length, eos, None).unwrap_or((usize::MAX, 0, 0, 0));
-    match targets_length {
-        Some(tl) if i <= inputs_length && t > tl => Error::invalid(
+    let row = if shortest == 1 { "1 token".to_owned() } else { format!("{shortest} tokens") };
+    let included = format!("prompt of {prompt_length} and EOS included");
+    match budget {
+        Budget::EncoderDecoder { inputs, targets: Some(tl) } if i <= inputs && t > tl => Error::invalid(
             "targets_length",
             tl,
-            format!("too small: the shortest row ({shortest} tokens) needs {t} target tokens (EOS included)"),
+            format!("too small: the shortest row ({row}) needs {t} target tokens (EOS included)"),
         ),
-        _ => Error::invalid(
-            "inputs_length",
-            inputs_length,
-            format!("too small: the shortest row ({shortest} tokens) needs {i} inputs (prompt of {prompt_length} and EOS included)"),
+        Budget::EncoderDecoder { inputs, .. } => {
+            Error::invalid("inputs_length", inputs, format!("too small: the shortest row ({row}) needs {i} inputs ({included})"))
+        }
+        Budget::Decoder { sequence } => Error::invalid(
+            "sequence_length",
+            sequence,
+            format!("too small: the shortest row ({row}) needs {} tokens, {i} inputs and {t} targets ({included})", i + t),
         ),
     }
 }
 
 /// T5's `random_spans_helper` made exact: the largest raw length whose inputs (prompt and
 /// EOS included) fit `inputs_length` and whose targets fit `targets_length` when given;
-/// at `noise_density == 0.5` targets may not exceed inputs. Returns `(raw, targets)`.
+/// at `noise_density == 0.5` targets may not exceed inputs. Raw lengths whose counts T5's
+/// mask cannot draw are skipped. Returns `(raw, targets)`.
 pub fn plan_span_corruption(
     inputs_length: usize,
     params: &SpanParams,
@@ -141,15 +228,17 @@ pub fn plan_span_corruption(
         check_budget("targets_length", tl)?;
     }
     let eos = usize::from(eos);
-    let fits = |raw: usize| -> Result<bool> {
-        let (i, t, ..) = span_lengths(raw, params, prompt_length, eos, sentinels)?;
-        Ok(i <= inputs_length && targets_length.is_none_or(|tl| t <= tl))
-    };
-    let Some(mut raw) = largest_span_raw(params, fits)? else {
-        return Err(too_small_span(params, inputs_length, targets_length, prompt_length, eos));
+    let fits = |(i, t): (usize, usize)| i <= inputs_length && targets_length.is_none_or(|tl| t <= tl);
+    #[allow(clippy::float_cmp)] // T5's helper special-cases exactly 0.5
+    let at_half = params.noise_density == 0.5;
+    // The helper's rule at r = 0.5, recounted: targets may not outgrow inputs.
+    let keep = |(i, t): (usize, usize)| !at_half || t <= i;
+    let Some(raw) = largest_span_raw(params, prompt_length, eos, sentinels, fits, keep)? else {
+        let budget = Budget::EncoderDecoder { inputs: inputs_length, targets: targets_length };
+        return Err(too_small_span(params, budget, prompt_length, eos));
     };
     if raw >= MAX_RAW {
-        let inputs_at = |raw| span_lengths(raw, params, prompt_length, eos, None).map_or(0, |l| l.0);
+        let inputs_at = |raw| lengths(raw, drafted_counts(raw, params), params, prompt_length, eos, None).map_or(0, |l| l.0);
         let grows = inputs_at(MAX_RAW) > inputs_at(MAX_RAW / 2);
         return Err(match targets_length {
             _ if grows => Error::invalid("inputs_length", inputs_length, "too large: the raw length would exceed 2**32 - 1 tokens"),
@@ -161,22 +250,7 @@ pub fn plan_span_corruption(
             Some(tl) => Error::invalid("targets_length", tl, "too large: the raw length would exceed 2**32 - 1 tokens"),
         });
     }
-    let mut lens = span_lengths(raw, params, prompt_length, eos, sentinels)?;
-    #[allow(clippy::float_cmp)] // T5's helper special-cases exactly 0.5
-    let at_half = params.noise_density == 0.5;
-    if at_half {
-        // The helper's rule, recounted: step down while targets outgrow inputs.
-        while raw > 1 && lens.1 > lens.0 {
-            match span_lengths(raw - 1, params, prompt_length, eos, sentinels) {
-                Ok(l) => {
-                    raw -= 1;
-                    lens = l;
-                }
-                Err(_) => break,
-            }
-        }
-    }
-    let (inputs_length, targets_length, spans, used) = lens;
+    let (inputs_length, targets_length, spans, used) = span_lengths(raw, params, prompt_length, eos, sentinels)?;
     if let Some(s) = sentinels {
         s.admit(spans, used - spans)?;
     }
@@ -207,11 +281,9 @@ pub fn plan_denoiser(denoiser: &Denoiser, budget: Budget, eos: bool, sentinels: 
             plan_span_corruption(inputs, params, targets, p, eos, Some(sentinels))
         }
         (Kind::SpanCorruption(params), Budget::Decoder { sequence }) => {
-            let fits = |raw: usize| -> Result<bool> {
-                let (i, t, ..) = span_lengths(raw, params, p, e, Some(sentinels))?;
-                Ok(i + t <= sequence)
-            };
-            let raw = largest_span_raw(params, fits)?.ok_or_else(|| too_small("sequence_length", sequence, p))?;
+            let fits = |(i, t): (usize, usize)| i + t <= sequence;
+            let raw = largest_span_raw(params, p, e, Some(sentinels), fits, |_| true)?
+                .ok_or_else(|| too_small_span(params, budget, p, e))?;
             if raw >= MAX_RAW {
                 return Err(Error::invalid("sequence_length", sequence, "too large: the raw length would exceed 2**32 - 1 tokens"));
             }
@@ -302,5 +374,25 @@ mod tests {
         assert_eq!(plan(1024, 0.15, 3.0), (1137, 229));
         // The helper says (990, 512); at 990 the mask really gives 511 targets.
         assert_eq!(plan(512, 0.5, 32.0), (990, 511));
+        // The helper says (510, 512): it stops at 511, whose 256 spans T5's mask cannot draw
+        // among 255 non-noise tokens, and steps back without recounting.
+        assert_eq!(plan(512, 0.5, 1.0), (510, 511));
+    }
+
+    #[test]
+    fn drafted_counts_are_the_counts_wherever_they_are_valid() {
+        for r in [0.0, 0.15, 0.3, 0.5, 0.55, 0.9, 1.0] {
+            for mu in [0.4, 1.0, 1.3, 3.0, 64.0] {
+                for num_spans in [None, Some(1), Some(7)] {
+                    let params = SpanParams::new(r, mu, num_spans, false).unwrap();
+                    let lengths = (0..3000).chain((24..32).flat_map(|b| [(1usize << b) - 1, 1 << b, (1 << b) + 3]));
+                    for raw in lengths {
+                        if let Ok(counts) = params.counts(raw) {
+                            assert_eq!(drafted_counts(raw, &params), counts, "raw={raw} {params:?}");
+                        }
+                    }
+                }
+            }
+        }
     }
 }

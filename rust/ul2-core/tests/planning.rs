@@ -1,17 +1,32 @@
-//! The planner at its edges: budgets near the 32-bit limit of a row, and PrefixLM budgets
-//! far larger than their targets.
+//! The planner at its edges: raw lengths whose counts T5 cannot realise, budgets near the
+//! 32-bit limit of a row, and PrefixLM budgets far larger than their targets.
 //!
 //! Each search is checked against a plain scan over every raw length, written out here
 //! independently of `plan.rs`.
+// Densities are compared exactly on purpose: 0.5 is a special value of the contract.
+#![allow(clippy::float_cmp)]
+
 use std::sync::mpsc;
 use std::time::Duration;
 
+use proptest::prelude::*;
+use proptest::test_runner::{Config as ProptestConfig, FileFailurePersistence};
 use ul2_core::{
     Budget, Denoiser, Error, Kind, Overflow, PlanRow, Sentinels, SpanParams, plan_denoiser,
     plan_span_corruption, prefix_bounds,
 };
 
 const ROW_LIMIT: usize = u32::MAX as usize;
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/proptest-regressions/planning.txt"
+        )))),
+        ..ProptestConfig::default()
+    }
+}
 
 /// `f()` on another thread, failing the test if it has not returned after a minute: a plan
 /// that scans its budget token by token takes hours at these sizes, and should fail rather
@@ -256,5 +271,257 @@ fn no_plan_exceeds_the_row_limit() {
                 ),
             }
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Span corruption where some raw lengths cannot be realised (item 13)
+// ---------------------------------------------------------------------------------------------
+
+/// SPEC §2's counts without T5's feasibility check, so the search has a length at every raw.
+fn spec_counts_unchecked(
+    length: usize,
+    r: f64,
+    mu: f64,
+    num_spans: Option<usize>,
+) -> (usize, usize) {
+    if r == 0.0 || length < 2 {
+        return (0, 0);
+    }
+    let noise = ((length as f32 * r as f32).round_ties_even() as usize).clamp(1, length - 1);
+    let spans =
+        num_spans.unwrap_or_else(|| ((noise as f32 / mu as f32).round_ties_even() as usize).max(1));
+    (noise, spans)
+}
+
+fn spec_valid(length: usize, r: f64, mu: f64, num_spans: Option<usize>) -> bool {
+    let (noise, spans) = spec_counts_unchecked(length, r, mu, num_spans);
+    spans <= noise && spans <= length - noise
+}
+
+/// Unrolled output lengths `(inputs, targets)` with prompt `p` and EOS `e`, valid or not.
+fn spec_lengths(
+    raw: usize,
+    r: f64,
+    mu: f64,
+    num_spans: Option<usize>,
+    p: usize,
+    e: usize,
+) -> (usize, usize) {
+    let (noise, spans) = spec_counts_unchecked(raw, r, mu, num_spans);
+    let targets = if spans == 0 {
+        usize::from(raw > 0)
+    } else {
+        noise + spans
+    };
+    (p + raw - noise + spans + e, targets + e)
+}
+
+fn spec_fits(lengths: (usize, usize), budget: Budget) -> bool {
+    let (i, t) = lengths;
+    match budget {
+        Budget::EncoderDecoder { inputs, targets } => {
+            i <= inputs && targets.is_none_or(|tl| t <= tl)
+        }
+        Budget::Decoder { sequence } => i + t <= sequence,
+    }
+}
+
+/// T5's helper keeps targets within inputs at `r = 0.5` (encoder-decoder budgets only).
+fn half_rule(r: f64, lengths: (usize, usize), budget: Budget) -> bool {
+    r != 0.5 || matches!(budget, Budget::Decoder { .. }) || lengths.1 <= lengths.0
+}
+
+fn spec_plan(row: &PlanRow) -> (usize, usize) {
+    (row.raw_length, row.targets_length)
+}
+
+#[test]
+fn mean_span_one_at_half_density_plans_raw_510_at_512() {
+    let params = SpanParams::new(0.5, 1.0, None, false).unwrap();
+    // T5's helper says (510, 512): its loop stops at 511 (inputs 512, targets 513, a row
+    // T5's mask cannot draw) and the r = 0.5 rule steps back one token without recounting.
+    // At 510 the mask gives 255 spans of one token: 511 inputs and 511 targets.
+    let row = plan_span_corruption(512, &params, None, 0, true, None).unwrap();
+    assert_eq!(spec_plan(&row), (510, 511), "{row:?}");
+    assert_eq!((row.inputs_length, row.spans), (511, 255));
+    for (inputs, want) in [
+        (511, 510),
+        (513, 512),
+        (514, 513),
+        (515, 514),
+        (516, 514),
+        (4, 2),
+        (3, 2),
+        (2, 1),
+    ] {
+        let row = plan_span_corruption(inputs, &params, None, 0, true, None).unwrap();
+        assert_eq!(row.raw_length, want, "inputs_length={inputs}: {row:?}");
+        assert!(params.counts(row.raw_length).is_ok());
+    }
+}
+
+#[test]
+fn small_mean_spans_plan_the_largest_realisable_row() {
+    let s = sentinels();
+    for r in [0.5, 0.45, 0.55, 0.6] {
+        for mu in [1.0, 1.05, 1.1, 1.2, 1.25, 1.3, 1.4] {
+            for num_spans in [None, Some(3)] {
+                for (p, e) in [(0, 1), (1, 0), (2, 1)] {
+                    let d = denoiser(span(r, mu, num_spans), p);
+                    for size in (1..160).chain([255, 511, 512, 1024]) {
+                        for budget in [
+                            Budget::EncoderDecoder {
+                                inputs: size,
+                                targets: None,
+                            },
+                            Budget::EncoderDecoder {
+                                inputs: size,
+                                targets: Some(size / 2 + 3),
+                            },
+                            Budget::Decoder { sequence: size },
+                        ] {
+                            check_against_scan(&d, r, mu, num_spans, p, e, budget, &s);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The planner against a scan over every raw length: when it plans, the row is the largest
+/// that T5 can realise and that fits; when it refuses, either nothing fits or T5 cannot draw
+/// the longest row that would.
+#[allow(clippy::too_many_arguments)]
+fn check_against_scan(
+    which: &Denoiser,
+    r: f64,
+    mu: f64,
+    num_spans: Option<usize>,
+    p: usize,
+    e: usize,
+    budget: Budget,
+    sents: &Sentinels,
+) {
+    let fits = |raw| spec_fits(spec_lengths(raw, r, mu, num_spans, p, e), budget);
+    let acceptable = |raw| {
+        let lengths = spec_lengths(raw, r, mu, num_spans, p, e);
+        spec_valid(raw, r, mu, num_spans)
+            && spec_fits(lengths, budget)
+            && half_rule(r, lengths, budget)
+    };
+    // With a fixed num_spans a 1-token row (no noise, as T5) is a degenerate fit the planner
+    // does not take.
+    let shortest = if num_spans.is_some() { 2 } else { 1 };
+    // Output lengths grow with the raw length: nothing past the first overflow fits.
+    let top = (1..=ROW_LIMIT).find(|&raw| !fits(raw)).unwrap() - 1;
+    let want = (shortest..=top).rev().find(|&raw| acceptable(raw));
+    let top = (top >= 1).then_some(top);
+    match plan_denoiser(which, budget, e == 1, sents) {
+        Ok(plan) => {
+            let lengths = spec_lengths(plan.raw_length, r, mu, num_spans, p, e);
+            assert_eq!(
+                Some(plan.raw_length),
+                want,
+                "{:?} {budget:?}: {plan:?}",
+                which.kind
+            );
+            assert_eq!(
+                (plan.inputs_length, plan.targets_length),
+                lengths,
+                "{:?} {budget:?}",
+                which.kind
+            );
+        }
+        Err(err) => {
+            assert!(!matches!(err, Error::Internal(_)), "{err}");
+            // Refused although a row fits: T5 cannot draw the longest fitting row, and the
+            // message says so for that row, not for some probe elsewhere.
+            if let (Some(_), Some(top)) = (want, top) {
+                assert!(
+                    !spec_valid(top, r, mu, num_spans),
+                    "{:?} {budget:?}: {err}",
+                    which.kind
+                );
+                let text = message(&err);
+                let names_top = text.contains(&format!(" {top}-token row"))
+                    || text.contains(&format!("at length {top};"));
+                assert!(names_top, "{:?} {budget:?}: {err}", which.kind);
+            }
+        }
+    }
+}
+
+#[test]
+fn unrealisable_counts_are_reported_for_the_budgets_row() {
+    // Every length from 5 on needs more spans (n = N ≈ 0.6·L) than its non-noise tokens.
+    let params = SpanParams::new(0.6, 1.0, None, false).unwrap();
+    let err = plan_span_corruption(512, &params, None, 0, true, None).unwrap_err();
+    let text = message(&err);
+    assert!(text.starts_with("noise_density=0.6:"), "{text}");
+    assert!(text.contains("a 511-token row"), "{text}");
+    assert!(!text.contains("3-token"), "{text}");
+}
+
+#[test]
+fn too_small_names_the_shortest_row_and_the_budget() {
+    // With 10 spans the shortest row T5 can draw at r = 0.5 has 20 tokens: 20 - 10 + 10 + EOS.
+    let params = SpanParams::new(0.5, 3.0, Some(10), false).unwrap();
+    let err = plan_span_corruption(12, &params, None, 0, true, None).unwrap_err();
+    assert_eq!(
+        message(&err),
+        "inputs_length=12: too small: the shortest row (20 tokens) needs 21 inputs (prompt of 0 and EOS included)"
+    );
+    let d = denoiser(Kind::SpanCorruption(params), 2);
+    let err = plan_denoiser(&d, Budget::Decoder { sequence: 30 }, true, &sentinels()).unwrap_err();
+    assert_eq!(
+        message(&err),
+        "sequence_length=30: too small: the shortest row (20 tokens) needs 44 tokens, 23 inputs and 21 \
+         targets (prompt of 2 and EOS included)"
+    );
+    let params = SpanParams::new(0.15, 3.0, None, false).unwrap();
+    let err = plan_span_corruption(1, &params, None, 0, true, None).unwrap_err();
+    assert_eq!(
+        message(&err),
+        "inputs_length=1: too small: the shortest row (1 token) needs 2 inputs (prompt of 0 and EOS included)"
+    );
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// For any counts rule and budget: a planned row is one T5 can draw, produces the planned
+    /// lengths and fits, and no longer row T5 can draw fits.
+    #[test]
+    fn planned_rows_are_realisable_and_maximal(
+        r in prop_oneof![Just(0.5), Just(0.15), 0.0f64..=1.0],
+        mu in prop_oneof![Just(1.0), 0.3f64..1.6, 1.0f64..70.0],
+        num_spans in prop::option::weighted(0.2, 1usize..30),
+        budget in prop_oneof![
+            3 => (1usize..5000, prop::option::weighted(0.4, 1usize..3000))
+                .prop_map(|(inputs, targets)| Budget::EncoderDecoder { inputs, targets }),
+            1 => (1usize..8000).prop_map(|sequence| Budget::Decoder { sequence }),
+        ],
+        eos in any::<bool>(),
+        p in 0usize..4,
+    ) {
+        let e = usize::from(eos);
+        let d = denoiser(span(r, mu, num_spans), p);
+        let Ok(plan) = plan_denoiser(&d, budget, eos, &sentinels()) else { return Ok(()) };
+        let raw = plan.raw_length;
+        let lengths = spec_lengths(raw, r, mu, num_spans, p, e);
+        prop_assert!(spec_valid(raw, r, mu, num_spans), "{plan:?}: T5 cannot draw {raw} tokens");
+        prop_assert_eq!((plan.inputs_length, plan.targets_length), lengths);
+        prop_assert!(spec_fits(lengths, budget) && half_rule(r, lengths, budget), "{:?} over {:?}", plan, budget);
+        // Outputs grow with the raw length, so past the first raw whose row overflows
+        // nothing longer fits.
+        let longer = (raw + 1..=ROW_LIMIT).find(|&l| {
+            let lengths = spec_lengths(l, r, mu, num_spans, p, e);
+            !spec_fits(lengths, budget) || (spec_valid(l, r, mu, num_spans) && half_rule(r, lengths, budget))
+        });
+        let longer = longer.unwrap();
+        prop_assert!(!spec_fits(spec_lengths(longer, r, mu, num_spans, p, e), budget),
+            "{plan:?}: {longer} tokens also fit {budget:?}");
     }
 }
