@@ -782,7 +782,7 @@ pub fn sample_index(data: &[u8]) {
         }
         if k % 7 == 0 || k + 1 == index.len() {
             assert_eq!(
-                corpus.slice(a, b, &mut scratch),
+                corpus.slice(a, b, &mut scratch).expect("a small slice"),
                 &joined[a as usize..b as usize],
                 "slice of sample {k}"
             );
@@ -810,7 +810,7 @@ pub fn sample_index(data: &[u8]) {
         let a = u.int(0, stream);
         let b = u.int(a, stream);
         assert_eq!(
-            corpus.slice(a, b, &mut scratch),
+            corpus.slice(a, b, &mut scratch).expect("a small slice"),
             &joined[a as usize..b as usize]
         );
     }

@@ -47,10 +47,10 @@ impl<T: Token> Rows<'_, T> {
         }
     }
     /// Row `i`: borrowed, or gathered into `scratch` when read through strides.
-    pub fn row<'s>(&'s self, i: usize, scratch: &'s mut Vec<T>) -> &'s [T] {
+    pub fn row<'s>(&'s self, i: usize, scratch: &'s mut Vec<T>) -> Result<&'s [T]> {
         match self {
-            Self::Dense { data, width, .. } => &data[i * width..(i + 1) * width],
-            Self::Ragged(rows) => rows[i],
+            Self::Dense { data, width, .. } => Ok(&data[i * width..(i + 1) * width]),
+            Self::Ragged(rows) => Ok(rows[i]),
             Self::Lines(rows) => rows[i].range(0, rows[i].len(), scratch),
         }
     }
@@ -87,7 +87,7 @@ pub trait RowSource<T>: Sync {
         self.len() == 0
     }
     /// Example `i`'s tokens: borrowed, or gathered into `scratch` when not contiguous.
-    fn row<'s>(&'s self, i: usize, scratch: &'s mut Vec<T>) -> &'s [T];
+    fn row<'s>(&'s self, i: usize, scratch: &'s mut Vec<T>) -> Result<&'s [T]>;
     /// Points a row's error at what the caller passed (by default `rows[i]`).
     fn locate(&self, i: usize, e: Error) -> Error {
         e.at_row(i)
@@ -98,7 +98,7 @@ impl<T: Token> RowSource<T> for Rows<'_, T> {
     fn len(&self) -> usize {
         Rows::len(self)
     }
-    fn row<'s>(&'s self, i: usize, scratch: &'s mut Vec<T>) -> &'s [T] {
+    fn row<'s>(&'s self, i: usize, scratch: &'s mut Vec<T>) -> Result<&'s [T]> {
         Rows::row(self, i, scratch)
     }
 }
@@ -115,7 +115,7 @@ impl<T: Token> RowSource<T> for Samples<'_, T> {
     fn len(&self) -> usize {
         self.ids.len()
     }
-    fn row<'s>(&'s self, i: usize, scratch: &'s mut Vec<T>) -> &'s [T] {
+    fn row<'s>(&'s self, i: usize, scratch: &'s mut Vec<T>) -> Result<&'s [T]> {
         let (start, stop) = self.index.span(self.ids[i] as usize);
         self.corpus.slice(start, stop, scratch)
     }
@@ -252,7 +252,7 @@ pub fn denoise_rows<T: Token, O: OutToken, S: RowSource<T>>(
                     let (a, b) = (&mut a[..w0], &mut b[..if layout.family == Family::Decoder { 0 } else { w1 }]);
                     let (mut oa, mut ob) = (0usize, 0usize);
                     for (i, &key) in (bins[r]..bins[r + 1]).zip(&keys[bins[r]..bins[r + 1]]) {
-                        let tokens = source.row(i, gather);
+                        let tokens = source.row(i, gather).map_err(|e| (i, e))?;
                         let l = match layout.family {
                             Family::EncoderDecoder => denoise_row(cfg, tokens, key, scratch, &mut a[oa..], &mut b[ob..]),
                             Family::Decoder => decoder_row(cfg, tokens, key, scratch, &mut a[oa..], tbuf, pad),

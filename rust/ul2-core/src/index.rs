@@ -79,12 +79,12 @@ impl<T: Token> Corpus<'_, T> {
 
     /// The joined stream's `[start, stop)`: borrowed when no separator falls inside,
     /// gathered into `scratch` otherwise.
-    pub fn slice<'s>(&'s self, start: u64, stop: u64, scratch: &'s mut Vec<T>) -> &'s [T] {
+    pub fn slice<'s>(&'s self, start: u64, stop: u64, scratch: &'s mut Vec<T>) -> Result<&'s [T]> {
         let (Some(sep), Some(off)) = (self.separator, self.doc_offsets) else {
             return self.tokens.range(start as usize, stop as usize, scratch);
         };
         if start == stop || off.len() < 2 {
-            return &[];
+            return Ok(&[]);
         }
         // Document j occupies joined positions [off[j] + j, off[j+1] + j); its separator
         // follows at off[j+1] + j. Start in the last document beginning at or before `start`
@@ -103,6 +103,7 @@ impl<T: Token> Corpus<'_, T> {
             return self.tokens.range((start - shift) as usize, (stop - shift) as usize, scratch);
         }
         scratch.clear();
+        crate::error::reserve(scratch, (stop - start) as usize, "tokens")?;
         let mut p = start;
         while p < stop {
             let doc_end = end_of(j);
@@ -116,7 +117,7 @@ impl<T: Token> Corpus<'_, T> {
                 j += 1;
             }
         }
-        scratch
+        Ok(scratch)
     }
 }
 

@@ -5,7 +5,7 @@
 use std::marker::PhantomData;
 
 use crate::Token;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, reserve};
 
 /// `len` token ids in `bytes`, element `i` at byte `origin + i · step` (native byte order,
 /// any alignment; `step` may be negative or zero).
@@ -84,13 +84,14 @@ impl<T: Token> Line<'_, T> {
     }
 
     /// Elements `[start, stop)`: borrowed from a slice, gathered into `scratch` otherwise.
-    pub fn range<'s>(&'s self, start: usize, stop: usize, scratch: &'s mut Vec<T>) -> &'s [T] {
+    pub fn range<'s>(&'s self, start: usize, stop: usize, scratch: &'s mut Vec<T>) -> Result<&'s [T]> {
         match self {
-            Self::Slice(s) => &s[start..stop],
+            Self::Slice(s) => Ok(&s[start..stop]),
             Self::Strided(s) => {
                 scratch.clear();
+                reserve(scratch, stop - start, "tokens")?;
                 s.extend_into(start, stop, scratch);
-                scratch
+                Ok(scratch)
             }
         }
     }
@@ -145,14 +146,14 @@ mod tests {
             let bytes = spread(&tokens, origin, step);
             let line = Line::Strided(Strided::<i32>::new(&bytes, origin, step, tokens.len()).unwrap());
             let mut scratch = Vec::new();
-            assert_eq!(line.range(0, 50, &mut scratch), &tokens[..], "origin {origin} step {step}");
-            assert_eq!(line.range(10, 17, &mut scratch), &tokens[10..17]);
+            assert_eq!(line.range(0, 50, &mut scratch).unwrap(), &tokens[..], "origin {origin} step {step}");
+            assert_eq!(line.range(10, 17, &mut scratch).unwrap(), &tokens[10..17]);
             let mut out = vec![1];
             line.extend_into(48, 50, &mut out);
             assert_eq!(out, [1, tokens[48], tokens[49]]);
             let Line::Strided(s) = line else { unreachable!() };
             let tail = Line::Strided(s.skip(5, 3));
-            assert_eq!(tail.range(0, 3, &mut scratch), &tokens[5..8]);
+            assert_eq!(tail.range(0, 3, &mut scratch).unwrap(), &tokens[5..8]);
         }
     }
 

@@ -197,7 +197,7 @@ proptest! {
         let mut scratch = vec![-9i32; 3]; // stale contents must never leak into a slice
         for start in 0..=len {
             for stop in start..=len {
-                let got = corpus.slice(start as u64, stop as u64, &mut scratch);
+                let got = corpus.slice(start as u64, stop as u64, &mut scratch).unwrap();
                 prop_assert_eq!(got, &reference[start..stop], "slice [{}, {})", start, stop);
                 let contiguous = origin[start..stop].iter().all(Option::is_some);
                 if stop > start && contiguous {
@@ -226,7 +226,7 @@ fn slice_of_a_corpus_without_documents() {
         corpus.validate().unwrap();
         assert_eq!(corpus.stream_len(), 0);
         let mut scratch = Vec::new();
-        assert_eq!(corpus.slice(0, 0, &mut scratch), &[] as &[i32], "separator {sep:?}");
+        assert_eq!(corpus.slice(0, 0, &mut scratch).unwrap(), &[] as &[i32], "separator {sep:?}");
     }
 }
 

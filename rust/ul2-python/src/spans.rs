@@ -237,7 +237,7 @@ pub fn apply_mask<'py>(
     with_tokens!(&toks, b => {
         let line = b.line()?;
         let mut gathered = Vec::new();
-        let tokens = line.range(0, line.len(), &mut gathered);
+        let tokens = crate::errors::py(line.range(0, line.len(), &mut gathered))?;
         if wide {
             let (inputs, targets) = run_detached(py_, 0, || apply::<_, i64>(tokens, mask, &sentinels, eos))?;
             Ok((inputs.into_pyarray(py_).into_any(), targets.into_pyarray(py_).into_any()))
