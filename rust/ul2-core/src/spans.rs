@@ -41,6 +41,13 @@ impl SpanParams {
     pub fn counts(&self, length: usize) -> Result<(usize, usize)> {
         counts(length, self.noise_density, self.mean_span_length, self.num_spans)
     }
+
+    /// [`SpanParams::counts`] before the check that the mask can draw them: these grow
+    /// with the length at every length, so the planner can search on them.
+    #[must_use]
+    pub fn counts_unchecked(&self, length: usize) -> (usize, usize) {
+        unchecked_counts(length, self.noise_density, self.mean_span_length, self.num_spans)
+    }
 }
 
 /// T5's counts `(N, n)` for `length` raw tokens, as realised by its mask.
@@ -53,13 +60,21 @@ pub fn span_counts(length: usize, noise_density: f64, mean_span_length: f64) -> 
     SpanParams::new(noise_density, mean_span_length, None, false)?.counts(length)
 }
 
-fn counts(length: usize, r: f64, mu: f64, num_spans: Option<usize>) -> Result<(usize, usize)> {
+fn unchecked_counts(length: usize, r: f64, mu: f64, num_spans: Option<usize>) -> (usize, usize) {
     if r == 0.0 || length < 2 {
-        return Ok((0, 0));
+        return (0, 0);
     }
     let noise = ((length as f32) * (r as f32)).round_ties_even() as usize;
     let noise = noise.clamp(1, length - 1);
     let spans = num_spans.unwrap_or_else(|| (((noise as f32) / (mu as f32)).round_ties_even() as usize).max(1));
+    (noise, spans)
+}
+
+fn counts(length: usize, r: f64, mu: f64, num_spans: Option<usize>) -> Result<(usize, usize)> {
+    let (noise, spans) = unchecked_counts(length, r, mu, num_spans);
+    if noise == 0 {
+        return Ok((0, 0));
+    }
     if spans > noise {
         return Err(match num_spans {
             Some(n) => Error::invalid(
