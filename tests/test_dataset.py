@@ -475,27 +475,16 @@ def memmaps(tmp_path_factory):
     }
 
 
-CONTIGUOUS_VIEWS = {
+# Contiguous, then strided (read in place through their strides).
+VIEWS = {
     "mm[5000:]": lambda mm: mm[5000:],
     "mm[3:-7]": lambda mm: mm[3:-7],
     "mm[10:][2000:-1]": lambda mm: mm[10:][2000:-1],
-}
-STRIDED_VIEWS = {
     "mm[::3]": lambda mm: mm[::3],
     "mm[10:][::2]": lambda mm: mm[10:][::2],
     "mm[::-1]": lambda mm: mm[::-1],
     "mm[-5:100:-2]": lambda mm: mm[-5:100:-2],
 }
-# Strided token arrays are refused by the native dataset ("not C-contiguous") until issue 11
-# item 16 (read strided views in place) lands; strict, so these fail loudly once it has.
-REFUSES_STRIDED = pytest.mark.xfail(
-    raises=ValueError, strict=True, reason="strided tokens refused until issue 11 item 16"
-)
-DATASET_VIEWS = [
-    *CONTIGUOUS_VIEWS,
-    *(pytest.param(name, marks=REFUSES_STRIDED) for name in STRIDED_VIEWS),
-]
-VIEWS = {**CONTIGUOUS_VIEWS, **STRIDED_VIEWS}
 
 
 @pytest.mark.parametrize("parent", ["plain", "npy", "offset"])
@@ -515,7 +504,7 @@ def test_a_memmap_view_pickles_to_the_same_view(memmaps, spawn_pool, parent, vie
 
 
 @pytest.mark.parametrize("parent", ["plain", "npy", "offset"])
-@pytest.mark.parametrize("view", DATASET_VIEWS)
+@pytest.mark.parametrize("view", list(VIEWS))
 def test_a_dataset_over_a_memmap_view_gives_the_same_bytes_after_pickling(memmaps, spawn_pool, parent, view):
     _, open_parent = memmaps
     v = VIEWS[view](open_parent[parent]())
