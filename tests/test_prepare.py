@@ -219,3 +219,26 @@ def test_resume_rewrites_a_damaged_parquet_shard(tmp_path: Path) -> None:
     (out / "shard-00000.parquet").write_bytes(good[: len(good) // 2])
     assert prepare(dataset(tokens), out, shard_size=8, output_format="parquet")["complete"]
     assert (out / "shard-00000.parquet").read_bytes() == good
+
+
+# --- the manifest rebuilds the dataset ----------------------------------------------------------
+
+
+def test_the_manifest_budget_rebuilds_the_same_dataset(tmp_path: Path) -> None:
+    """With targets_length=None the manifest recorded the resolved width, and a dataset built
+    from it planned CausalLM at another raw length (4099 against 511)."""
+    mixture = ul2.Mixture([(ul2.SpanCorruption(64.0, 0.9), 1.0), (ul2.CausalLM(), 1.0)])
+    tokens = stream(20000)
+    ds = ul2.DenoisingDataset(tokens, mixture, sentinels=TOK.sentinels(), inputs_length=512)
+    prepare(ds, tmp_path / "out", shard_size=64)
+    cfg = json.loads((tmp_path / "out" / "manifest.json").read_text())["config"]["dataset"]
+    rebuilt = ul2.DenoisingDataset(
+        tokens,
+        ul2.Mixture.from_dict(cfg["mixture"]),
+        sentinels=TOK.sentinels(),
+        inputs_length=cfg["inputs_length"],
+        targets_length=cfg["targets_length"],
+        sequence_length=cfg["sequence_length"],
+    )
+    assert rebuilt.raw_lengths == ds.raw_lengths
+    assert cfg["targets_width"] == ds.targets_length == rebuilt.targets_length

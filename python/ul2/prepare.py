@@ -103,9 +103,10 @@ def describe_dataset(ds: DenoisingDataset) -> dict[str, Any]:
         "tokens": token_fingerprint(ds.tokens),
         "doc_offsets": None if offsets is None else token_fingerprint(offsets),
         "mixture": ds.mixture.to_dict(),
-        "inputs_length": ds.inputs_length,
-        "targets_length": ds.targets_length,
-        "sequence_length": ds.sequence_length,
+        # The budget as given (rebuilding from it gives this dataset) and the targets width
+        # the plan resolved it to.
+        **ds.budget,
+        "targets_width": ds.targets_length,
         "format": ds.format,
         "pack": ds.pack,
         "bidirectional_mask": ds._args["bidirectional_mask"],
