@@ -573,8 +573,8 @@ def cmd_prepare(
     )
     if not quiet:
         err.print(
-            f"[bold]ul2 prepare[/] — {_corpus_line(corpus)} (tokenized in {time.perf_counter() - t0:.1f} s); "
-            f"presets.{o.preset}() at {_budget_text(s.budget)}, format {ds.format!r}: "
+            f"[bold]ul2 prepare[/] — {_corpus_line(corpus)} (tokenized in {time.perf_counter() - t0:.1f} s)\n"
+            f"  presets.{o.preset}() at {_budget_text(s.budget)}, format {ds.format!r}: "
             f"{len(ds):,} {'packed rows' if pack else 'examples'}"
         )
     job = {
