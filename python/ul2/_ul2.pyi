@@ -56,6 +56,7 @@ def apply_mask(
 def prefix_split(
     length: int, suffix_density: float | None = None, *, seed: int | None = None, key: int | None = None
 ) -> int: ...
+def _prefix_bounds(length: int, suffix_density: float) -> tuple[int, int]: ...
 def plan_span_corruption(
     inputs_length: int,
     noise_density: float,

@@ -27,7 +27,7 @@ mod _ul2 {
     #[pymodule_export]
     use super::errors::SentinelOverflowError;
     #[pymodule_export]
-    use super::spans::{PySentinels, apply_mask, noise_mask, plan_span_corruption, prefix_split, span_counts};
+    use super::spans::{PySentinels, _prefix_bounds, apply_mask, noise_mask, plan_span_corruption, prefix_split, span_counts};
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -190,6 +190,14 @@ pub fn prefix_split(
     py(ul2_core::prefix_split(length, r, seed, key))
 }
 
+/// `(lo, hi)`: the inclusive range a prefix-LM split of `length` tokens is drawn from.
+#[pyfunction]
+pub fn _prefix_bounds(length: &Bound<'_, PyAny>, suffix_density: &Bound<'_, PyAny>) -> PyResult<(usize, usize)> {
+    let length = arrays::count(length, "length")?;
+    let r = arrays::real(suffix_density, "suffix_density")?;
+    Ok(ul2_core::prefix_bounds(length, r))
+}
+
 /// `(raw length, targets length)` that fill `inputs_length` exactly (T5's helper, exact).
 #[pyfunction]
 #[pyo3(signature = (inputs_length, noise_density, mean_span_length=None, *, targets_length=None, prompt_length=None, eos=None))]
