@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 import ul2
 from ul2 import cli
-from ul2.plan import _label
 from ul2.sources import ByteTokenizer
 
 pytest.importorskip("click")
@@ -92,7 +91,7 @@ def test_demo_shows_plan_examples_statistics_throughput_and_writes_png(
     code, out, err = run(capsys, "demo", "--samples", "1400", "--png", png)
     assert code == 0, err
     tok = ByteTokenizer()
-    labels = [_label(d) for d in ul2.presets.ul2(prompts=tok.encode).denoisers]
+    labels = [d.label for d in ul2.presets.ul2(prompts=tok.encode).denoisers]
     assert len(labels) == 7
     # The plan table, then exactly one example per denoiser, each with inputs and targets.
     examples = [line for line in out.splitlines() if line.startswith("● ")]
@@ -150,7 +149,7 @@ def test_plan_json_is_the_library_plan(capsys: pytest.CaptureFixture[str]) -> No
     got = json.loads(out)
     assert [
         (r["denoiser"], r["raw_length"], r["inputs_length"], r["targets_length"], r["spans"]) for r in got
-    ] == [(_label(r.denoiser), r.raw_length, r.inputs_length, r.targets_length, r.spans) for r in expected]
+    ] == [(r.denoiser.label, r.raw_length, r.inputs_length, r.targets_length, r.spans) for r in expected]
     assert sum(r["rate"] for r in got) == pytest.approx(1.0)
 
 

@@ -31,7 +31,7 @@ from ._ul2 import SentinelOverflowError, Sentinels, __version__, span_counts
 from .collate import Collator
 from .dataset import DenoisingDataset
 from .denoisers import Mixture, SpanCorruption
-from .plan import Plan, _label, plan
+from .plan import Plan, plan
 
 PRESETS: dict[str, Callable[..., Mixture]] = {
     "t5": lambda prompts=None: presets.t5(),
@@ -188,7 +188,7 @@ def _cap_note(s: Setup, *, always: bool) -> str | None:
             continue
         noise, wanted = span_counts(r.raw_length, d.noise_density, d.mean_span_length)
         if wanted > r.spans:
-            moved.append((_label(d).split(" +")[0], wanted, d.mean_span_length, noise / r.spans))
+            moved.append((d.label.split(" +")[0], wanted, d.mean_span_length, noise / r.spans))
     far = any(new > FAR * mu for _, _, mu, new in moved)
     if not moved or not (always or far):
         return None
@@ -283,7 +283,7 @@ def plan_table(table: Plan, mixture: Mixture, title: str | None = None) -> Any:
     for i, r in enumerate(table):
         t.add_row(
             str(i),
-            _label(r.denoiser),
+            r.denoiser.label,
             f"{rates[i]:.3f}",
             str(r.raw_length),
             str(r.inputs_length),
@@ -354,7 +354,7 @@ def show_example(
     den = ds_view.mixture.denoisers[d]
     lo, hi = ds_view.span(k)
     con.print(
-        f"[bold cyan]● {_label(den)}[/]  sample {k}, raw [{lo}, {hi}) → inputs {len(inputs)}, "
+        f"[bold cyan]● {den.label}[/]  sample {k}, raw [{lo}, {hi}) → inputs {len(inputs)}, "
         f"targets {len(targets)}{extra}"
     )
     con.print("  inputs : ", render_ids(s.tokenizer, inputs, prompt=len(den.prefix), width=width), sep="")
@@ -403,7 +403,7 @@ def cmd_plan(o: Options, as_json: bool) -> None:
             json.dumps(
                 [
                     {
-                        "denoiser": _label(r.denoiser),
+                        "denoiser": r.denoiser.label,
                         "rate": float(rates[i]),
                         "raw_length": r.raw_length,
                         "inputs_length": r.inputs_length,

@@ -40,6 +40,10 @@ def _real(value: object, name: str) -> float:
         raise ValueError(f"{name}={value!r}: too large for a float") from None
 
 
+def _prompted(prefix: tuple[int, ...]) -> str:
+    return f" +{len(prefix)} prompt" if prefix else ""
+
+
 class _Denoiser:
     kind: ClassVar[str]
 
@@ -69,6 +73,13 @@ class SpanCorruption(_Denoiser):
     num_spans: int | None = None
     prefix: tuple[int, ...] = ()
     random_roll: bool = False
+
+    @property
+    def label(self) -> str:
+        """The name tables and messages show: ``SpanCorruption(3, 0.15)``, ``+N prompt`` when prompted."""
+        n = "" if self.num_spans is None else f", n={self.num_spans}"
+        name = f"SpanCorruption({self.mean_span_length:g}, {self.noise_density:g}{n})"
+        return name + _prompted(self.prefix)
 
     def _spec(self, rate: float) -> tuple[str, float, float, int | None, bool, list[int], float]:
         for name in ("mean_span_length", "noise_density"):
@@ -106,6 +117,11 @@ class PrefixLM(_Denoiser):
     suffix_density: float = 0.5
     prefix: tuple[int, ...] = ()
 
+    @property
+    def label(self) -> str:
+        """The name tables and messages show: ``PrefixLM(0.25)``, ``+N prompt`` when prompted."""
+        return f"PrefixLM({self.suffix_density:g})" + _prompted(self.prefix)
+
     def _spec(self, rate: float) -> tuple[str, float, float, int | None, bool, list[int], float]:
         if isinstance(self.suffix_density, bool) or not isinstance(self.suffix_density, numbers.Real):
             raise TypeError(f"suffix_density={self.suffix_density!r}: must be a number")
@@ -125,6 +141,11 @@ class CausalLM(_Denoiser):
     """Plain next-token prediction: the whole row is the target; inputs hold only the prompt."""
 
     prefix: tuple[int, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """The name tables and messages show: ``CausalLM()``, ``+N prompt`` when prompted."""
+        return "CausalLM()" + _prompted(self.prefix)
 
     def _spec(self, rate: float) -> tuple[str, float, float, int | None, bool, list[int], float]:
         return ("causal", 0.0, 0.0, None, False, list(self.prefix), rate)

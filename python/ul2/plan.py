@@ -41,7 +41,7 @@ class Plan(Sequence[PlanRow]):
         head = ("denoiser", "raw", "inputs", "targets", "spans", "sentinels")
         body = [
             (
-                _label(r.denoiser),
+                r.denoiser.label,
                 str(r.raw_length),
                 str(r.inputs_length),
                 str(r.targets_length),
@@ -58,19 +58,6 @@ class Plan(Sequence[PlanRow]):
             for row in [head, *body]
         ]
         return "\n".join(lines)
-
-
-def _label(d: Denoiser) -> str:
-    from .denoisers import CausalLM, PrefixLM, SpanCorruption
-
-    if isinstance(d, SpanCorruption):
-        n = "" if d.num_spans is None else f", n={d.num_spans}"
-        s = f"SpanCorruption({d.mean_span_length:g}, {d.noise_density:g}{n})"
-    elif isinstance(d, PrefixLM):
-        s = f"PrefixLM({d.suffix_density:g})"
-    elif isinstance(d, CausalLM):
-        s = "CausalLM()"
-    return s + (f" +{len(d.prefix)} prompt" if d.prefix else "")
 
 
 def plan(
@@ -97,6 +84,6 @@ def plan(
             (r,) = _ul2._plan([spec], sentinels, inputs_length, targets_length, sequence_length, eos)
         except ValueError as e:
             # Same exception type, now saying which denoiser of the mixture cannot be planned.
-            raise type(e)(f"mixture[{i}] {_label(d)}: {e}") from None
+            raise type(e)(f"mixture[{i}] {d.label}: {e}") from None
         rows.append(PlanRow(d, *r))
     return Plan(rows)

@@ -42,7 +42,6 @@ import numpy.typing as npt
 
 from ._ul2 import __version__
 from .dataset import DenoisingDataset
-from .plan import _label
 
 MANIFEST = "manifest.json"
 PROGRESS = "progress.jsonl"
@@ -140,7 +139,7 @@ def _plan_rows(ds: DenoisingDataset) -> list[dict[str, Any]]:
     total = sum(rates)
     return [
         {
-            "denoiser": _label(r.denoiser),
+            "denoiser": r.denoiser.label,
             "rate": rates[i] / total,
             "raw_length": r.raw_length,
             "inputs_length": r.inputs_length,

@@ -39,7 +39,7 @@ import numpy.typing as npt
 from . import _ul2
 from .dataset import DenoisingDataset
 from .denoisers import CausalLM, Denoiser, Mixture, PrefixLM, SpanCorruption, as_mixture
-from .plan import _label, plan
+from .plan import plan
 
 MIN_EXPECTED = 5.0
 LAWS = (
@@ -451,7 +451,7 @@ def measure(
     rates = np.array(m.rates, dtype=np.float64)
     probs = rates / rates.sum()
     stats = [
-        DenoiserStats(i, d, _label(d), float(probs[i]), 0, int(ds.raw_lengths[i]))
+        DenoiserStats(i, d, d.label, float(probs[i]), 0, int(ds.raw_lengths[i]))
         for i, d in enumerate(m.denoisers)
     ]
     noise_lengths: list[list[npt.NDArray[np.int64]]] = [[] for _ in stats]
