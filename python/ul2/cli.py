@@ -298,7 +298,7 @@ def stats_table(st: Any, title: str | None = None) -> Any:
     from rich.markup import escape
     from rich.table import Table
 
-    from .stats import LAWS, _p
+    from .stats import LAWS, format_pvalue
 
     t = Table(
         title=title,
@@ -313,7 +313,7 @@ def stats_table(st: Any, title: str | None = None) -> Any:
     for name in ("statistic", "empirical", "expected", "p-value"):
         t.add_column(name, justify="right" if name == "p-value" else "left")
     for i, r in enumerate(rows):
-        p = _p(r.pvalue)
+        p = format_pvalue(r.pvalue)
         style = (
             "" if r.pvalue is None or math.isnan(r.pvalue) else ("bold red" if r.pvalue < 1e-3 else "green")
         )

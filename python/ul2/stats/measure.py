@@ -1,182 +1,22 @@
-"""Empirical vs exact statistics of a mixture's examples, with goodness-of-fit p-values.
-
-``measure(mixture, sentinels=..., inputs_length=...)`` denoises ``samples`` examples of a token
-stream (a synthetic one by default, or yours) with ``DenoisingDataset``, reads every example's
-spans back out of its inputs and targets, and sets them against the exact laws:
-
-- span corruption at raw length ``L``: exactly ``N`` noise tokens in ``n`` spans, where
-  ``(N, n) = span_counts(L, r, mu)`` (``n`` from the plan, so ``num_spans`` and
-  ``on_overflow="cap"`` count); noise span lengths follow the uniform-composition law
-  ``P(len = j) = C(N-j-1, n-2) / C(N-1, n-1)``, non-noise spans the same law for ``L - N``;
-- prefix LM: the split ``k`` (inputs without prompt and EOS) is uniform on ``[lo, L-1]`` with
-  ``lo = min(L-1, max(1, round_f32((1 - 2 r)(L-1))))``;
-- causal LM: inputs hold only the prompt, targets all ``L`` tokens;
-- denoiser ``i`` is drawn with probability ``rate_i / sum(rates)``.
-
-Goodness of fit is Pearson's chi-square, with neighbouring bins pooled until each expects at
-least 5 observations; the p-value comes from ``scipy.stats.chi2.sf`` when SciPy is installed,
-else from the regularized upper incomplete gamma function computed here (series and continued
-fraction, Numerical Recipes' ``gammq``; agrees with SciPy to ~1e-12). An observation outside the
-law's support gives p = 0. Spans of one example are not independent (their lengths sum to
-``N``); this makes the pooled test on all spans conservative (p-values too high, never too low).
-Random-roll denoisers get counts but no span-length test (a span cut by the wrap changes the law).
-
-NumPy only; ``plot`` imports matplotlib when called.
-"""
+"""``measure``: denoise examples of a token stream and set what they contain against the exact
+laws, per denoiser; ``MixtureStats`` holds the result and its table."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from math import comb
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from . import _ul2
-from .dataset import DenoisingDataset
-from .denoisers import CausalLM, Denoiser, Mixture, PrefixLM, SpanCorruption, as_mixture
-from .plan import plan
-
-MIN_EXPECTED = 5.0
-LAWS = (
-    "span-length law: P(len = j) = C(N-j-1, n-2) / C(N-1, n-1) for N tokens in n spans (a uniform "
-    "composition; non-noise spans likewise); prefix law: uniform on [lo, L-1]; "
-    "p-values: chi-square goodness of fit"
-)
-
-
-# --- Exact laws ----------------------------------------------------------------------------
-
-
-def composition_pmf(total: int, parts: int) -> npt.NDArray[np.float64]:
-    """``pmf[j]`` = P(a part has length ``j``) when ``total`` tokens are split into ``parts``
-    positive parts uniformly at random: ``C(total-j-1, parts-2) / C(total-1, parts-1)``."""
-    pmf = np.zeros(total + 1)
-    if parts <= 0 or total < parts:
-        return pmf
-    if parts == 1:
-        pmf[total] = 1.0
-        return pmf
-    denom = comb(total - 1, parts - 1)
-    for j in range(1, total - parts + 2):
-        pmf[j] = comb(total - j - 1, parts - 2) / denom
-    return pmf
-
-
-def prefix_bounds(length: int, suffix_density: float) -> tuple[int, int]:
-    """``(lo, hi)`` of T5's prefix-LM split of a row of ``length`` tokens (float32 arithmetic)."""
-    if length <= 1:
-        return (0, 0)
-    hi = length - 1
-    scaled = np.float32(np.float32(1.0) - np.float32(2.0) * np.float32(suffix_density)) * np.float32(hi)
-    lo = max(int(np.rint(scaled)), 0) if np.isfinite(scaled) else 0
-    return (min(hi, max(lo, 1)), hi)
-
-
-# --- Goodness of fit -----------------------------------------------------------------------
-
-
-def _gammaincc(a: float, x: float) -> float:
-    """Regularized upper incomplete gamma Q(a, x)."""
-    if x <= 0:
-        return 1.0
-    log_front = -x + a * math.log(x) - math.lgamma(a)
-    if x < a + 1:  # series for P(a, x)
-        ap, term = a, 1.0 / a
-        total = term
-        for _ in range(100_000):
-            ap += 1
-            term *= x / ap
-            total += term
-            if abs(term) < abs(total) * 1e-16:
-                break
-        return max(0.0, 1.0 - total * math.exp(log_front))
-    tiny = 1e-300  # continued fraction for Q(a, x) (modified Lentz)
-    b = x + 1 - a
-    c, d = 1 / tiny, 1 / b
-    h = d
-    for i in range(1, 100_000):
-        an = -i * (i - a)
-        b += 2
-        d = an * d + b
-        d = tiny if abs(d) < tiny else d
-        c = b + an / c
-        c = tiny if abs(c) < tiny else c
-        d = 1 / d
-        delta = d * c
-        h *= delta
-        if abs(delta - 1) < 1e-16:
-            break
-    return math.exp(log_front) * h
-
-
-def chi2_sf(statistic: float, dof: int) -> tuple[float, str]:
-    """Survival function of the chi-square law, and which implementation gave it."""
-    try:
-        from scipy.stats import chi2  # type: ignore[import-untyped,import-not-found,unused-ignore]
-    except ImportError:
-        return _gammaincc(dof / 2, statistic / 2), "chi-square (built-in gamma)"
-    return float(chi2.sf(statistic, dof)), "chi-square (scipy)"
-
-
-@dataclass(frozen=True)
-class GoodnessOfFit:
-    """Pearson chi-square of observed counts against a law: ``pvalue`` with ``dof`` degrees of
-    freedom over ``bins`` pooled bins. ``method`` says how (``"exact"`` when the law is a single
-    point, ``"outside support"`` when something impossible was observed)."""
-
-    statistic: float
-    dof: int
-    bins: int
-    pvalue: float
-    method: str
-
-
-def chisquare(observed: npt.ArrayLike, probabilities: npt.ArrayLike) -> GoodnessOfFit:
-    """Chi-square goodness of fit of ``observed`` counts to ``probabilities`` (same bins, summing
-    to 1), pooling neighbouring bins until each expects at least 5 observations."""
-    obs = np.asarray(observed, dtype=np.float64)
-    prob = np.asarray(probabilities, dtype=np.float64)
-    if obs.shape != prob.shape:
-        raise ValueError(f"observed: shape {obs.shape} differs from probabilities' {prob.shape}")
-    total = obs.sum()
-    if total <= 0:
-        return GoodnessOfFit(math.nan, 0, 0, math.nan, "no observations")
-    if np.any((prob <= 0) & (obs > 0)):
-        return GoodnessOfFit(math.inf, 0, 0, 0.0, "outside support")
-    exp = prob / prob.sum() * total
-    groups_o: list[float] = []
-    groups_e: list[float] = []
-    o = e = 0.0
-    for ob, ex in zip(obs.tolist(), exp.tolist(), strict=True):
-        o += ob
-        e += ex
-        if e >= MIN_EXPECTED:
-            groups_o.append(o)
-            groups_e.append(e)
-            o = e = 0.0
-    if o > 0 or e > 0:
-        if groups_e:
-            groups_o[-1] += o
-            groups_e[-1] += e
-        else:
-            groups_o.append(o)
-            groups_e.append(e)
-    if len(groups_e) < 2:
-        # One bin: the law is (nearly) a single point; it fits iff nothing fell elsewhere.
-        return GoodnessOfFit(0.0, 0, len(groups_e), 1.0, "exact")
-    go, ge = np.array(groups_o), np.array(groups_e)
-    stat = float(((go - ge) ** 2 / ge).sum())
-    dof = len(go) - 1
-    p, method = chi2_sf(stat, dof)
-    return GoodnessOfFit(stat, dof, len(go), p, method)
-
-
-# --- Measuring ------------------------------------------------------------------------------
+from .. import _ul2
+from ..dataset import DenoisingDataset
+from ..denoisers import CausalLM, Denoiser, Mixture, PrefixLM, SpanCorruption, as_mixture
+from ..plan import plan
+from .fit import GoodnessOfFit, chisquare, fit, format_pvalue
+from .laws import LAWS, composition_pmf, prefix_bounds
 
 
 @dataclass
@@ -319,7 +159,9 @@ class MixtureStats:
 
     def __str__(self) -> str:
         head = ("denoiser", "statistic", "empirical", "expected", "p-value")
-        body = [(r.denoiser, r.statistic, r.empirical, r.expected, _p(r.pvalue)) for r in self.rows()]
+        body = [
+            (r.denoiser, r.statistic, r.empirical, r.expected, format_pvalue(r.pvalue)) for r in self.rows()
+        ]
         widths = [max(len(x[i]) for x in [head, *body]) for i in range(len(head))]
         lines = [
             "  ".join(
@@ -349,31 +191,12 @@ def _f(x: float | None, digits: int = 4) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
 
-def _p(p: float | None) -> str:
-    if p is None:
-        return ""
-    if math.isnan(p):
-        return "n/a"
-    return f"{p:.3f}" if p >= 1e-3 else f"{p:.1e}"
-
-
-def _bins(fit: GoodnessOfFit) -> str:
-    if fit.method == "exact":
+def _bins(result: GoodnessOfFit) -> str:
+    if result.method == "exact":
         return "all one value"
-    if fit.method == "outside support":
+    if result.method == "outside support":
         return "values outside the support"
-    return f"chi2={fit.statistic:.1f}, {fit.dof} dof"
-
-
-def _split(out: dict[str, npt.NDArray[Any]], fmt: str, i: int) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
-    """(inputs, targets) of row ``i`` of an unpacked "hf" or "decoder" batch."""
-    if fmt == "hf":
-        n_in = int(out["attention_mask"][i].sum())
-        n_t = int(out["decoder_attention_mask"][i].sum())
-        return out["input_ids"][i, :n_in], out["labels"][i, :n_t]
-    p = int(out["prefix_lengths"][i])
-    total = int(out["attention_mask"][i].sum())
-    return out["input_ids"][i, :p], out["input_ids"][i, p:total]
+    return f"chi2={result.statistic:.1f}, {result.dof} dof"
 
 
 def _runs(is_sentinel: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
@@ -413,6 +236,9 @@ def measure(
     """Denoise ``samples`` consecutive examples of ``tokens`` (default: synthetic uniform ids)
     under ``mixture`` and the budget, and compare what they contain with the exact laws.
     ``source`` names the tokens in the report."""
+    # Here, not at the top: ul2.testing imports ul2.stats (prefix_bounds).
+    from ..testing import rows
+
     m = as_mixture(mixture)
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise ValueError(f"samples={samples!r}: must be an int >= 1")
@@ -466,6 +292,7 @@ def measure(
         keys = np.arange(start, min(n, start + 4096))
         out = ds.batch(keys)
         which = out["denoiser"]
+        examples = rows(ds, out)
         for i, key in enumerate(keys.tolist()):
             d = int(which[i])
             counts[d] += 1
@@ -474,7 +301,7 @@ def measure(
             if hi - lo != st.raw_length:
                 st.mismatches.append(f"example {key}: raw length {hi - lo}, planned {st.raw_length}")
                 continue
-            inputs, targets = _split(out, fmt, i)
+            inputs, targets = examples[i]
             den = st.denoiser
             core_in = inputs[len(den.prefix) : len(inputs) - eos]
             core_t = targets[: len(targets) - eos]
@@ -520,10 +347,10 @@ def measure(
             st.span_length_counts = np.bincount(lengths, minlength=N + 1).astype(np.int64)
             st.span_length_pmf = composition_pmf(N, row.spans)
             if not den.random_roll:
-                st.span_length_fit = _fit(st.span_length_counts, st.span_length_pmf)
+                st.span_length_fit = fit(st.span_length_counts, st.span_length_pmf)
                 clean_all = np.concatenate(clean_lengths[d])
                 cpmf = composition_pmf(L - N, row.spans)
-                st.nonnoise_length_fit = _fit(np.bincount(clean_all, minlength=L - N + 1), cpmf)
+                st.nonnoise_length_fit = fit(np.bincount(clean_all, minlength=L - N + 1), cpmf)
         elif isinstance(den, (PrefixLM, CausalLM)):
             lo_hi = prefix_bounds(L, den.suffix_density) if isinstance(den, PrefixLM) else (0, 0)
             st.prefix_bounds = lo_hi
@@ -533,7 +360,7 @@ def measure(
             st.prefix_counts = np.bincount(ks, minlength=L + 1).astype(np.int64)
             law = np.zeros(max(L + 1, len(st.prefix_counts)))
             law[lo_hi[0] : lo_hi[1] + 1] = 1.0
-            st.prefix_fit = _fit(st.prefix_counts, law[: len(st.prefix_counts)])
+            st.prefix_fit = fit(st.prefix_counts, law[: len(st.prefix_counts)])
     return MixtureStats(
         mixture=m,
         budget={
@@ -548,95 +375,3 @@ def measure(
         denoiser_counts=counts,
         rates_fit=chisquare(counts, probs),
     )
-
-
-def _fit(counts: npt.ArrayLike, pmf: npt.ArrayLike) -> GoodnessOfFit:
-    c = np.asarray(counts, dtype=np.float64)
-    p = np.asarray(pmf, dtype=np.float64)
-    size = max(len(c), len(p))
-    c = np.pad(c, (0, size - len(c)))
-    p = np.pad(p, (0, size - len(p)))
-    return chisquare(c, p)
-
-
-# --- Plot -----------------------------------------------------------------------------------
-
-
-def plot(stats: MixtureStats, path: str | Path, *, title: str | None = None) -> bool:
-    """Write a PNG: per span denoiser, the span-length histogram against the exact law; per
-    prefix LM, the split histogram against the uniform law; and the denoiser rates. Returns
-    ``False`` (writing nothing) when matplotlib is not installed."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    panels = [d for d in stats.denoisers if d.span_length_counts is not None or d.prefix_counts is not None]
-    n = len(panels) + 1
-    cols = min(4, n)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
-    flat = axes.ravel()
-    for ax, d in zip(flat, panels, strict=False):
-        if d.span_length_counts is not None and d.span_length_pmf is not None:
-            counts, pmf, fit = d.span_length_counts, d.span_length_pmf, d.span_length_fit
-            total = counts.sum()
-            support = np.flatnonzero((pmf * total >= 0.5) | (counts > 0))
-            support = support[support > 0]
-            lo = int(support.min()) if support.size else 1
-            hi = int(support.max()) if support.size else 1
-            xs = np.arange(lo, hi + 1)
-            freq = counts[lo : hi + 1] / max(total, 1)
-            step = max(1, math.ceil((hi - lo + 1) / 60))  # wide laws: bars of `step` lengths
-            starts = np.arange(0, len(xs), step)
-            heights = np.add.reduceat(freq, starts) / step  # per-length height, comparable with the pmf
-            ax.bar(
-                xs[starts] - 0.5,
-                heights,
-                width=step,
-                align="edge",
-                color="tab:blue",
-                alpha=0.6,
-                label="observed",
-            )
-            if lo == hi:
-                ax.plot([lo, lo], [0, pmf[lo]], color="tab:red", lw=1.5, label="exact law")
-                ax.set_xlim(lo - 5, hi + 5)
-            else:
-                ax.plot(xs, pmf[lo : hi + 1], color="tab:red", lw=1.5, label="exact law")
-            ax.set_xlabel("noise span length")
-        else:
-            assert d.prefix_counts is not None and d.prefix_bounds is not None
-            counts, fit = d.prefix_counts, d.prefix_fit
-            lo, hi = d.prefix_bounds
-            total = counts.sum()
-            bins = max(1, min(40, hi - lo + 1))
-            edges = np.linspace(lo, hi + 1, bins + 1)
-            ks = np.repeat(np.arange(len(counts)), counts)
-            ax.hist(ks, bins=edges, color="tab:green", alpha=0.6, label="observed")
-            ax.hlines(total / bins, lo, hi + 1, color="tab:red", lw=1.5, label="uniform law")
-            ax.set_xlabel("prefix length k")
-        p = "" if fit is None else f", p={_p(fit.pvalue)}"
-        ax.set_title(f"{d.label}\n{d.samples} examples{p}", fontsize=9)
-        ax.legend(fontsize=7)
-    ax = flat[len(panels)]
-    idx = np.arange(len(stats.denoisers))
-    ax.bar(idx - 0.2, stats.denoiser_counts / max(stats.samples, 1), width=0.4, label="observed")
-    ax.bar(idx + 0.2, [d.rate for d in stats.denoisers], width=0.4, label="rate / sum", color="tab:red")
-    ax.set_xticks(idx, [str(i) for i in idx])
-    ax.set_xlabel("denoiser (mixture index)")
-    ax.set_title(f"denoiser shares, p={_p(stats.rates_fit.pvalue)}", fontsize=9)
-    top = max(
-        float(stats.denoiser_counts.max()) / max(stats.samples, 1), max(d.rate for d in stats.denoisers)
-    )
-    ax.set_ylim(0, top * 1.35)
-    ax.legend(fontsize=7, ncol=2, loc="upper center")
-    for ax in flat[n:]:
-        ax.axis("off")
-    fig.suptitle(title or f"ul2: {stats.samples} examples vs the exact laws", fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return True
