@@ -28,11 +28,21 @@ Checkers raise ``AssertionError`` with what differs; they need only NumPy:
 - ``check_batch(ds, keys)``: every row of ``ds.batch(keys)`` ("hf" or "decoder" format,
   unpacked) against the raw slice it came from, plus the format's padding conventions;
 - ``check_accounting(ds)``: samples tile the stream: tokens used + tail == stream length.
+
+Bad inputs: ``BadInputs`` collects calls that must fail, each with the exception type and the
+substrings (the argument's name, the value) that ul2's error convention puts in its message::
+
+    BAD = testing.BadInputs()
+    BAD.add("noise_density=nan", lambda: ul2.span_counts(100, math.nan), ValueError, "noise_density")
+
+    @pytest.mark.parametrize("case", BAD, ids=str)
+    def test_bad_input(case):
+        case.check()
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +54,62 @@ from .dataset import DenoisingDataset
 from .denoisers import CausalLM, Denoiser, Mixture, PrefixLM, SpanCorruption
 from .plan import Plan, plan
 from .stats import prefix_bounds
+
+# --- Bad inputs ------------------------------------------------------------------------------
+
+# Only these may escape a bad input: a PanicException (a BaseException), a RuntimeError from a
+# broken invariant, a bare OverflowError or a KeyError is a bug in ul2.
+ERRORS = (TypeError, ValueError, IndexError)
+
+ExceptionTypes = type[BaseException] | tuple[type[BaseException], ...]
+
+
+@dataclass(frozen=True)
+class BadInput:
+    """A call that must raise ``exc`` (one of ``ERRORS``) with each of ``needles`` in its message."""
+
+    id: str
+    call: Callable[[], object]
+    exc: ExceptionTypes
+    needles: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return self.id
+
+    def check(self) -> BaseException:
+        """Run the call; raise ``AssertionError`` saying what happened instead."""
+        try:
+            self.call()
+        except BaseException as e:
+            if not isinstance(e, ERRORS) or not isinstance(e, self.exc):
+                raise AssertionError(f"{self.id}: expected {self.exc}, got {type(e).__name__}: {e}") from e
+            missing = [n for n in self.needles if n not in str(e)]
+            if missing:
+                raise AssertionError(f"{self.id}: {missing} not in message: {str(e)!r}") from e
+            return e
+        raise AssertionError(f"{self.id}: no error")
+
+
+class BadInputs(Collection[BadInput]):
+    """An ordered set of ``BadInput`` cases; ids are unique (a repeated id is refused at once)."""
+
+    def __init__(self) -> None:
+        self._cases: dict[str, BadInput] = {}
+
+    def add(self, id: str, call: Callable[[], object], exc: ExceptionTypes, *needles: str) -> None:
+        if id in self._cases:
+            raise ValueError(f"id={id!r}: already a case")
+        self._cases[id] = BadInput(id, call, exc, needles)
+
+    def __iter__(self) -> Iterator[BadInput]:
+        return iter(self._cases.values())
+
+    def __len__(self) -> int:
+        return len(self._cases)
+
+    def __contains__(self, case: object) -> bool:
+        return isinstance(case, BadInput) and self._cases.get(case.id) == case
+
 
 # --- Invariant checkers ---------------------------------------------------------------------
 
@@ -173,8 +239,8 @@ def check_example(
 
 def _stream(ds: DenoisingDataset) -> npt.NDArray[Any]:
     tokens = np.asarray(ds.tokens)
-    sep: int | None = ds._args.get("separator_id")
-    offsets = ds._args.get("doc_offsets")
+    sep: int | None = ds.separator_id
+    offsets = ds.doc_offsets
     if sep is None or offsets is None or ds.documents != "concat":
         return tokens
     starts = np.asarray(offsets, dtype=np.int64)
