@@ -1,9 +1,11 @@
 """``ul2.Collator`` end to end (SPEC §1 batch transform, §5 output formats, §6 determinism):
 names, shapes, dtypes, padding relations, input kinds, keys, prompts, zero-copy outputs,
-read-only / memmap inputs, and determinism across batch splits, thread counts and processes."""
+read-only / memmap inputs, determinism across batch splits and processes (thread counts are in
+test_robustness.py), and the constructor's and the call's bad inputs next to the accepted edges."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import subprocess
 import sys
@@ -14,6 +16,7 @@ import pytest
 import ul2
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from ul2 import testing
 
 VOCAB = 32100
 EOS, PAD = 1, 0
@@ -33,7 +36,8 @@ def sentinels() -> ul2.Sentinels:
 
 def make(mixture=None, **kw) -> ul2.Collator:
     kw.setdefault("sentinels", sentinels())
-    kw.setdefault("inputs_length", 512)
+    if "sequence_length" not in kw:
+        kw.setdefault("inputs_length", 512)
     return ul2.Collator(ul2.presets.t5() if mixture is None else mixture, **kw)
 
 
@@ -44,27 +48,6 @@ def random_rows(b: int, length: int, seed: int = 0, dtype=np.int32, high: int = 
 
 def lengths_of(mask: np.ndarray) -> np.ndarray:
     return mask.sum(axis=1)
-
-
-def reconstruct(inputs: list[int], targets: list[int], sentinel_ids: np.ndarray) -> list[int]:
-    """Replace each sentinel of ``inputs`` by the target tokens that follow it (reference §9.6)."""
-    sset = set(sentinel_ids.tolist())
-    blocks: dict[int, list[int]] = {}
-    current = None
-    for t in targets:
-        if t in sset:
-            current = t
-            assert t not in blocks, f"sentinel {t} appears twice in the targets"
-            blocks[t] = []
-        else:
-            assert current is not None, f"targets {targets} start with a raw token, not a sentinel"
-            blocks[current].append(t)
-    out: list[int] = []
-    for t in inputs:
-        out.extend(blocks.pop(t) if t in sset else [t])
-    # A trailing extra sentinel (mask ending with non-noise) has an empty block.
-    assert all(not v for v in blocks.values()), f"target blocks without an input sentinel: {blocks}"
-    return out
 
 
 def check_hf_relations(out: dict[str, np.ndarray], *, eos_id: int | None = EOS, pad_id: int = PAD) -> None:
@@ -149,7 +132,7 @@ def test_hf_relations_on_ragged_rows():
     s = sentinels()
     for i, row in enumerate(rows):
         inputs, targets = row_parts(out, i)
-        assert reconstruct(inputs, targets, s.ids) == row.tolist(), i
+        assert testing.reconstruct(inputs, targets, s.ids).tolist() == row.tolist(), i
 
 
 def test_collator_row_is_the_primitives_composition():
@@ -445,7 +428,7 @@ def test_mixture_with_prompts_each_row_starts_with_a_prompt():
         if matches[0] == "[S2S]":  # prefix LM: inputs ++ targets is the row, no sentinels
             assert body + targets == rows[i].tolist()
         else:
-            assert reconstruct(body, targets, s.ids) == rows[i].tolist()
+            assert testing.reconstruct(body, targets, s.ids).tolist() == rows[i].tolist()
     assert seen == set(prompts)
 
 
@@ -455,7 +438,7 @@ def test_short_row_works():
     check_hf_relations(out)
     inputs, targets = row_parts(out, 0)
     assert inputs[-1] in set(sentinels().ids.tolist())
-    assert reconstruct(inputs, targets, sentinels().ids) == row.tolist()
+    assert testing.reconstruct(inputs, targets, sentinels().ids).tolist() == row.tolist()
     assert out["attention_mask"].sum() < 12
 
 
@@ -642,22 +625,6 @@ def test_same_keys_same_outputs_across_batch_splits():
         np.testing.assert_array_equal(whole[name], again[name])
 
 
-def test_same_outputs_across_thread_counts():
-    rows = mixed_rows(300, 19)
-    keys = np.arange(300)
-    results = []
-    try:
-        for n in (1, 2, 3):
-            ul2.set_num_threads(n)
-            assert ul2.get_num_threads() == n
-            results.append(mixed_collator(seed=4)(rows, keys=keys))
-    finally:
-        ul2.set_num_threads(None)
-    for r in results[1:]:
-        for name in HF_NAMES:
-            np.testing.assert_array_equal(results[0][name], r[name], err_msg=name)
-
-
 def test_different_seeds_give_different_outputs():
     rows = random_rows(8, 568, seed=20)
     a = make(seed=0)(rows, keys=np.arange(8))
@@ -754,4 +721,348 @@ def test_relations_property(lengths, in_dtype, out_dtype, seed, key0, data):
     ids = sentinels().ids
     for i, row in enumerate(rows):
         inputs, targets = row_parts(out, i)
-        assert reconstruct(inputs, targets, ids) == row.tolist()
+        assert testing.reconstruct(inputs, targets, ids).tolist() == row.tolist()
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad inputs (SPEC §8.7), and the accepted edges next to them
+# ---------------------------------------------------------------------------------------------
+
+S = sentinels()
+NO_VOCAB = ul2.Sentinels.from_ids(list(range(1000, 1100)))  # no vocab_size: ids only bounded by the dtype
+T5 = ul2.presets.t5()
+GOOD_ROWS = np.arange(2, 570, dtype=np.int32).reshape(1, 568)
+LONG_ROW = np.arange(2, 20_002, dtype=np.int32)  # ordinary ids: never pad, EOS or a sentinel
+
+
+def call(rows, keys=None, **kw):
+    return make(**kw)(rows, keys)
+
+
+BAD = testing.BadInputs()
+add = BAD.add
+
+
+# ---- Collator constructor ------------------------------------------------------------------
+add("Collator-inputs_length=1", lambda: make(inputs_length=1), ValueError, "inputs_length")
+add("Collator-inputs_length=0", lambda: make(inputs_length=0), ValueError, "inputs_length")
+add("Collator-inputs_length=-1", lambda: make(inputs_length=-1), ValueError, "inputs_length")
+add("Collator-inputs_length=None", lambda: make(inputs_length=None), ValueError, "inputs_length")
+add("Collator-inputs_length=float", lambda: make(inputs_length=512.0), TypeError, "inputs_length")
+add("Collator-targets_length=1", lambda: make(targets_length=1), ValueError, "targets_length")
+add("Collator-targets_length=-1", lambda: make(targets_length=-1), ValueError, "targets_length")
+add("Collator-format=tf", lambda: make(format="tf"), ValueError, "format")
+add("Collator-format=HF-case", lambda: make(format="HF "), ValueError, "format")
+add("Collator-format=int", lambda: make(format=1), TypeError, "format")
+for dt in [np.float32, np.int16, np.uint32, np.uint64, "bogus", bool, object]:
+    add(f"Collator-dtype={dt}", lambda dt=dt: make(dtype=dt), TypeError, "dtype")
+add("Collator-sentinels=str", lambda: make(sentinels="S"), TypeError, "sentinels")
+add("Collator-sentinels=None", lambda: make(sentinels=None), TypeError, "sentinels")
+add("Collator-eos_id=-1", lambda: make(eos_id=-1), ValueError, "eos_id")
+add("Collator-eos_id=float", lambda: make(eos_id=1.0), TypeError, "eos_id")
+add("Collator-eos_id>int32", lambda: make(eos_id=2**31), ValueError, "eos_id")
+add("Collator-pad_id=-1", lambda: make(pad_id=-1), ValueError, "pad_id")
+add("Collator-pad_id>int32", lambda: make(pad_id=2**31), ValueError, "pad_id")
+add("Collator-seed=-1", lambda: make(seed=-1), ValueError, "seed")
+add("Collator-seed=2**64", lambda: make(seed=2**64), ValueError, "seed")
+add("Collator-seed=float", lambda: make(seed=0.0), TypeError, "seed")
+add("Collator-seed=None", lambda: make(seed=None), TypeError, "seed")
+add("Collator-mixture=str", lambda: make(mixture="t5"), TypeError, "mixture")
+add("Collator-mixture=empty", lambda: make(mixture=[]), ValueError, "mixture")
+add("Collator-sentinels>int32", lambda: make(sentinels=ul2.Sentinels.t5(2**32)), ValueError, "sentinels")
+add(
+    "Collator-overflow",
+    lambda: make(mixture=ul2.presets.ul2()),
+    ul2.SentinelOverflowError,
+    "sentinels",
+    "100",
+    "noise spans",
+)
+add(
+    "Collator-overflow-few-sentinels",
+    lambda: make(sentinels=ul2.Sentinels.t5(VOCAB, 10)),
+    ul2.SentinelOverflowError,
+    "sentinels",
+    "10",
+    "28",
+)
+add(
+    "Collator-r>.5-small-mu",
+    lambda: make(mixture=[(ul2.SpanCorruption(1.0, 0.9), 1.0)]),
+    ValueError,
+    "noise_density",
+)
+
+# ---- Collator call -------------------------------------------------------------------------
+for dt in [
+    np.float64,
+    np.float32,
+    np.float16,
+    np.bool_,
+    object,
+    np.int8,
+    np.uint64,
+    np.int16,
+    np.uint8,
+    np.complex64,
+]:
+    add(
+        f"call-rows-dtype={np.dtype(dt)}",
+        lambda dt=dt: call(GOOD_ROWS.astype(dt)),
+        TypeError,
+        "rows",
+        "dtype",
+    )
+    add(
+        f"call-ragged-dtype={np.dtype(dt)}",
+        lambda dt=dt: call([GOOD_ROWS[0, :100].astype(dt)]),
+        TypeError,
+        "rows",
+    )
+add("call-rows-0d", lambda: call(np.array(5, np.int32)), ValueError, "rows")
+add("call-rows-1d", lambda: call(GOOD_ROWS[0]), ValueError, "rows")
+add("call-rows-3d", lambda: call(GOOD_ROWS.reshape(1, 1, 568)), ValueError, "rows")
+add("call-ragged-2d-item", lambda: call([GOOD_ROWS]), ValueError, "rows")
+add("call-ragged-0d-item", lambda: call([np.array(5, np.int32)]), ValueError, "rows")
+add("call-rows-str", lambda: call("tokens"), TypeError, "rows")
+add("call-rows-None", lambda: call(None), TypeError, "rows")
+add("call-rows-dict", lambda: call({"input_ids": GOOD_ROWS}), TypeError, "rows")
+add("call-rows-negative", lambda: call(np.where(GOOD_ROWS == 50, -7, GOOD_ROWS)), ValueError, "rows", "-7")
+add(
+    "call-rows-negative-ragged",
+    lambda: call([GOOD_ROWS[0, :9], np.array([3, -1], np.int64)]),
+    (TypeError, ValueError),
+    "rows",
+)
+add(
+    "call-rows-negative-int64",
+    lambda: call(np.where(GOOD_ROWS == 50, -7, GOOD_ROWS).astype(np.int64)),
+    ValueError,
+    "rows",
+    "-7",
+)
+add(
+    "call-rows>=vocab",
+    lambda: call(np.where(GOOD_ROWS == 50, VOCAB, GOOD_ROWS)),
+    ValueError,
+    "rows",
+    str(VOCAB),
+)
+add(
+    "call-rows-int64-2**31-int32-out",
+    lambda: call(np.where(GOOD_ROWS == 50, 2**31, GOOD_ROWS.astype(np.int64)), sentinels=NO_VOCAB),
+    ValueError,
+    "rows",
+    "token 2147483648",
+)
+add(
+    "call-rows-uint32-2**32-1-int32-out",
+    lambda: call(
+        np.where(GOOD_ROWS == 50, 2**32 - 1, GOOD_ROWS.astype(np.uint32)).astype(np.uint32),
+        sentinels=NO_VOCAB,
+    ),
+    ValueError,
+    "rows",
+    "token 4294967295",
+)
+add("call-rows-empty-2d", lambda: call(np.zeros((0, 568), np.int32)), ValueError, "rows")
+add("call-rows-empty-0x0", lambda: call(np.zeros((0, 0), np.int32)), ValueError, "rows")
+add("call-rows-empty-list", lambda: call([]), ValueError, "rows")
+add("call-rows-empty-tuple", lambda: call(()), ValueError, "rows")
+add(
+    "call-ragged-mixed-dtypes",
+    lambda: call([GOOD_ROWS[0, :50], GOOD_ROWS[0, :50].astype(np.int64)]),
+    TypeError,
+    "rows[1]",
+)
+add(
+    "call-ragged-mixed-dtypes-later",
+    lambda: call([GOOD_ROWS[0, :5], GOOD_ROWS[0, :5], GOOD_ROWS[0, :5].astype(np.uint16)]),
+    TypeError,
+    "rows[2]",
+)
+add("call-keys-too-few", lambda: call(np.vstack([GOOD_ROWS] * 3), keys=[0, 1]), ValueError, "keys")
+add("call-keys-too-many", lambda: call(GOOD_ROWS, keys=[0, 1]), ValueError, "keys")
+add("call-keys-negative", lambda: call(np.vstack([GOOD_ROWS] * 2), keys=[0, -1]), ValueError, "keys")
+add("call-keys-negative-ndarray", lambda: call(GOOD_ROWS, keys=np.array([-5], np.int32)), ValueError, "keys")
+add("call-keys-float", lambda: call(GOOD_ROWS, keys=[0.5]), TypeError, "keys")
+add("call-keys-bool", lambda: call(GOOD_ROWS, keys=[True]), TypeError, "keys")
+add("call-keys-2d", lambda: call(GOOD_ROWS, keys=[[0]]), ValueError, "keys")
+add("call-keys-str", lambda: call(GOOD_ROWS, keys="0"), TypeError, "keys")
+add(
+    "call-row-too-long",
+    lambda: call([GOOD_ROWS[0], np.arange(2, 700, dtype=np.int32)]),
+    ValueError,
+    "rows[1]",
+    "raw_length=568",
+)
+add(
+    "call-row-too-long-dense",
+    lambda: call(np.arange(2, 2 + 2 * 569, dtype=np.int32).reshape(2, 569)),
+    ValueError,
+    "rows[0]",
+    "raw_length=568",
+)
+add(
+    "call-row-too-long-targets",  # targets_length explicitly smaller than some rows need
+    lambda: call([np.arange(2, 300, dtype=np.int32), np.arange(2, 570, dtype=np.int32)], targets_length=100),
+    ValueError,
+    "rows[1]",
+    "raw_length=496",  # the plan's raw length under targets_length=100
+)
+add(
+    "call-collision",
+    lambda: call(np.where(GOOD_ROWS == 50, VOCAB - 3, GOOD_ROWS)),
+    ValueError,
+    "rows",
+    str(VOCAB - 3),
+)
+add(
+    "call-collision-ragged",
+    lambda: call([GOOD_ROWS[0, :10], np.array([5, VOCAB - 1], np.int32)]),
+    ValueError,
+    "rows[1]",
+)
+
+# ---- Collator: decoder-only, packing and ragged-row edges ----------------------------------------
+for v in (0, 1, -1):
+    add(
+        f"Collator-sequence_length={v}",
+        lambda v=v: make(sequence_length=v),
+        ValueError,
+        "sequence_length",
+    )
+add("Collator-sequence_length=float", lambda: make(sequence_length=1.5e3), TypeError, "sequence_length")
+add(
+    "Collator-both-budgets",
+    lambda: make(inputs_length=512, sequence_length=1024),
+    ValueError,
+    "sequence_length",
+)
+add(
+    "Collator-format=hf-decoder-budget",
+    lambda: make(sequence_length=512, format="hf"),
+    ValueError,
+    "format",
+)
+add("Collator-format=decoder-enc-budget", lambda: make(format="decoder"), ValueError, "format")
+add("Collator-pack=int", lambda: make(pack=1), TypeError, "pack")
+add("Collator-pack=str", lambda: make(pack="True"), TypeError, "pack")
+add(
+    "Collator-bidirectional_mask=None",
+    lambda: make(bidirectional_mask=None),
+    TypeError,
+    "bidirectional_mask",
+)
+add(
+    "Collator-decoder-overflow",
+    lambda: make(mixture=ul2.presets.ul2(), sequence_length=1024),
+    ul2.SentinelOverflowError,
+    "sentinels",
+)
+add("call-ragged-None-item", lambda: make()([LONG_ROW[:10], None]), TypeError, "rows[1]")
+add("call-ragged-float-list", lambda: make()([[2, 3], [4.5]]), TypeError, "rows[1]")
+add("call-ragged-str-item", lambda: make()(["abc"]), TypeError, "rows[0]")
+add("call-keys-2**64", lambda: make()(LONG_ROW[None, :100], keys=[2**64]), (TypeError, ValueError), "keys")
+add("call-keys-float-array", lambda: make()(LONG_ROW[None, :100], keys=np.array([1.0])), TypeError, "keys")
+add("call-keys-None-item", lambda: make()(LONG_ROW[None, :100], keys=[None]), TypeError, "keys")
+add(
+    "call-packed-row-too-long",
+    lambda: make(pack=True)([LONG_ROW[:100], LONG_ROW[:600]]),
+    ValueError,
+    "rows[1]",
+)
+add(
+    "call-decoder-row-too-long",
+    lambda: make(sequence_length=256)([LONG_ROW[:100], LONG_ROW[:1000]]),
+    ValueError,
+    "rows[1]",
+)
+add(
+    "call-decoder-packed-collision",
+    lambda: make(sequence_length=256, pack=True)([LONG_ROW[:10], np.array([7, VOCAB - 1], np.int32)]),
+    ValueError,
+    "rows[1]",
+)
+add("call-decoder-empty-batch", lambda: make(sequence_length=256)([]), ValueError, "rows")
+add("call-packed-empty-batch", lambda: make(pack=True)(np.zeros((0, 10), np.int32)), ValueError, "rows")
+
+
+@pytest.mark.parametrize("case", BAD, ids=str)
+def test_bad_input(case: testing.BadInput) -> None:
+    case.check()
+
+
+def test_int64_rows_beyond_int32_are_accepted_with_int64_output():
+    rows = np.where(GOOD_ROWS == 50, 2**31, GOOD_ROWS.astype(np.int64))
+    out = ul2.Collator(T5, sentinels=NO_VOCAB, inputs_length=512, dtype=np.int64)(rows)
+    both = np.concatenate([out["input_ids"][0], out["labels"][0]])
+    assert (both == 2**31).sum() == 1
+    rows32 = np.where(GOOD_ROWS == 50, 2**32 - 1, GOOD_ROWS.astype(np.uint32)).astype(np.uint32)
+    out = ul2.Collator(T5, sentinels=NO_VOCAB, inputs_length=512, dtype=np.int64)(rows32)
+    both = np.concatenate([out["input_ids"][0], out["labels"][0]])
+    assert (both == 2**32 - 1).sum() == 1
+
+
+def test_a_failed_call_does_not_advance_next_key_or_poison_the_collator():
+    c = make()
+    c(GOOD_ROWS)
+    assert c.next_key == 1
+    good = make()(GOOD_ROWS, keys=[1])
+    with pytest.raises(ValueError):
+        c(np.where(GOOD_ROWS == 50, -7, GOOD_ROWS))
+    with pytest.raises(TypeError):
+        c(GOOD_ROWS.astype(np.float32))
+    out = c(GOOD_ROWS, keys=[1])
+    np.testing.assert_array_equal(out["input_ids"], good["input_ids"])
+
+
+def test_error_in_one_row_names_that_row():
+    rows = np.vstack([GOOD_ROWS] * 5)
+    rows[3, 100] = VOCAB + 5
+    with pytest.raises(ValueError, match=r"rows\[3\]") as info:
+        make()(rows)
+    assert str(VOCAB + 5) in str(info.value)
+
+
+def _tagged(mixture: ul2.Mixture) -> ul2.Mixture:
+    """The same denoisers, each with its own one-token prompt (so an output row names its denoiser)."""
+    return ul2.Mixture(
+        [(dataclasses.replace(d, prefix=(100 + i,)), r) for i, (d, r) in enumerate(mixture.entries)]
+    )
+
+
+@pytest.mark.parametrize("name", ["t5", "ul2", "ul2r"])
+@pytest.mark.parametrize("eos", [True, False])
+def test_rows_of_length_0_1_2_are_accepted_and_round_trip(name, eos):
+    m = _tagged(getattr(ul2.presets, name)())
+    s = ul2.Sentinels.t5(VOCAB, 200)
+    c = ul2.Collator(m, sentinels=s, inputs_length=512, eos_id=1 if eos else None)
+    rows = [np.array([], np.int32), np.array([7], np.int32), np.array([8, 9], np.int32)] * 8
+    keys = np.arange(len(rows)) * 7919
+    out = c(rows, keys=keys)
+    for i, row in enumerate(rows):
+        alone = c([row], keys=[keys[i]])
+        for name in out:
+            np.testing.assert_array_equal(alone[name][0], out[name][i], err_msg=name)
+        inputs = out["input_ids"][i, : int(out["attention_mask"][i].sum())]
+        targets = out["labels"][i, : int(out["decoder_attention_mask"][i].sum())]
+        d = m.denoisers[inputs[0] - 100]
+        testing.check_example(row, inputs, targets, d, sentinels=s, eos_id=1 if eos else None)
+
+
+def test_zero_width_dense_rows_are_empty_rows_or_a_clear_error():
+    """A [B, 0] int array is B empty rows: the same as a list of B empty arrays, or a
+    ValueError naming ``rows``; never ``RuntimeError('internal error ...')``."""
+    ragged = [np.zeros(0, np.int32)] * 3
+    for pack in (False, True):
+        c = make(pack=pack)
+        want = c(ragged, keys=[0, 1, 2])
+        try:
+            got = c(np.zeros((3, 0), np.int32), keys=[0, 1, 2])
+        except ValueError as e:
+            assert "rows" in str(e)
+            continue
+        assert set(got) == set(want)
+        for name in want:
+            np.testing.assert_array_equal(got[name], want[name], err_msg=name)

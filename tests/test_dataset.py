@@ -1,7 +1,8 @@
 """``ul2.DenoisingDataset`` (SPEC §1 sampler / index, §6 determinism, §8.5-8.7): samples tile
 the stream exactly, use their denoiser's planned raw length, lose no token (round trip), respect
 document boundaries or join documents with a separator, pack consecutive samples, are the same
-whatever the batching, threads or process, and bad arguments raise errors naming them."""
+whatever the batching or process (thread counts are in test_robustness.py), and bad arguments
+raise errors naming them."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import tracemalloc
 import numpy as np
 import pytest
 import ul2
+from ul2 import testing
 
 SENTINELS = ul2.Sentinels.t5(32228, 128)
 SENTINEL_IDS = SENTINELS.ids.tolist()
@@ -37,33 +39,6 @@ def make(tokens, mixture=None, **kw) -> ul2.DenoisingDataset:
         for k, v in ENC_DEC.items():
             kw.setdefault(k, v)
     return ul2.DenoisingDataset(tokens, ul2.presets.ul2() if mixture is None else mixture, **kw)
-
-
-def invert(d: ul2.Denoiser, inputs: list[int], targets: list[int]) -> list[int]:
-    """Raw tokens of one example from its inputs (prompt + body + EOS) and targets (+ EOS)."""
-    assert inputs[: len(d.prefix)] == list(d.prefix)
-    assert inputs[-1] == EOS and targets[-1] == EOS
-    body, tbody = inputs[len(d.prefix) : -1], targets[:-1]
-    if not isinstance(d, ul2.SpanCorruption):
-        assert not SENTINEL_SET & set(body + tbody)
-        return body + tbody
-    in_sent = [t for t in body if t in SENTINEL_SET]
-    assert in_sent == SENTINEL_IDS[: len(in_sent)]
-    blocks: dict[int, list[int]] = {}
-    cur = None
-    for t in tbody:
-        if t in SENTINEL_SET:
-            assert t not in blocks
-            cur = t
-            blocks[t] = []
-        else:
-            assert cur is not None
-            blocks[cur].append(t)
-    assert list(blocks)[: len(in_sent)] == in_sent and len(blocks) - len(in_sent) in (0, 1)
-    raw: list[int] = []
-    for t in body:
-        raw.extend(blocks[t] if t in SENTINEL_SET else [t])
-    return raw
 
 
 def hf_examples(out: dict[str, np.ndarray]) -> list[tuple[list[int], list[int]]]:
@@ -167,7 +142,7 @@ def test_every_raw_token_appears_exactly_once():
         assert j == ds.denoiser(k)
         seen.add(j)
         a, b = ds.span(k)
-        assert invert(mixture.denoisers[j], inputs, targets) == tokens[a:b].tolist(), k
+        testing.check_example(tokens[a:b], inputs, targets, mixture.denoisers[j], sentinels=SENTINELS)
     assert len(seen) == 7
     assert sum(b - a for a, b in map(ds.span, keys)) + ds.tail == tokens.size
 
@@ -184,7 +159,7 @@ def test_prompts_are_counted_in_the_raw_lengths():
         d = mixture.denoisers[int(out["denoiser"][k])]
         assert len(inputs) <= 512 and len(targets) <= 512
         a, b = ds.span(k)
-        assert invert(d, inputs, targets) == tokens[a:b].tolist()
+        testing.check_example(tokens[a:b], inputs, targets, d, sentinels=SENTINELS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,7 +206,8 @@ def test_respect_documents(with_end):
     out = ds.batch(list(range(len(ds))))
     for k, (inputs, targets) in enumerate(hf_examples(out)):
         a, b = spans[k]
-        assert invert(mixture.denoisers[int(out["denoiser"][k])], inputs, targets) == tokens[a:b].tolist()
+        d = mixture.denoisers[int(out["denoiser"][k])]
+        testing.check_example(tokens[a:b], inputs, targets, d, sentinels=SENTINELS)
 
 
 def test_concat_documents_ignore_boundaries():
@@ -259,9 +235,10 @@ def test_concat_with_separator():
     seps = 0
     for k, (inputs, targets) in enumerate(hf_examples(out)):
         a, b = ds.span(k)
-        raw = invert(mixture.denoisers[int(out["denoiser"][k])], inputs, targets)
-        assert raw == joined[a:b].tolist(), k
-        seps += raw.count(sep)
+        testing.check_example(
+            joined[a:b], inputs, targets, mixture.denoisers[int(out["denoiser"][k])], sentinels=SENTINELS
+        )
+        seps += int((joined[a:b] == sep).sum())
     # Sample 0 holds the first document, a separator, the empty document's separator, the
     # one-token document and its separator, and so on.
     a, b = ds.span(0)
@@ -317,7 +294,7 @@ def test_packed_dataset_rows_hold_consecutive_samples():
             seq = out["input_ids"][r, idx].tolist()
             assert (out["labels"][r, idx[p:]] == out["input_ids"][r, idx[p:]]).all()
             a, b = ds.span(k)
-            assert invert(d, seq[:p], seq[p:]) == tokens[a:b].tolist(), (r, k)
+            testing.check_example(tokens[a:b], seq[:p], seq[p:], d, sentinels=SENTINELS)
             used += idx.size
         assert (out["denoiser"][r, seg == 0] == -1).all()
         assert (out["input_ids"][r, seg == 0] == PAD).all()
@@ -363,24 +340,6 @@ def test_same_seed_same_bytes_in_a_fresh_process():
 def test_different_seed_gives_different_samples():
     a, b = make(stream(30_000), seed=1), make(stream(30_000), seed=2)
     assert [a.denoiser(k) for k in range(20)] != [b.denoiser(k) for k in range(20)]
-
-
-def test_thread_count_does_not_change_bytes():
-    ds = make(stream(60_000), seed=3)
-    keys = list(range(len(ds)))
-    try:
-        ul2.set_num_threads(1)
-        one = batch_bytes(ds.batch(keys))
-        ul2.set_num_threads(2)
-        two = batch_bytes(ds.batch(keys))
-    finally:
-        ul2.set_num_threads(None)
-    assert one == two
-    # Batch composition does not matter either.
-    halves = [ds.batch(keys[: len(keys) // 2]), ds.batch(keys[len(keys) // 2 :])]
-    whole = ds.batch(keys)
-    for name in whole:
-        assert np.array_equal(np.concatenate([h[name] for h in halves]), whole[name])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -599,3 +558,289 @@ def test_plan_is_the_plan_the_dataset_uses(mixture, budget):
     }
     rebuilt = ul2.DenoisingDataset(stream(20_000), m, sentinels=SENTINELS, **ds.budget)
     assert rebuilt.raw_lengths == ds.raw_lengths and rebuilt.targets_length == ds.targets_length
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad inputs (SPEC §8.7), and the accepted edges next to them
+# ---------------------------------------------------------------------------------------------
+
+VOCAB = 32100
+S = ul2.Sentinels.t5(VOCAB)
+NO_VOCAB = ul2.Sentinels.from_ids(list(range(1000, 1100)))  # ids bounded only by the dtype
+T5 = ul2.presets.t5()
+TOKENS = np.arange(2, 20_002, dtype=np.int32)  # ordinary ids: never pad, EOS or a sentinel
+
+
+def ds(tokens=None, mixture=None, **kw) -> ul2.DenoisingDataset:
+    kw.setdefault("sentinels", S)
+    if "sequence_length" not in kw:
+        kw.setdefault("inputs_length", 512)
+    return ul2.DenoisingDataset(
+        TOKENS if tokens is None else tokens, T5 if mixture is None else mixture, **kw
+    )
+
+
+def with_token(value: int, dtype=np.int64, at: int = 100) -> np.ndarray:
+    t = TOKENS.astype(dtype)
+    t[at] = value
+    return t
+
+
+GOOD = ds()
+PACKED = ds(sequence_length=256, pack=True)
+BAD = testing.BadInputs()
+add = BAD.add
+
+
+# ---- DenoisingDataset(tokens=...) ------------------------------------------------------------
+# (float32/float64 and 2-D tokens: test_float_tokens, test_two_dimensional_tokens above)
+for dt in [np.float16, np.bool_, object, np.int8, np.int16, np.uint8, np.uint64, np.complex64]:
+    add(f"ds-tokens-dtype={np.dtype(dt)}", lambda dt=dt: ds(TOKENS.astype(dt)), TypeError, "tokens", "dtype")
+add("ds-tokens-0d-array", lambda: ds(np.array(5, np.int32)), (TypeError, ValueError), "tokens")
+add("ds-tokens-numpy-scalar", lambda: ds(np.int32(5)), (TypeError, ValueError), "tokens")
+add("ds-tokens-3d", lambda: ds(TOKENS.reshape(2, 2, -1)), ValueError, "tokens")
+add("ds-tokens-str", lambda: ds("some text"), TypeError, "tokens")
+add("ds-tokens-bytes", lambda: ds(b"\x01\x02"), TypeError, "tokens")
+add(
+    "ds-tokens-None",
+    lambda: ul2.DenoisingDataset(None, T5, sentinels=S, inputs_length=512),
+    TypeError,
+    "tokens",
+)
+add("ds-tokens-object", lambda: ds(object()), TypeError, "tokens")
+add("ds-tokens-dict", lambda: ds({"input_ids": TOKENS}), TypeError, "tokens")
+add("ds-tokens-float-list", lambda: ds([2.0, 3.0, 4.0]), TypeError, "tokens")
+add("ds-tokens-int-too-big-list", lambda: ds([2, 3, 2**64]), (TypeError, ValueError), "tokens")
+# Token values are checked when examples are made (a memmap is never scanned up front); the
+# error must still name the dataset's argument and the value.
+add("ds-tokens-negative", lambda: ds(with_token(-5)).batch([0]), ValueError, "tokens", "-5")
+add("ds-tokens>=vocab", lambda: ds(with_token(VOCAB + 7)).batch([0]), ValueError, "tokens", str(VOCAB + 7))
+add("ds-tokens-collision", lambda: ds(with_token(VOCAB - 2)).batch([0]), ValueError, "tokens", str(VOCAB - 2))
+add(
+    "ds-tokens>int32-for-int32-output",
+    lambda: ds(with_token(2**31), sentinels=NO_VOCAB).batch([0]),
+    ValueError,
+    "tokens",
+    str(2**31),
+)
+add(
+    "ds-tokens-uint32>int32-for-int32-output",
+    lambda: ds(with_token(2**32 - 1, np.uint32), sentinels=NO_VOCAB)[0],
+    ValueError,
+    "tokens",
+    str(2**32 - 1),
+)
+
+# ---- DenoisingDataset(doc_offsets=, documents=, separator_id=) ---------------------------
+# (decreasing / past-the-end / not-from-0 offsets and documents="bogus": test_bad_doc_offsets above)
+add("ds-doc_offsets-float", lambda: ds(doc_offsets=[0.0, 5000.0, 20000.0]), TypeError, "doc_offsets")
+add("ds-doc_offsets-2d", lambda: ds(doc_offsets=[[0, 20000]]), ValueError, "doc_offsets")
+add("ds-doc_offsets-negative", lambda: ds(doc_offsets=[0, -3, 20000]), ValueError, "doc_offsets")
+add("ds-doc_offsets-str", lambda: ds(doc_offsets="0,100"), TypeError, "doc_offsets")
+add("ds-doc_offsets-only-end", lambda: ds(doc_offsets=[20000]), ValueError, "doc_offsets")
+add("ds-documents=int", lambda: ds(documents=1), TypeError, "documents")
+add("ds-documents=None", lambda: ds(documents=None), TypeError, "documents")
+add("ds-documents=Concat", lambda: ds(documents="Concat"), ValueError, "documents")
+add(
+    "ds-separator_id=-1", lambda: ds(doc_offsets=[0, 100, 20000], separator_id=-1), ValueError, "separator_id"
+)
+add(
+    "ds-separator_id=float",
+    lambda: ds(doc_offsets=[0, 100, 20000], separator_id=7.0),
+    TypeError,
+    "separator_id",
+)
+add(
+    "ds-separator_id=str",
+    lambda: ds(doc_offsets=[0, 100, 20000], separator_id="7"),
+    TypeError,
+    "separator_id",
+)
+add(
+    "ds-separator_id=2**64",
+    lambda: ds(doc_offsets=[0, 100, 20000], separator_id=2**64),
+    ValueError,
+    "separator_id",
+)
+add(
+    "ds-separator_id-too-big-for-uint16-tokens",
+    lambda: ds(TOKENS.astype(np.uint16), doc_offsets=[0, 100, 20000], separator_id=70_000),
+    ValueError,
+    "separator_id",
+)
+add(
+    "ds-separator_id-respect",
+    lambda: ds(doc_offsets=[0, 100, 20000], documents="respect", separator_id=7),
+    ValueError,
+    "separator_id",
+)
+# A separator equal to a sentinel id makes every joined sample ambiguous: name it.
+add(
+    "ds-separator_id-is-a-sentinel",
+    lambda: ds(doc_offsets=[0, 100, 20000], separator_id=VOCAB - 1).batch([0]),
+    ValueError,
+    "separator_id",
+)
+
+# ---- DenoisingDataset budgets, format and options -------------------------------------------
+add("ds-no-budget", lambda: ds(inputs_length=None), ValueError, "inputs_length")
+for v in (0, 1, -1):
+    add(f"ds-inputs_length={v}", lambda v=v: ds(inputs_length=v), ValueError, "inputs_length")
+    add(f"ds-sequence_length={v}", lambda v=v: ds(sequence_length=v), ValueError, "sequence_length")
+add("ds-inputs_length=float", lambda: ds(inputs_length=512.0), TypeError, "inputs_length")
+add("ds-inputs_length=bool", lambda: ds(inputs_length=True), TypeError, "inputs_length")
+add("ds-inputs_length=2**64", lambda: ds(inputs_length=2**64), ValueError, "inputs_length")
+add("ds-sequence_length=float", lambda: ds(sequence_length=512.0), TypeError, "sequence_length")
+add("ds-sequence_length=str", lambda: ds(sequence_length="512"), TypeError, "sequence_length")
+add("ds-targets_length=1", lambda: ds(targets_length=1), ValueError, "targets_length")
+add("ds-targets_length=-1", lambda: ds(targets_length=-1), ValueError, "targets_length")
+add("ds-both-budgets", lambda: ds(sequence_length=1024, inputs_length=512), ValueError, "sequence_length")
+add(
+    "ds-targets-with-sequence",
+    lambda: ds(sequence_length=1024, inputs_length=None, targets_length=100),
+    ValueError,
+    "sequence_length",
+)
+add("ds-format=tf", lambda: ds(format="tf"), ValueError, "format")
+add("ds-format=int", lambda: ds(format=1), TypeError, "format")
+add("ds-format=hf-with-sequence_length", lambda: ds(sequence_length=512, format="hf"), ValueError, "format")
+add("ds-format=decoder-with-inputs_length", lambda: ds(format="decoder"), ValueError, "format")
+add("ds-format=seqio_decoder-with-inputs", lambda: ds(format="seqio_decoder"), ValueError, "format")
+add("ds-seed=-1", lambda: ds(seed=-1), ValueError, "seed")
+add("ds-seed=2**64", lambda: ds(seed=2**64), ValueError, "seed")
+add("ds-seed=float", lambda: ds(seed=1.0), TypeError, "seed")
+add("ds-seed=None", lambda: ds(seed=None), TypeError, "seed")
+add("ds-eos_id=-1", lambda: ds(eos_id=-1), ValueError, "eos_id")
+add("ds-eos_id=float", lambda: ds(eos_id=1.0), TypeError, "eos_id")
+add("ds-eos_id>int32", lambda: ds(eos_id=2**31), ValueError, "eos_id")
+add("ds-pad_id=-1", lambda: ds(pad_id=-1), ValueError, "pad_id")
+add("ds-pad_id=None", lambda: ds(pad_id=None), TypeError, "pad_id")
+add("ds-pad_id>int32", lambda: ds(pad_id=2**31), ValueError, "pad_id")
+add("ds-pack=int", lambda: ds(pack=1), TypeError, "pack")
+add("ds-pack=None", lambda: ds(pack=None), TypeError, "pack")
+add("ds-bidirectional_mask=str", lambda: ds(bidirectional_mask="yes"), TypeError, "bidirectional_mask")
+for dt in [np.float32, np.uint32, np.int16, "bogus"]:
+    add(f"ds-dtype={dt}", lambda dt=dt: ds(dtype=dt), TypeError, "dtype")
+add("ds-sentinels=None", lambda: ds(sentinels=None), TypeError, "sentinels")
+add("ds-sentinels=list", lambda: ds(sentinels=[32099, 32098]), TypeError, "sentinels")
+add("ds-sentinels>int32", lambda: ds(sentinels=ul2.Sentinels.t5(2**32)), ValueError, "sentinels")
+add("ds-mixture=str", lambda: ds(mixture="ul2"), TypeError, "mixture")
+add("ds-mixture=empty", lambda: ds(mixture=[]), ValueError, "mixture")
+add(
+    "ds-mixture=None",
+    lambda: ul2.DenoisingDataset(TOKENS, None, sentinels=S, inputs_length=512),
+    TypeError,
+    "mixture",
+)
+add("ds-mixture=int", lambda: ds(mixture=0), TypeError, "mixture")
+add(
+    "ds-mixture-257-denoisers",  # the index stores a byte per sample
+    lambda: ds(mixture=[(ul2.CausalLM(), 1.0)] * 257),
+    ValueError,
+    "mixture",
+)
+add(
+    "ds-overflow",
+    lambda: ds(mixture=ul2.presets.ul2()),
+    ul2.SentinelOverflowError,
+    "sentinels",
+    "100",
+)
+add(
+    "ds-overflow-decoder",
+    lambda: ds(mixture=ul2.presets.ul2(), sequence_length=1024),
+    ul2.SentinelOverflowError,
+    "sentinels",
+)
+add(
+    "ds-prompt-longer-than-budget",
+    lambda: ds(mixture=ul2.SpanCorruption(3.0, 0.15, prefix=range(2, 600))),
+    ValueError,
+    "inputs_length",
+)
+add(
+    "ds-r>.5-small-mu",
+    lambda: ds(mixture=ul2.SpanCorruption(1.0, 0.9)),
+    ValueError,
+    "noise_density",
+)
+
+# ---- DenoisingDataset methods ----------------------------------------------------------------
+# (out-of-range positions and batch([-1]): test_keys_out_of_range above)
+add("ds[str]", lambda: GOOD["0"], TypeError, "k=")
+add("ds[None]", lambda: GOOD[None], TypeError, "k=")
+add("ds[float]", lambda: GOOD[1.5], TypeError, "k=")
+add("ds[2**70]", lambda: GOOD[2**70], IndexError, "k=")
+add("ds.span(float)", lambda: GOOD.span(1.5), TypeError, "k=")
+add("ds.span(str)", lambda: GOOD.span("1"), TypeError, "k=")
+add("ds.span(2**70)", lambda: GOOD.span(2**70), (IndexError, ValueError), "k=")
+add("ds.denoiser(float)", lambda: GOOD.denoiser(0.0), TypeError, "k=")
+add("ds.denoiser(-2**70)", lambda: GOOD.denoiser(-(2**70)), (IndexError, ValueError), "k=")
+add("ds.samples(float)", lambda: PACKED.samples(1.0), TypeError, "r=")
+add("ds.samples(2**70)", lambda: PACKED.samples(2**70), (IndexError, ValueError), "r=")
+add("ds.samples(out-of-range)", lambda: PACKED.samples(len(PACKED)), IndexError, "r=")
+add("ds.batch(empty)", lambda: GOOD.batch([]), (TypeError, ValueError), "keys")
+add("ds.batch(empty-array)", lambda: GOOD.batch(np.array([], np.int64)), ValueError, "keys")
+add("ds.batch(2d)", lambda: GOOD.batch([[0, 1]]), ValueError, "keys")
+add("ds.batch(0d)", lambda: GOOD.batch(np.array(3)), ValueError, "keys")
+add("ds.batch(float)", lambda: GOOD.batch([0.5]), TypeError, "keys")
+add("ds.batch(bool)", lambda: GOOD.batch([True, False]), TypeError, "keys")
+add("ds.batch(str)", lambda: GOOD.batch("0"), TypeError, "keys")
+add("ds.batch(None)", lambda: GOOD.batch(None), TypeError, "keys")
+add("ds.batch(int)", lambda: GOOD.batch(3), TypeError, "keys")
+add("ds.batch(2**64)", lambda: GOOD.batch([2**64]), (TypeError, ValueError, IndexError), "keys")
+add("ds.batch(uint64-huge)", lambda: GOOD.batch(np.array([2**63], np.uint64)), IndexError, "keys")
+add("ds.batch(packed-row-out-of-range)", lambda: PACKED.batch([len(PACKED)]), IndexError, "keys")
+
+
+@pytest.mark.parametrize("case", BAD, ids=str)
+def test_bad_input(case: testing.BadInput) -> None:
+    case.check()
+
+
+def test_tiny_streams_are_accepted():
+    for n in (0, 1, 2, 3):
+        tokens = np.arange(10, 10 + n, dtype=np.int32)
+        concat = ds(tokens)
+        assert concat.num_samples == 0 and concat.tail == n and len(concat) == 0
+        with pytest.raises(IndexError):
+            concat[0]
+        if n == 0:
+            continue
+        respect = ds(tokens, documents="respect", doc_offsets=[0, n])
+        assert respect.num_samples == 1 and respect.tail == 0 and respect.span(0) == (0, n)
+        ((inputs, targets),) = testing.rows(respect, respect.batch([0]))
+        testing.check_example(tokens, inputs, targets, T5.denoisers[0], sentinels=S)
+
+
+def test_strided_read_only_and_list_tokens():
+    """A strided view, a read-only array and a Python list are read as the equivalent
+    contiguous array."""
+    base = np.arange(2, 2 + 2 * 6000, dtype=np.int32)
+    contiguous = ds(np.ascontiguousarray(base[::2]))
+    want = contiguous.batch(list(range(len(contiguous))))
+    strided = ds(base[::2])
+    got = strided.batch(list(range(len(strided))))
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name])
+    ro = np.ascontiguousarray(base[::2])
+    ro.flags.writeable = False
+    as_list = ds(base[::2].tolist(), dtype=np.int32)
+    for other in (ds(ro), as_list):
+        got = other.batch(list(range(len(other))))
+        for name in want:
+            np.testing.assert_array_equal(got[name], want[name])
+
+
+def test_offsets_of_any_integer_dtype_are_read_alike():
+    """doc_offsets in int32/int64/uint16/uint32 (and uint64, or a TypeError naming doc_offsets)."""
+    offsets = [0, 3000, 3000, 7000, 20000]
+    want = ds(doc_offsets=offsets, documents="respect")
+    spans = [want.span(k) for k in range(want.num_samples)]
+    for dt in (np.int32, np.int64, np.uint16, np.uint32, np.uint64):
+        try:
+            got = ds(doc_offsets=np.array(offsets, dt), documents="respect")
+        except TypeError as e:
+            assert dt == np.uint64 and "doc_offsets" in str(e)
+            continue
+        assert [got.span(k) for k in range(got.num_samples)] == spans

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import ul2
+from ul2 import testing
 
 EOS, PAD = 1, 0
 SENTINELS = ul2.Sentinels.t5(1000, 100)  # ids 999 .. 900
@@ -296,41 +297,6 @@ def rt_mixture() -> ul2.Mixture:
     )
 
 
-def invert(example: Example, mixture: ul2.Mixture) -> list[int]:
-    """The raw tokens of an example: strip prompt and EOS, undo the sentinel layout."""
-    inputs, targets = example
-    j = inputs[0] - 800
-    d = mixture.denoisers[j]
-    assert inputs[: len(d.prefix)] == list(d.prefix)
-    assert inputs[-1] == EOS and targets[-1] == EOS
-    body, tbody = inputs[len(d.prefix) : -1], targets[:-1]
-    if not isinstance(d, ul2.SpanCorruption):
-        assert not set(body + tbody) & set(SENTINEL_IDS)
-        if isinstance(d, ul2.CausalLM):
-            assert body == []
-        return body + tbody
-    in_sent = [t for t in body if t in SENTINEL_IDS]
-    tg_sent = [t for t in tbody if t in SENTINEL_IDS]
-    assert in_sent == SENTINEL_IDS[: len(in_sent)], "sentinels in order"
-    # Targets carry the same sentinels, plus one trailing empty one when the mask ends with non-noise.
-    assert tg_sent[: len(in_sent)] == in_sent and len(tg_sent) - len(in_sent) in (0, 1)
-    assert tbody[0] == SENTINEL_IDS[0]
-    blocks: dict[int, list[int]] = {}
-    cur = None
-    for t in tbody:
-        if t in SENTINEL_IDS:
-            cur = t
-            blocks[t] = []
-        else:
-            blocks[cur].append(t)  # type: ignore[index]
-    if len(tg_sent) > len(in_sent):
-        assert blocks[tg_sent[-1]] == [] and tbody[-1] == tg_sent[-1]
-    raw: list[int] = []
-    for t in body:
-        raw.extend(blocks[t] if t in SENTINEL_IDS else [t])
-    return raw
-
-
 BUDGETS = {
     "hf": dict(inputs_length=64, targets_length=48),
     "seqio": dict(inputs_length=64, targets_length=48),
@@ -376,9 +342,10 @@ def test_round_trip_every_format(fmt, packed, dtype):
     examples, fill = read_examples(out, fmt, packed)
     assert len(examples) == len(rows), "every example appears exactly once, in order"
     used = set()
-    for i, (row, ex) in enumerate(zip(rows, examples, strict=True)):
-        assert invert(ex, mixture) == row.tolist(), f"rows[{i}]"
-        used.add(ex[0][0] - 800)
+    for row, (inputs, targets) in zip(rows, examples, strict=True):
+        d = mixture.denoisers[inputs[0] - 800]
+        testing.check_example(row, inputs, targets, d, sentinels=SENTINELS, eos_id=EOS)
+        used.add(inputs[0] - 800)
     assert len(used) >= 5  # the batch exercises most denoisers
     assert 0 < c.fill_rate <= 1
     assert c.fill_rate == pytest.approx(fill)

@@ -1,18 +1,21 @@
 """Denoisers, mixtures, presets and the planner (SPEC §1 planner, §3, §4, §8.2, §8.4;
 reference §7.2 table): values that print / compare / round-trip, the presets' contents, the
 planned lengths of ``ul2()`` at 512/512, sentinel overflow, planned == produced for every
-preset, budget and family, and the mixture's denoiser frequencies and prefix-length law."""
+preset, budget and family, the mixture's denoiser frequencies and prefix-length law, and the bad
+inputs of denoisers, mixtures, presets and ``plan``."""
 
 from __future__ import annotations
 
 import itertools
 import json
+import math
 from dataclasses import fields
 
 import numpy as np
 import pytest
 import ul2
 from scipy import stats
+from ul2 import testing
 
 PRESETS = {
     "t5": lambda prompts: ul2.presets.t5(),
@@ -421,3 +424,371 @@ def test_prefix_lengths_uniform(suffix_density):
     # The collator's split is ul2.prefix_split's, key by key.
     sample = [ul2.prefix_split(length, suffix_density, seed=99, key=key) for key in range(300)]
     assert k[:300].tolist() == sample
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad inputs (SPEC §8.7): denoisers, mixtures and their dict / JSON form, presets, the planner
+# ---------------------------------------------------------------------------------------------
+
+S = ul2.Sentinels.t5(32100)
+T5 = ul2.presets.t5()
+PROMPTS = {"[NLU]": [3], "[NLG]": [4], "[S2S]": [5]}
+BAD_DENSITIES = [math.nan, math.inf, -math.inf, -0.1, 1.5]
+BAD_MEANS = [0.0, -1.0, math.nan, -math.inf]
+
+BAD = testing.BadInputs()
+add = BAD.add
+
+
+# ---- SpanCorruption / PrefixLM / Mixture ---------------------------------------------------
+for r in BAD_DENSITIES:
+    add(
+        f"SpanCorruption-noise_density={r}",
+        lambda r=r: ul2.SpanCorruption(3.0, r),
+        ValueError,
+        "noise_density",
+    )
+for mu in BAD_MEANS:
+    add(
+        f"SpanCorruption-mean_span_length={mu}",
+        lambda mu=mu: ul2.SpanCorruption(mu, 0.15),
+        ValueError,
+        "mean_span_length",
+    )
+add(
+    "SpanCorruption-mean_span_length=str",
+    lambda: ul2.SpanCorruption("3", 0.15),
+    TypeError,
+    "mean_span_length",
+)
+add("SpanCorruption-noise_density=None", lambda: ul2.SpanCorruption(3.0, None), TypeError, "noise_density")
+add("SpanCorruption-num_spans=0", lambda: ul2.SpanCorruption(3.0, 0.15, num_spans=0), ValueError, "num_spans")
+add(
+    "SpanCorruption-num_spans=-2",
+    lambda: ul2.SpanCorruption(3.0, 0.15, num_spans=-2),
+    ValueError,
+    "num_spans",
+)
+add(
+    "SpanCorruption-num_spans=float",
+    lambda: ul2.SpanCorruption(3.0, 0.15, num_spans=2.0),
+    TypeError,
+    "num_spans",
+)
+add(
+    "SpanCorruption-random_roll=int",
+    lambda: ul2.SpanCorruption(3.0, 0.15, random_roll=1),
+    TypeError,
+    "random_roll",
+)
+add(
+    "SpanCorruption-prefix-negative",
+    lambda: ul2.SpanCorruption(3.0, 0.15, prefix=(3, -1)),
+    ValueError,
+    "prefix",
+)
+add("SpanCorruption-prefix-str", lambda: ul2.SpanCorruption(3.0, 0.15, prefix="[NLU]"), TypeError, "prefix")
+add(
+    "SpanCorruption-prefix-float", lambda: ul2.SpanCorruption(3.0, 0.15, prefix=(3, 1.5)), TypeError, "prefix"
+)
+add("SpanCorruption-prefix-int", lambda: ul2.SpanCorruption(3.0, 0.15, prefix=5), TypeError, "prefix")
+for r in [math.nan, math.inf, -0.1, 0.6, 1.5]:
+    add(f"PrefixLM-suffix_density={r}", lambda r=r: ul2.PrefixLM(r), ValueError, "suffix_density")
+add("PrefixLM-suffix_density=str", lambda: ul2.PrefixLM("0.5"), TypeError, "suffix_density")
+add("PrefixLM-prefix-negative", lambda: ul2.PrefixLM(0.5, prefix=[-4]), ValueError, "prefix")
+add("CausalLM-prefix-bytes", lambda: ul2.CausalLM(prefix=b"[S2S]"), TypeError, "prefix")
+_D = ul2.SpanCorruption(3.0, 0.15)
+add("Mixture-empty", lambda: ul2.Mixture([]), ValueError, "mixture")
+for rate in [-1.0, math.nan, math.inf]:
+    add(f"Mixture-rate={rate}", lambda rate=rate: ul2.Mixture([(_D, rate)]), ValueError, "rate")
+add("Mixture-all-rates-zero", lambda: ul2.Mixture([(_D, 0.0), (ul2.PrefixLM(), 0.0)]), ValueError, "rate")
+add("Mixture-rate=str", lambda: ul2.Mixture([(_D, "1")]), TypeError, "rate")
+add("Mixture-rate=bool", lambda: ul2.Mixture([(_D, True)]), TypeError, "rate")
+add("Mixture-not-a-pair", lambda: ul2.Mixture([(_D,)]), TypeError, "mixture")
+add("Mixture-not-a-denoiser", lambda: ul2.Mixture([("R", 1.0)]), TypeError, "mixture")
+
+# ---- plan ----------------------------------------------------------------------------------
+add("plan-no-budget", lambda: ul2.plan(T5, sentinels=S), ValueError, "inputs_length")
+add("plan-inputs_length=1", lambda: ul2.plan(T5, sentinels=S, inputs_length=1), ValueError, "inputs_length")
+add("plan-inputs_length=0", lambda: ul2.plan(T5, sentinels=S, inputs_length=0), ValueError, "inputs_length")
+add("plan-inputs_length=-1", lambda: ul2.plan(T5, sentinels=S, inputs_length=-1), ValueError, "inputs_length")
+add(
+    "plan-inputs_length=float",
+    lambda: ul2.plan(T5, sentinels=S, inputs_length=512.0),
+    TypeError,
+    "inputs_length",
+)
+add(
+    "plan-targets_length=1",
+    lambda: ul2.plan(T5, sentinels=S, inputs_length=512, targets_length=1),
+    ValueError,
+    "targets_length",
+)
+add(
+    "plan-both-budgets",
+    lambda: ul2.plan(T5, sentinels=S, inputs_length=512, sequence_length=1024),
+    ValueError,
+    "sequence_length",
+)
+add("plan-sentinels=str", lambda: ul2.plan(T5, sentinels="S", inputs_length=512), TypeError, "sentinels")
+add("plan-mixture=str", lambda: ul2.plan("t5", sentinels=S, inputs_length=512), TypeError, "mixture")
+add(
+    "plan-overflow",
+    lambda: ul2.plan(ul2.presets.ul2(), sentinels=S, inputs_length=512),
+    ul2.SentinelOverflowError,
+    "mixture[",
+    "100",
+)
+add(
+    "plan-prompt-too-long",
+    lambda: ul2.plan(ul2.SpanCorruption(3.0, 0.15, prefix=range(2, 600)), sentinels=S, inputs_length=512),
+    ValueError,
+    "inputs_length",
+)
+
+# ---- plan: decoder-only budgets, types and per-kind budgets ----------------------------------
+for v in (0, 1, -1):
+    add(
+        f"plan-sequence_length={v}",
+        lambda v=v: ul2.plan(T5, sentinels=S, sequence_length=v),
+        ValueError,
+        "sequence_length",
+    )
+add(
+    "plan-sequence_length=float",
+    lambda: ul2.plan(T5, sentinels=S, sequence_length=64.0),
+    TypeError,
+    "sequence_length",
+)
+add(
+    "plan-inputs_length=bool",
+    lambda: ul2.plan(T5, sentinels=S, inputs_length=True),
+    TypeError,
+    "inputs_length",
+)
+add(
+    "plan-inputs_length=2**64",
+    lambda: ul2.plan(T5, sentinels=S, inputs_length=2**64),
+    ValueError,
+    "inputs_length",
+)
+add(
+    "plan-sequence_length-huge",
+    lambda: ul2.plan(T5, sentinels=S, sequence_length=2**62),
+    ValueError,
+    "sequence_length",
+)
+add(
+    "plan-targets_length=float",
+    lambda: ul2.plan(T5, sentinels=S, inputs_length=512, targets_length=9.0),
+    TypeError,
+    "targets_length",
+)
+add(
+    "plan-targets_length-only",
+    lambda: ul2.plan(T5, sentinels=S, targets_length=100),
+    ValueError,
+    "inputs_length",
+)
+add("plan-eos=int", lambda: ul2.plan(T5, sentinels=S, inputs_length=512, eos=1), TypeError, "eos")
+add("plan-eos=None", lambda: ul2.plan(T5, sentinels=S, inputs_length=512, eos=None), TypeError, "eos")
+add("plan-mixture=None", lambda: ul2.plan(None, sentinels=S, inputs_length=512), TypeError, "mixture")
+add(
+    "plan-mixture-bad-rate",
+    lambda: ul2.plan([(ul2.CausalLM(), -1.0)], sentinels=S, inputs_length=512),
+    ValueError,
+    "rate",
+)
+add("plan-sentinels-missing", lambda: ul2.plan(T5, sentinels=None, inputs_length=512), TypeError, "sentinels")
+add(
+    "plan-prefix_lm-inputs_length=2",
+    lambda: ul2.plan(ul2.PrefixLM(), sentinels=S, inputs_length=2),
+    ValueError,
+    "inputs_length",
+)
+add(
+    "plan-prefix_lm-targets_length=1",
+    lambda: ul2.plan(ul2.PrefixLM(), sentinels=S, inputs_length=512, targets_length=1),
+    ValueError,
+    "targets_length",
+)
+add(
+    "plan-causal-targets_length=1",
+    lambda: ul2.plan(ul2.CausalLM(), sentinels=S, inputs_length=512, targets_length=1),
+    ValueError,
+    "targets_length",
+)
+add(
+    "plan-causal-prompt-too-long",
+    lambda: ul2.plan(ul2.CausalLM(prefix=range(2, 20)), sentinels=S, inputs_length=10),
+    ValueError,
+    "inputs_length",
+)
+add(
+    "plan-decoder-prompt-too-long",
+    lambda: ul2.plan(ul2.PrefixLM(prefix=range(2, 40)), sentinels=S, sequence_length=32),
+    ValueError,
+    "sequence_length",
+)
+add(
+    "plan-decoder-overflow",
+    lambda: ul2.plan(ul2.presets.ul2(), sentinels=S, sequence_length=1024),
+    ul2.SentinelOverflowError,
+    "mixture[",
+)
+add(
+    "plan-num_spans-too-many-for-budget",
+    lambda: ul2.plan(
+        ul2.SpanCorruption(3.0, 0.15, num_spans=50), sentinels=S, inputs_length=64, targets_length=40
+    ),
+    ValueError,
+    "length",
+)
+
+# ---- presets and prompts ---------------------------------------------------------------------
+for name in ("ul2", "ul2_paper", "ul2r"):
+    preset = getattr(ul2.presets, name)
+    add(f"{name}-prompts=int", lambda p=preset: p(prompts=5), TypeError, "prompts")
+    add(f"{name}-prompts=list", lambda p=preset: p(prompts=[3, 4, 5]), TypeError, "prompts")
+    add(f"{name}-prompts-callable->None", lambda p=preset: p(prompts=lambda s: None), TypeError, "prompts")
+    add(f"{name}-prompts-callable->int", lambda p=preset: p(prompts=len), TypeError, "prompts")
+    add(f"{name}-prompts-callable->str", lambda p=preset: p(prompts=lambda s: s), TypeError, "prompts")
+    add(
+        f"{name}-prompts-negative-id",
+        lambda p=preset: p(prompts={**PROMPTS, "[S2S]": [-1]}),
+        ValueError,
+        "prefix",
+    )
+    add(
+        f"{name}-prompts-float-id",
+        lambda p=preset: p(prompts={**PROMPTS, "[S2S]": [1.5]}),
+        TypeError,
+        "prefix",
+    )
+    add(f"{name}-prompts-missing-mode", lambda p=preset: p(prompts={"[NLU]": [3]}), ValueError, "prompts")
+add("t5-prompts", lambda: ul2.presets.t5(prompts=PROMPTS), TypeError, "prompts")
+
+# ---- Mixture, dict / JSON --------------------------------------------------------------------
+add("Mixture(None)", lambda: ul2.Mixture(None), TypeError, "mixture")
+add("Mixture(int)", lambda: ul2.Mixture(5), TypeError, "mixture")
+add("Mixture-triple", lambda: ul2.Mixture([(_D, 1.0, 2)]), TypeError, "mixture")
+add("Mixture-dict", lambda: ul2.Mixture({_D: 1.0}), TypeError, "mixture")
+add("Mixture-rate=None", lambda: ul2.Mixture([(_D, None)]), TypeError, "rate")
+add("Mixture-rate=10**400", lambda: ul2.Mixture([(_D, 10**400)]), (TypeError, ValueError), "rate")
+add("Mixture-rate=np.nan", lambda: ul2.Mixture([(_D, np.float64("nan"))]), ValueError, "rate")
+add("Mixture-rate=-0.5-with-good", lambda: ul2.Mixture([(_D, 1.0), (_D, -0.5)]), ValueError, "rate")
+add("Mixture.from_dict({})", lambda: ul2.Mixture.from_dict({}), (TypeError, ValueError), "denoisers")
+add(
+    "Mixture.from_dict-no-rate",
+    lambda: ul2.Mixture.from_dict({"denoisers": [{"type": "PrefixLM"}]}),
+    (TypeError, ValueError),
+    "rate",
+)
+add(
+    "Mixture.from_dict-unknown-type",
+    lambda: ul2.Mixture.from_dict({"denoisers": [{"type": "Bogus", "rate": 1.0}]}),
+    ValueError,
+    "Bogus",
+)
+add(
+    "Mixture.from_dict-unknown-field",
+    lambda: ul2.Mixture.from_dict({"denoisers": [{"type": "PrefixLM", "rate": 1.0, "density": 0.5}]}),
+    ValueError,
+    "density",
+)
+add(
+    "Mixture.from_dict-missing-field",
+    lambda: ul2.Mixture.from_dict(
+        {"denoisers": [{"type": "SpanCorruption", "rate": 1.0, "mean_span_length": 3}]}
+    ),
+    TypeError,
+    "noise_density",
+)
+add(
+    "Mixture.from_dict-bad-value",
+    lambda: ul2.Mixture.from_dict({"denoisers": [{"type": "PrefixLM", "rate": 1.0, "suffix_density": 0.9}]}),
+    ValueError,
+    "suffix_density",
+)
+add("Mixture.from_json-not-json", lambda: ul2.Mixture.from_json("{"), ValueError)
+
+# ---- denoiser constructors: huge numbers, bools, None and nested prompts ----------------------
+add(
+    "SpanCorruption-num_spans=2**64",
+    lambda: ul2.SpanCorruption(3.0, 0.15, num_spans=2**64),
+    ValueError,
+    "num_spans",
+)
+add(
+    "SpanCorruption-num_spans=bool",
+    lambda: ul2.SpanCorruption(3.0, 0.15, num_spans=True),
+    TypeError,
+    "num_spans",
+)
+add(
+    "SpanCorruption-mean_span_length=bool",
+    lambda: ul2.SpanCorruption(True, 0.15),
+    TypeError,
+    "mean_span_length",
+)
+add(
+    "SpanCorruption-mean_span_length=10**400",
+    lambda: ul2.SpanCorruption(10**400, 0.15),
+    (TypeError, ValueError),
+    "mean_span_length",
+)
+add(
+    "SpanCorruption-noise_density=10**400",
+    lambda: ul2.SpanCorruption(3.0, 10**400),
+    ValueError,
+    "noise_density",
+)
+add(
+    "SpanCorruption-random_roll=None",
+    lambda: ul2.SpanCorruption(3.0, 0.15, random_roll=None),
+    TypeError,
+    "random_roll",
+)
+add(
+    "SpanCorruption-prefix=[2**63]",
+    lambda: ul2.SpanCorruption(3.0, 0.15, prefix=[2**63]),
+    ValueError,
+    "prefix",
+)
+add(
+    "SpanCorruption-prefix-float-array",
+    lambda: ul2.SpanCorruption(3.0, 0.15, prefix=np.array([1.5])),
+    TypeError,
+    "prefix",
+)
+add("SpanCorruption-prefix-nested", lambda: ul2.SpanCorruption(3.0, 0.15, prefix=[[1]]), TypeError, "prefix")
+add("PrefixLM-suffix_density=None", lambda: ul2.PrefixLM(None), TypeError, "suffix_density")
+add("PrefixLM-suffix_density=bool", lambda: ul2.PrefixLM(False), TypeError, "suffix_density")
+add("PrefixLM-suffix_density=10**400", lambda: ul2.PrefixLM(10**400), ValueError, "suffix_density")
+add("PrefixLM-prefix=[2**64]", lambda: ul2.PrefixLM(0.5, prefix=[2**64]), ValueError, "prefix")
+add("CausalLM-prefix=int", lambda: ul2.CausalLM(5), TypeError, "prefix")
+add("CausalLM-prefix-negative", lambda: ul2.CausalLM(prefix=[1, -2]), ValueError, "prefix")
+add("CausalLM-prefix=[2**63]", lambda: ul2.CausalLM(prefix=[2**63]), ValueError, "prefix")
+add("CausalLM-prefix-None-item", lambda: ul2.CausalLM(prefix=[None]), TypeError, "prefix")
+
+
+@pytest.mark.parametrize("case", BAD, ids=str)
+def test_bad_input(case: testing.BadInput) -> None:
+    case.check()
+
+
+@pytest.mark.parametrize("rate", [1.0, 1e308, 5e-324, 1e-310], ids=["1", "1e308", "5e-324", "1e-310"])
+def test_equal_rates_give_equal_frequencies_at_any_scale(rate):
+    """Rates are unnormalised: (r, r) is a 50/50 mixture for any r > 0. Near float max the sum
+    overflows to inf and for subnormal r the products lose precision; neither may skew the
+    draws (3000+ samples: 50% +- 4 sigma)."""
+    a, b = ul2.CausalLM(prefix=[3]), ul2.CausalLM(prefix=[4])
+    d = ul2.DenoisingDataset(
+        np.arange(2, 200_002, dtype=np.int32),
+        ul2.Mixture([(a, rate), (b, rate)]),
+        sentinels=S,
+        inputs_length=64,
+    )
+    n = d.num_samples
+    first = sum(d.denoiser(k) == 0 for k in range(n))
+    assert abs(first - n / 2) < 4 * math.sqrt(n / 4), f"{first} of {n} samples drew mixture[0]"

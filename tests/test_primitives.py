@@ -1,13 +1,15 @@
 """The SPEC §7 primitives against the T5 / seqio test vectors quoted in the reference
-(reference §2, §3, §4.1, §6.1 and §11), plus sentinel layout and overflow policies."""
+(reference §2, §3, §4.1, §6.1 and §11), their output dtypes, and their bad inputs next to the
+accepted edges. ``Sentinels`` are in test_sentinels.py."""
 
 from __future__ import annotations
 
-import pickle
+import math
 
 import numpy as np
 import pytest
 import ul2
+from ul2 import testing
 
 
 def noise_runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -282,64 +284,6 @@ def test_prefix_split_small_lengths(length: int, k: int, r: float) -> None:
         assert ul2.prefix_split(length, r, key=key) == k
 
 
-# --- Sentinels ---------------------------------------------------------------------------------
-
-
-def test_sentinels_t5_layout() -> None:
-    s = ul2.Sentinels.t5(32100)
-    assert s.count == len(s) == 100
-    assert s.vocab_size == 32100
-    assert s.ids.tolist() == [32099 - k for k in range(100)]
-    assert s.ids[0] == 32099 and s.ids[99] == 32000  # <extra_id_0>, <extra_id_99>
-    assert s.on_overflow == "error" and s.check_collisions is True
-    small = ul2.Sentinels.t5(1000, count=3)
-    assert small.ids.tolist() == [999, 998, 997]
-    assert pickle.loads(pickle.dumps(s)) == s
-
-
-def test_sentinels_from_ids() -> None:
-    s = ul2.Sentinels.from_ids([5, 9, 7])
-    assert s.ids.tolist() == [5, 9, 7] and s.count == 3
-    tokens = np.array([20, 21, 22, 23, 24], dtype=np.int32)
-    mask = np.array([False, True, False, True, True])
-    inputs, targets = ul2.apply_mask(tokens, mask, s)
-    assert inputs.tolist() == [20, 5, 22, 9]
-    assert targets.tolist() == [5, 21, 9, 23, 24]
-
-
-def test_sentinel_collision_is_rejected() -> None:
-    s = ul2.Sentinels.t5(V, count=3)
-    tokens = np.array([10, 998, 12], dtype=np.int32)
-    mask = np.array([False, False, True])
-    with pytest.raises(ValueError, match="tokens"):
-        ul2.apply_mask(tokens, mask, s)
-    unchecked = ul2.Sentinels.t5(V, count=3, check_collisions=False)
-    inputs, targets = ul2.apply_mask(tokens, mask, unchecked)
-    assert inputs.tolist() == [10, 998, 999] and targets.tolist() == [999, 12]
-
-
-# --- overflow policies (reference §4.3) --------------------------------------------------------
-
-FIVE_SPANS = np.array([False, True] * 5)
-
-
-def test_overflow_error() -> None:
-    s = ul2.Sentinels.t5(V, count=3, on_overflow="error")
-    with pytest.raises(ul2.SentinelOverflowError) as info:
-        ul2.apply_mask(np.arange(10, 20, dtype=np.int32), FIVE_SPANS, s)
-    assert isinstance(info.value, ValueError)
-    # Exactly as many spans as sentinels is fine.
-    inputs, _ = ul2.apply_mask(np.arange(10, 16, dtype=np.int32), FIVE_SPANS[:6], s)
-    assert inputs.tolist() == [10, 999, 12, 998, 14, 997]
-
-
-def test_overflow_t5_keeps_counting_down() -> None:
-    s = ul2.Sentinels.t5(V, count=3, on_overflow="t5")
-    inputs, targets = ul2.apply_mask(np.arange(10, 20, dtype=np.int32), FIVE_SPANS, s)
-    assert inputs.tolist() == [10, 999, 12, 998, 14, 997, 16, 996, 18, 995]
-    assert targets.tolist() == [999, 11, 998, 13, 997, 15, 996, 17, 995, 19]
-
-
 # --- dtypes ------------------------------------------------------------------------------------
 
 
@@ -352,3 +296,309 @@ def test_apply_mask_output_dtype(dtype: type, out: type) -> None:
     assert inputs.dtype == out and targets.dtype == out
     assert inputs.tolist() == [999, 12, 13, 998, 15, 1]
     assert targets.tolist() == [999, 10, 11, 998, 14, 997, 1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad inputs (SPEC §8.7), and the accepted edges next to them
+# ---------------------------------------------------------------------------------------------
+
+VOCAB = 32100
+S = ul2.Sentinels.t5(VOCAB)
+NO_VOCAB = ul2.Sentinels.from_ids(list(range(1000, 1100)))  # no vocab_size: ids only bounded by the dtype
+ROW20 = np.arange(2, 22, dtype=np.int32)
+MASK20 = np.zeros(20, bool)
+MASK20[[4, 5, 10, 19]] = True
+BAD_DENSITIES = [math.nan, math.inf, -math.inf, -0.1, 1.5]
+BAD_MEANS = [0.0, -1.0, math.nan, -math.inf]
+
+BAD = testing.BadInputs()
+add = BAD.add
+
+
+# ---- span_counts ---------------------------------------------------------------------------
+for r in BAD_DENSITIES:
+    add(f"span_counts-noise_density={r}", lambda r=r: ul2.span_counts(100, r), ValueError, "noise_density")
+for mu in BAD_MEANS:
+    add(
+        f"span_counts-mean_span_length={mu}",
+        lambda mu=mu: ul2.span_counts(100, 0.15, mu),
+        ValueError,
+        "mean_span_length",
+    )
+add("span_counts-length=-1", lambda: ul2.span_counts(-1, 0.15), ValueError, "length")
+add("span_counts-length=float", lambda: ul2.span_counts(10.0, 0.15), TypeError, "length")
+add("span_counts-length=bool", lambda: ul2.span_counts(True, 0.15), TypeError, "length")
+add("span_counts-length=str", lambda: ul2.span_counts("10", 0.15), TypeError, "length")
+add("span_counts-length=2**64", lambda: ul2.span_counts(2**64, 0.15), ValueError, "length")
+add("span_counts-noise_density=str", lambda: ul2.span_counts(10, "0.15"), TypeError, "noise_density")
+add("span_counts-noise_density=None", lambda: ul2.span_counts(10, None), TypeError, "noise_density")
+add("span_counts-noise_density=bool", lambda: ul2.span_counts(10, True), TypeError, "noise_density")
+add("span_counts-mean_span_length=str", lambda: ul2.span_counts(10, 0.15, "3"), TypeError, "mean_span_length")
+# r > .5 with n > L - N: T5 crashes; ul2 names the values (SPEC §2).
+add("span_counts-r>.5-small-mu", lambda: ul2.span_counts(100, 0.9, 1.0), ValueError, "noise_density")
+
+# ---- noise_mask ----------------------------------------------------------------------------
+for r in BAD_DENSITIES:
+    add(f"noise_mask-noise_density={r}", lambda r=r: ul2.noise_mask(100, r), ValueError, "noise_density")
+for mu in BAD_MEANS:
+    add(
+        f"noise_mask-mean_span_length={mu}",
+        lambda mu=mu: ul2.noise_mask(100, 0.15, mu),
+        ValueError,
+        "mean_span_length",
+    )
+add("noise_mask-length=-1", lambda: ul2.noise_mask(-1, 0.15), ValueError, "length")
+add("noise_mask-length=float", lambda: ul2.noise_mask(10.5, 0.15), TypeError, "length")
+add("noise_mask-num_spans=-1", lambda: ul2.noise_mask(100, 0.15, num_spans=-1), ValueError, "num_spans")
+add("noise_mask-num_spans=0", lambda: ul2.noise_mask(100, 0.15, num_spans=0), ValueError, "num_spans")
+add("noise_mask-num_spans>N", lambda: ul2.noise_mask(100, 0.15, num_spans=16), ValueError, "num_spans")
+add("noise_mask-num_spans=float", lambda: ul2.noise_mask(100, 0.15, num_spans=2.0), TypeError, "num_spans")
+add("noise_mask-random_roll=int", lambda: ul2.noise_mask(100, 0.15, random_roll=1), TypeError, "random_roll")
+add("noise_mask-seed=-1", lambda: ul2.noise_mask(100, 0.15, seed=-1), ValueError, "seed")
+add("noise_mask-seed=2**64", lambda: ul2.noise_mask(100, 0.15, seed=2**64), ValueError, "seed")
+add("noise_mask-seed=float", lambda: ul2.noise_mask(100, 0.15, seed=1.0), TypeError, "seed")
+add("noise_mask-key=-1", lambda: ul2.noise_mask(100, 0.15, key=-1), ValueError, "key")
+add("noise_mask-key=str", lambda: ul2.noise_mask(100, 0.15, key="1"), TypeError, "key")
+add("noise_mask-r>.5-small-mu", lambda: ul2.noise_mask(100, 0.9, 1.0), ValueError, "noise_density")
+add("noise_mask-r>.5-num_spans", lambda: ul2.noise_mask(100, 0.9, num_spans=20), ValueError, "num_spans")
+
+# ---- apply_mask ----------------------------------------------------------------------------
+for dt in [np.float64, np.float32, np.bool_, object, np.int8, np.uint64, np.int16, np.uint8]:
+    add(
+        f"apply_mask-tokens-dtype={np.dtype(dt)}",
+        lambda dt=dt: ul2.apply_mask(ROW20.astype(dt), MASK20, S),
+        TypeError,
+        "tokens",
+    )
+add(
+    "apply_mask-tokens-0d",
+    lambda: ul2.apply_mask(np.int32(5), MASK20[:1], S),
+    (TypeError, ValueError),
+    "tokens",
+)
+add(
+    "apply_mask-tokens-0d-array",
+    lambda: ul2.apply_mask(np.array(5, np.int32), MASK20[:1], S),
+    ValueError,
+    "tokens",
+)
+add("apply_mask-tokens-2d", lambda: ul2.apply_mask(ROW20.reshape(4, 5), MASK20, S), ValueError, "tokens")
+add("apply_mask-tokens-3d", lambda: ul2.apply_mask(ROW20.reshape(2, 2, 5), MASK20, S), ValueError, "tokens")
+add("apply_mask-tokens-str", lambda: ul2.apply_mask("abc", MASK20[:3], S), TypeError, "tokens")
+add("apply_mask-tokens-None", lambda: ul2.apply_mask(None, MASK20, S), TypeError, "tokens")
+add(
+    "apply_mask-tokens-negative",
+    lambda: ul2.apply_mask(np.where(ROW20 == 9, -3, ROW20), MASK20, S),
+    ValueError,
+    "tokens",
+    "-3",
+)
+add(
+    "apply_mask-tokens-negative-int64",
+    lambda: ul2.apply_mask(np.where(ROW20 == 9, -3, ROW20).astype(np.int64), MASK20, S),
+    ValueError,
+    "tokens",
+)
+add(
+    "apply_mask-tokens>=vocab",
+    lambda: ul2.apply_mask(np.where(ROW20 == 9, VOCAB, ROW20), MASK20, S),
+    ValueError,
+    "tokens",
+    str(VOCAB),
+)
+add("apply_mask-mask-float", lambda: ul2.apply_mask(ROW20, MASK20.astype(float), S), TypeError, "mask")
+add("apply_mask-mask-int", lambda: ul2.apply_mask(ROW20, MASK20.astype(np.int32), S), TypeError, "mask")
+add("apply_mask-mask-2d", lambda: ul2.apply_mask(ROW20, MASK20.reshape(4, 5), S), ValueError, "mask")
+add("apply_mask-mask-length", lambda: ul2.apply_mask(ROW20, MASK20[:-1], S), ValueError, "mask")
+add("apply_mask-mask-None", lambda: ul2.apply_mask(ROW20, None, S), TypeError, "mask")
+add("apply_mask-sentinels-str", lambda: ul2.apply_mask(ROW20, MASK20, "S"), TypeError, "sentinels")
+add(
+    "apply_mask-sentinels-list", lambda: ul2.apply_mask(ROW20, MASK20, [32099, 32098]), TypeError, "sentinels"
+)
+add("apply_mask-eos_id=-1", lambda: ul2.apply_mask(ROW20, MASK20, S, eos_id=-1), ValueError, "eos_id")
+add("apply_mask-eos_id=float", lambda: ul2.apply_mask(ROW20, MASK20, S, eos_id=1.0), TypeError, "eos_id")
+add(
+    "apply_mask-collision",
+    lambda: ul2.apply_mask(np.where(ROW20 == 9, VOCAB - 1, ROW20), MASK20, S),
+    ValueError,
+    "tokens",
+    str(VOCAB - 1),
+)
+add(
+    "apply_mask-overflow",
+    lambda: ul2.apply_mask(ROW20, MASK20, ul2.Sentinels.from_ids([100, 101])),
+    ul2.SentinelOverflowError,
+    "sentinels",
+    "3",
+    "2",
+)
+add(
+    "apply_mask-overflow-cap",  # cap cannot shorten a given mask
+    lambda: ul2.apply_mask(ROW20, MASK20, ul2.Sentinels.from_ids([100, 101], on_overflow="cap")),
+    ul2.SentinelOverflowError,
+    "sentinels",
+    "3",
+    "2",
+)
+add(
+    "apply_mask-uint16-eos-too-big",
+    lambda: ul2.apply_mask(ROW20.astype(np.uint16), MASK20, NO_VOCAB, eos_id=2**31),
+    ValueError,
+    "eos_id",
+)
+
+# ---- prefix_split --------------------------------------------------------------------------
+for r in [math.nan, math.inf, -0.1, 0.6, 1.0, 2.0]:
+    add(
+        f"prefix_split-suffix_density={r}", lambda r=r: ul2.prefix_split(100, r), ValueError, "suffix_density"
+    )
+add("prefix_split-suffix_density=str", lambda: ul2.prefix_split(100, "0.5"), TypeError, "suffix_density")
+add("prefix_split-length=-1", lambda: ul2.prefix_split(-1), ValueError, "length")
+add("prefix_split-length=float", lambda: ul2.prefix_split(10.0), TypeError, "length")
+add("prefix_split-seed=-1", lambda: ul2.prefix_split(100, seed=-1), ValueError, "seed")
+add("prefix_split-key=-5", lambda: ul2.prefix_split(100, key=-5), ValueError, "key")
+add("prefix_split-key=2**64", lambda: ul2.prefix_split(100, key=2**64), ValueError, "key")
+
+# ---- plan_span_corruption ------------------------------------------------------------------
+for r in BAD_DENSITIES:
+    add(
+        f"plan_span_corruption-noise_density={r}",
+        lambda r=r: ul2.plan_span_corruption(512, r),
+        ValueError,
+        "noise_density",
+    )
+for mu in BAD_MEANS:
+    add(
+        f"plan_span_corruption-mean_span_length={mu}",
+        lambda mu=mu: ul2.plan_span_corruption(512, 0.15, mu),
+        ValueError,
+        "mean_span_length",
+    )
+add(
+    "plan_span_corruption-inputs_length=-1",
+    lambda: ul2.plan_span_corruption(-1, 0.15),
+    ValueError,
+    "inputs_length",
+)
+add(
+    "plan_span_corruption-inputs_length=0",
+    lambda: ul2.plan_span_corruption(0, 0.15),
+    ValueError,
+    "inputs_length",
+)
+add(
+    "plan_span_corruption-inputs_length=1",
+    lambda: ul2.plan_span_corruption(1, 0.15),
+    ValueError,
+    "inputs_length",
+)
+add(
+    "plan_span_corruption-inputs_length=float",
+    lambda: ul2.plan_span_corruption(512.0, 0.15),
+    TypeError,
+    "inputs_length",
+)
+add(
+    "plan_span_corruption-targets_length=-1",
+    lambda: ul2.plan_span_corruption(512, 0.15, targets_length=-1),
+    ValueError,
+    "targets_length",
+)
+add(
+    "plan_span_corruption-targets_length=1",
+    lambda: ul2.plan_span_corruption(512, 0.15, targets_length=1),
+    ValueError,
+    "targets_length",
+)
+add(
+    "plan_span_corruption-prompt_length=-1",
+    lambda: ul2.plan_span_corruption(512, 0.15, prompt_length=-1),
+    ValueError,
+    "prompt_length",
+)
+add(
+    "plan_span_corruption-prompt_length>=inputs",
+    lambda: ul2.plan_span_corruption(512, 0.15, prompt_length=512),
+    ValueError,
+    "inputs_length",
+)
+add(
+    "plan_span_corruption-inputs_length-huge",  # beyond the planner's search range: say so
+    lambda: ul2.plan_span_corruption(2**40, 0.15),
+    ValueError,
+    "inputs_length",
+)
+add(
+    "plan_span_corruption-inputs_length-huge-with-targets",
+    lambda: ul2.plan_span_corruption(2**40, 0.15, targets_length=2**61),
+    ValueError,
+    "inputs_length",
+)
+add("plan_span_corruption-eos=int", lambda: ul2.plan_span_corruption(512, 0.15, eos=1), TypeError, "eos")
+add(
+    "plan_span_corruption-r>.5-small-mu",
+    lambda: ul2.plan_span_corruption(512, 0.9, 1.0),
+    ValueError,
+    "noise_density",
+)
+
+
+@pytest.mark.parametrize("case", BAD, ids=str)
+def test_bad_input(case: testing.BadInput) -> None:
+    case.check()
+
+
+@pytest.mark.parametrize("r", [0.15, 0.5, 0.0, 1.0])
+def test_noise_mask_tiny_lengths(r):
+    m0 = ul2.noise_mask(0, r)
+    assert m0.dtype == np.bool_ and m0.shape == (0,)
+    assert ul2.noise_mask(1, r).tolist() == [False]
+    assert ul2.noise_mask(2, r).tolist() == ([False, False] if r == 0.0 else [False, True])
+
+
+def test_span_counts_tiny_lengths_and_zero_density():
+    assert ul2.span_counts(0, 0.15) == (0, 0)
+    assert ul2.span_counts(1, 0.15) == (0, 0)
+    assert ul2.span_counts(2, 0.15) == (1, 1)
+    assert ul2.span_counts(100, 0.0) == (0, 0)
+    assert ul2.span_counts(100, 1.0, 100.0) == (99, 1)  # N clamped to L-1
+    assert ul2.span_counts(100, 0.5) == (50, 17)  # r = .5: n <= L-N still holds
+
+
+def test_boundary_scalars_are_accepted():
+    assert ul2.prefix_split(0) == 0
+    assert ul2.prefix_split(1) == 0
+    assert ul2.prefix_split(100, 0.0) == 99
+    assert 1 <= ul2.prefix_split(100, 0.5) <= 99
+    assert ul2.noise_mask(10, 0.15, seed=2**64 - 1, key=2**64 - 1).shape == (10,)
+    assert ul2.noise_mask(10, np.float32(0.15), np.int64(3)).shape == (10,)
+    assert ul2.span_counts(np.int64(10), np.float64(0.5)) == (5, 2)
+    ul2.SpanCorruption(3, 1)  # ints are numbers
+    ul2.PrefixLM(0)
+    ul2.Sentinels.t5(VOCAB, 1)
+    ul2.Sentinels.from_ids(np.array([7, 8], np.uint16))
+    ul2.Collator(ul2.presets.t5(), sentinels=S, inputs_length=512, seed=2**64 - 1, dtype="int64")
+
+
+def test_apply_mask_edge_cases():
+    inputs, targets = ul2.apply_mask(np.array([], np.int32), np.array([], bool), S)
+    assert inputs.tolist() == [] and targets.tolist() == []  # reference §9.8: L=0 gives empty outputs
+    inputs, targets = ul2.apply_mask([7], [False], S, eos_id=1)
+    assert inputs.tolist() == [7, 1] and targets.tolist() == [VOCAB - 1, 1]
+    inputs, targets = ul2.apply_mask([7, 8], [False, True], S)
+    assert inputs.tolist() == [7, VOCAB - 1] and targets.tolist() == [VOCAB - 1, 8]
+
+
+def test_apply_mask_on_read_only_and_memmap_tokens(tmp_path):
+    tokens = np.arange(2, 42, dtype=np.int32)
+    mask = ul2.noise_mask(40, 0.3, seed=1)
+    want = ul2.apply_mask(tokens, mask, S, eos_id=1)
+    ro = tokens.copy()
+    ro.flags.writeable = False
+    path = tmp_path / "t.i32"
+    tokens.tofile(path)
+    mm = np.memmap(path, dtype=np.int32, mode="r")
+    for t in (ro, mm):
+        got = ul2.apply_mask(t, mask, S, eos_id=1)
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_array_equal(a, b)

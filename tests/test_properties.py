@@ -1,4 +1,5 @@
-"""Property tests of SPEC §8.1, §8.3, §8.4 and §8.5 at the Python boundary.
+"""Property tests of SPEC §8.1, §8.3, §8.4 and §8.5 (batching; thread counts and workers are in
+test_robustness.py) at the Python boundary.
 
 Lengths stay below ~2000 so each example is cheap; the "ci" profile runs 500 examples each.
 """
@@ -10,6 +11,7 @@ import pytest
 import ul2
 from hypothesis import assume, given
 from hypothesis import strategies as st
+from ul2 import testing
 
 U64 = st.integers(0, 2**64 - 1)
 KEYS = st.integers(0, 2**63 - 1)
@@ -50,35 +52,6 @@ def runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def tokens_for(rng: np.random.Generator, length: int, dtype: type) -> np.ndarray:
     return rng.integers(2, MAX_TOKEN, size=length).astype(dtype)
-
-
-def reconstruct(inputs: list[int], targets: list[int]) -> list[int]:
-    """SPEC §8.3: replace each sentinel of the inputs by the tokens that follow it in the
-    targets. Also checks that inputs and targets carry the same sentinels in the same order
-    (the targets may end with one extra sentinel that replaced nothing)."""
-    blocks: dict[int, list[int]] = {}
-    order: list[int] = []
-    current: int | None = None
-    for t in targets:
-        if t in SENTINEL_SET:
-            assert t not in blocks, f"sentinel {t} appears twice in the targets"
-            current = t
-            blocks[t] = []
-            order.append(t)
-        else:
-            assert current is not None, "targets start with a raw token, not a sentinel"
-            blocks[current].append(t)
-    in_order = [t for t in inputs if t in SENTINEL_SET]
-    assert order[: len(in_order)] == in_order
-    extra = order[len(in_order) :]
-    assert len(extra) <= 1 and all(blocks[t] == [] for t in extra)
-    out: list[int] = []
-    for t in inputs:
-        if t in SENTINEL_SET:
-            out.extend(blocks[t])
-        else:
-            out.append(t)
-    return out
 
 
 # --- §8.1: counts, spans, alternation ----------------------------------------------------------
@@ -202,7 +175,7 @@ def check_apply_mask(tokens: np.ndarray, mask: np.ndarray, eos: int | None) -> N
     assert [t for t in tgt if t in SENTINEL_SET] == ids
     if length:
         assert tgt[0] == ids[0]
-    assert reconstruct(ins, tgt) == tokens.tolist()
+    assert testing.reconstruct(ins, tgt, ids).tolist() == tokens.tolist()
 
 
 # --- §8.3 through the Collator ----------------------------------------------------------------
@@ -255,13 +228,13 @@ def test_collator_round_trip(
     out = collator(batch, keys=keys[: len(rows)])
     assert out["input_ids"].shape == (len(rows), inputs_length)
     for i, row in enumerate(rows):
-        ins, tgt = strip_hf(out, i, prompt)
-        assert reconstruct(ins, tgt) == row.tolist()
+        _, tgt = strip_hf(out, i, prompt)
         # The noise counts are T5's for the row's length; a roll adds at most one run.
         n_noise, n_spans = t5_counts(len(row), r, mu)
-        runs_in = sum(t in SENTINEL_SET for t in ins)
         assert sum(t not in SENTINEL_SET for t in tgt) == n_noise
-        assert runs_in in ((n_spans, n_spans + 1) if roll else (n_spans,))
+        inputs = out["input_ids"][i][out["attention_mask"][i] == 1]
+        targets = out["labels"][i][out["labels"][i] != -100]
+        testing.check_example(row, inputs, targets, denoiser, sentinels=SENTINELS, eos_id=EOS, spans=n_spans)
 
 
 def planned_raw(denoiser: ul2.SpanCorruption, inputs_length: int) -> int:
@@ -463,24 +436,3 @@ def test_batch_composition_does_not_matter(
         part = fresh([rows[i] for i in idx], keys=[keys[i] for i in idx])
         for name, arr in full.items():
             np.testing.assert_array_equal(part[name], arr[idx], err_msg=name)
-
-
-@given(
-    lengths=rows_strategy(48),
-    seed=U64,
-    keys=st.lists(KEYS, min_size=48, max_size=48),
-)
-def test_thread_count_does_not_matter(lengths: list[int], seed: int, keys: list[int]) -> None:
-    rng = np.random.default_rng(seed % 2**32)
-    rows = [tokens_for(rng, n, np.int32) for n in lengths]
-    keys = keys[: len(rows)]
-    collator = ul2.Collator(MIXTURE, sentinels=SENTINELS, inputs_length=MIX_INPUTS, seed=seed)
-    try:
-        ul2.set_num_threads(1)
-        one = collator(rows, keys=keys)
-        ul2.set_num_threads(2)
-        two = collator(rows, keys=keys)
-    finally:
-        ul2.set_num_threads(None)
-    for name, arr in one.items():
-        np.testing.assert_array_equal(two[name], arr, err_msg=name)

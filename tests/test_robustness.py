@@ -1,7 +1,9 @@
 """Issue 7, parts 2, 4 and 5: no panic crosses the FFI boundary; the same seed gives the same
 bytes under threads, thread counts, batch splits, DataLoader-style workers (fork and spawn),
 pickling into a new process and resumption; every token of a stream is used once or reported
-in the tail; a million small calls keep resident memory flat; a 10^8-token batch works.
+in the tail; a million small calls keep resident memory flat; a 10^8-token batch works; every
+file's bad inputs raise their errors in a child process, and absurd sizes and failed allocations
+are errors, not aborts.
 
 The long variants (4 x 10^6 calls, an int64 packed 10^8-token batch) run with ``UL2_FUZZ=1``
 (``make fuzz``); the default suite runs 10^6 calls and one 10^8-token batch.
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import json
 import multiprocessing
 import os
 import pickle
@@ -18,10 +21,12 @@ import subprocess
 import sys
 import textwrap
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 import ul2
+from ul2 import testing
 
 LONG = bool(os.environ.get("UL2_FUZZ"))
 VOCAB = 1_000_000  # sentinels 999_999 down; stream ids 10 + position never reach them
@@ -93,12 +98,6 @@ def assert_same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
     for name in a:
         assert a[name].dtype == b[name].dtype, name
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
-
-
-@pytest.fixture(autouse=True)
-def _default_threads():
-    yield
-    ul2.set_num_threads(None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,9 +226,11 @@ def test_eight_threads_share_one_collator_and_one_dataset():
 
 @pytest.mark.parametrize("fmt", list(FORMATS))
 @pytest.mark.parametrize("pack", [False, True], ids=["plain", "packed"])
-def test_thread_counts_give_identical_bytes(fmt, pack):
-    """1, 2, 8 (more than cores) and None (all cores) threads: the same bytes, for a Collator and
-    a DenoisingDataset in every format, packed or not."""
+def test_thread_counts_and_batch_splits_give_identical_bytes(fmt, pack):
+    """SPEC §8.5 in-process: 1, 2, 8 (more than cores) and None (all cores) threads give the same
+    bytes, for a Collator and a DenoisingDataset in every format, packed or not; under each,
+    random splits of the keys into batches (sizes 1 .. all) concatenate to the one batch, and so
+    do one-row Collator calls. Worker processes are the next test."""
     ds = dataset(fmt, pack)
     c = collator(fmt, pack)
     rows = user_rows(64, 1)
@@ -239,34 +240,27 @@ def test_thread_counts_give_identical_bytes(fmt, pack):
         ul2.set_num_threads(n)
         if n is not None:
             assert ul2.get_num_threads() == n
-        results[n] = (batch_bytes(ds.batch(np.arange(len(ds)))), batch_bytes(c(rows, keys=keys)))
-    assert len(set(results.values())) == 1, "thread count changed the bytes"
-
-
-@pytest.mark.parametrize("fmt", list(FORMATS))
-def test_any_batch_split_gives_the_same_examples(fmt):
-    """Random splits of the keys into batches (sizes 1 .. all): concatenated, the same rows as
-    one batch; for a dataset (plain and packed rows) and an unpacked Collator."""
-    rng = np.random.default_rng(11)
-    for ds in (dataset(fmt), dataset(fmt, pack=True)):
-        keys = rng.permutation(len(ds))
-        whole = ds.batch(keys)
+        rng = np.random.default_rng(11)
+        order = rng.permutation(len(ds))
+        whole = ds.batch(order)
         for _ in range(4):
-            cuts = np.sort(rng.choice(np.arange(1, len(keys)), size=int(rng.integers(1, 12)), replace=False))
-            parts = [ds.batch(p) for p in np.split(keys, cuts)]
+            cuts = np.sort(rng.choice(np.arange(1, len(order)), size=int(rng.integers(1, 12)), replace=False))
+            parts = [ds.batch(p) for p in np.split(order, cuts)]
             for name in whole:
                 if name.endswith("cu_seqlens"):
                     continue  # offsets into each batch's own flattened rows
                 np.testing.assert_array_equal(
                     np.concatenate([p[name] for p in parts]), whole[name], err_msg=name
                 )
-    c = collator(fmt)
-    rows = user_rows(60, 2)
-    keys = rng.integers(0, 2**63, 60, dtype=np.uint64)
-    whole = c(rows, keys=keys)
-    singles = [c([rows[i]], keys=keys[i : i + 1]) for i in range(60)]
-    for name in whole:
-        np.testing.assert_array_equal(np.concatenate([s[name] for s in singles]), whole[name], err_msg=name)
+        out = c(rows, keys=keys)
+        if not pack:
+            singles = [c([rows[i]], keys=keys[i : i + 1]) for i in range(len(rows))]
+            for name in out:
+                np.testing.assert_array_equal(
+                    np.concatenate([s[name] for s in singles]), out[name], err_msg=name
+                )
+        results[n] = (batch_bytes(ds.batch(np.arange(len(ds)))), batch_bytes(whole), batch_bytes(out))
+    assert len(set(results.values())) == 1, "thread count changed the bytes"
 
 
 # The worker side of the DataLoader-free worker simulation; written to a file so that spawned
@@ -465,34 +459,6 @@ def test_resuming_from_a_saved_position():
 # ---------------------------------------------------------------------------------------------
 
 
-def invert(d: ul2.Denoiser, inputs: list[int], targets: list[int]) -> list[int]:
-    """Raw tokens of one example (prompt + body + EOS, targets + EOS), checking the sentinel
-    layout: inputs carry ids[0], ids[1], ... in order and targets the same ids, in order."""
-    assert inputs[: len(d.prefix)] == list(d.prefix), (d, inputs[:5])
-    assert inputs[-1] == EOS and targets[-1] == EOS
-    body, tbody = inputs[len(d.prefix) : -1], targets[:-1]
-    ids = SENTINELS.ids.tolist()
-    if not isinstance(d, ul2.SpanCorruption):
-        assert not SENTINEL_SET & set(body + tbody)
-        return body + tbody
-    marks = [t for t in body if t in SENTINEL_SET]
-    assert marks == ids[: len(marks)]
-    blocks: dict[int, list[int]] = {}
-    cur = None
-    for t in tbody:
-        if t in SENTINEL_SET:
-            cur = t
-            blocks[t] = []
-        else:
-            assert cur is not None, "targets start with a sentinel"
-            blocks[cur].append(t)
-    assert list(blocks) == ids[: len(blocks)] and len(blocks) - len(marks) in (0, 1)
-    raw: list[int] = []
-    for t in body:
-        raw.extend(blocks[t] if t in SENTINEL_SET else [t])
-    return raw
-
-
 def examples(
     ds: ul2.DenoisingDataset, out: dict[str, np.ndarray]
 ) -> list[tuple[int, int, list[int], list[int]]]:
@@ -569,7 +535,7 @@ def test_every_token_is_used_once_or_reported_in_the_tail(documents_mode, separa
     for k, d, inputs, targets in found:
         assert d == ds.denoiser(k)
         a, b = ds.span(k)
-        assert invert(MIXTURE.denoisers[d], inputs, targets) == joined[a:b].tolist(), k
+        testing.check_example(joined[a:b], inputs, targets, MIXTURE.denoisers[d], sentinels=SENTINELS)
         cover[a:b] += 1
     used = ds.span(ds.num_samples - 1)[1] if ds.num_samples else 0
     assert (cover[:used] == 1).all() and (cover[used:] == 0).all()
@@ -684,7 +650,7 @@ def test_a_batch_of_a_hundred_million_tokens(dtype, pack):
         )
         inputs = alone["input_ids"][0][alone["attention_mask"][0] == 1].tolist()
         targets = alone["labels"][0][alone["decoder_attention_mask"][0] == 1].tolist()
-        assert invert(d, inputs, targets) == rows[r].tolist()
+        testing.check_example(rows[r], inputs, targets, d, sentinels=SENTINELS)
         if not pack:
             for name in alone:
                 np.testing.assert_array_equal(out[name][r], alone[name][0], err_msg=name)
@@ -704,3 +670,181 @@ def test_internal_errors_and_panics_become_runtime_errors_and_the_pool_lives_on(
     rows = np.arange(3, 3 + 2 * 568, dtype=np.int32).reshape(2, 568)
     out = ul2.Collator(ul2.presets.t5(), sentinels=ul2.Sentinels.t5(32100), inputs_length=512)(rows)
     assert out["input_ids"].shape == (2, 512)
+
+
+# ---------------------------------------------------------------------------------------------
+# No bad input crashes the process: SPEC §8.7 in a child, absurd sizes, failed allocations
+# ---------------------------------------------------------------------------------------------
+
+# Every file's ``BAD`` cases in one child: a case that aborts the process or leaks a
+# PanicException cannot take pytest down, and each must still raise its own error there.
+BAD_INPUT_CHILD = textwrap.dedent(
+    """
+    import importlib.util, json, sys
+    import ul2
+
+    def call_key(f):
+        # Two cases are the same call when their code, constants, names and bound values are.
+        c = f.__code__
+        cells = [repr(cell.cell_contents) for cell in f.__closure__ or ()]
+        return repr((c.co_code, c.co_consts, c.co_names, f.__defaults__, cells))
+
+    report = {"cases": {}, "failed": [], "repeated_ids": [], "repeated_calls": []}
+    ids, calls = {}, {}
+    for i, path in enumerate(sys.argv[1:]):
+        spec = importlib.util.spec_from_file_location(f"ul2_bad_inputs_{i}", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        report["cases"][path] = len(mod.BAD)
+        for case in mod.BAD:
+            where = f"{path}::{case.id}"
+            if case.id in ids:
+                report["repeated_ids"].append([ids[case.id], where])
+            ids.setdefault(case.id, where)
+            key = call_key(case.call)
+            if key in calls:
+                report["repeated_calls"].append([calls[key], where])
+            calls.setdefault(key, where)
+            try:
+                case.check()
+            except BaseException as e:
+                report["failed"].append(f"{path}: {type(e).__name__}: {e}")
+            ul2.set_num_threads(None)
+    print(json.dumps(report))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def bad_input_report() -> dict:
+    paths = sorted(
+        str(f)
+        for f in Path(__file__).parent.glob("test_*.py")
+        if "\nBAD = testing.BadInputs()\n" in f.read_text()
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", BAD_INPUT_CHILD, *paths], capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 0, (r.returncode, r.stderr[-3000:])
+    return json.loads(r.stdout)
+
+
+def test_no_bad_input_crashes_the_process_and_each_raises_its_error(bad_input_report: dict) -> None:
+    assert len(bad_input_report["cases"]) >= 6, bad_input_report["cases"]
+    assert all(bad_input_report["cases"].values()), bad_input_report["cases"]
+    assert bad_input_report["failed"] == []
+
+
+def test_bad_input_ids_are_unique_and_calls_new(bad_input_report: dict) -> None:
+    """No id names two cases, and no case repeats another's call under a new id (in any file)."""
+    assert bad_input_report["repeated_ids"] == []
+    assert bad_input_report["repeated_calls"] == []
+
+
+# Absurd sizes: a clean ValueError (or MemoryError), never an abort or a PanicException.
+# Each runs in its own child under an address-space limit, since today some abort.
+HUGE = [
+    ("noise_mask-length=2**62", "ul2.noise_mask(2**62, 0.15)", "length"),
+    ("Sentinels.t5-count=2**62", "ul2.Sentinels.t5(2**62, 2**62)", "count"),
+    ("Sentinels.t5-count=2**40", "ul2.Sentinels.t5(2**62, 2**40)", "count"),
+    (
+        "Collator-call-targets_length=2**40",
+        "ul2.Collator(ul2.CausalLM(), sentinels=ul2.Sentinels.t5(32100),"
+        " inputs_length=2**40, targets_length=2**40)(np.full((1, 5), 3, np.int32))",
+        "length",
+    ),
+    (
+        "Collator-call-lengths=2**62",
+        "ul2.Collator(ul2.CausalLM(), sentinels=ul2.Sentinels.t5(32100),"
+        " inputs_length=2**62, targets_length=2**62)(np.full((1, 5), 3, np.int32))",
+        "length",
+    ),
+]
+
+HUGE_SCRIPT = textwrap.dedent(
+    """
+    import resource
+    resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+    import numpy as np
+    import ul2
+    try:
+        {expr}
+    except ValueError as e:
+        print("ValueError", e)
+    except MemoryError as e:
+        print("MemoryError", e)
+    else:
+        print("no error")
+    """
+)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_AS")
+@pytest.mark.parametrize(("expr", "needle"), [h[1:] for h in HUGE], ids=[h[0] for h in HUGE])
+def test_huge_sizes_raise_instead_of_aborting(expr, needle):
+    r = subprocess.run(
+        [sys.executable, "-c", HUGE_SCRIPT.format(expr=expr)], capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 0, f"exit {r.returncode}: {r.stderr.strip().splitlines()[:3]}"
+    kind, _, msg = r.stdout.strip().partition(" ")
+    assert kind in ("ValueError", "MemoryError"), r.stdout
+    if kind == "ValueError":
+        assert needle in msg, msg
+
+
+# Every allocation whose size follows from the input goes through a fallible path: under an
+# address-space limit anywhere between "nothing fits" and "everything fits", a call either
+# succeeds or raises MemoryError — the formatter's arrays and the composer's scratch once
+# aborted the process instead (SIGABRT).
+ALLOC_SCRIPT = textwrap.dedent(
+    """
+    import resource, sys
+    import numpy as np
+    import ul2
+    ul2.set_num_threads(1)
+    n = 1 << 24
+    sentinels = ul2.Sentinels.t5(32100, on_overflow="cap")
+    c = ul2.Collator(ul2.SpanCorruption(3.0, 0.15), sentinels=sentinels, inputs_length=n,
+                     format=sys.argv[2], pack=sys.argv[3] == "1")
+    rows = np.full((1, c.inputs_length), 5, np.int32)
+    # The calling thread's pool, before the limit.
+    ul2.Collator(ul2.SpanCorruption(3.0, 0.15), sentinels=sentinels, inputs_length=64)(rows[:, :60])
+    with open("/proc/self/status") as f:
+        vm = next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmSize:"))
+    limit = vm + int(sys.argv[1]) * (1 << 20)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    try:
+        out = c(rows, keys=[0])
+    except MemoryError as e:
+        print("MemoryError", e)
+    else:
+        print("ok", sum(a.nbytes for a in out.values()))
+    """
+)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_AS and /proc")
+@pytest.mark.parametrize(("fmt", "pack"), [("hf", "1"), ("seqio", "0")])
+def test_failed_allocations_are_memory_errors_at_every_step(fmt, pack):
+    """Limits 32 MB apart from "nothing fits" to "everything fits" (each output array is
+    64 MB), so a failure lands at each allocation of the call in turn. mimalloc reserves 1 GiB
+    at a time, which would serve the whole call from memory reserved before the limit; 16 MiB
+    arenas make every output buffer a reservation of its own, which the limit then meets."""
+    seen = set()
+    env = {**os.environ, "MIMALLOC_ARENA_RESERVE": "16384"}  # KiB
+    for extra_mb in range(-48, 720, 32):
+        r = subprocess.run(
+            [sys.executable, "-c", ALLOC_SCRIPT, str(extra_mb), fmt, pack],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+        assert r.returncode == 0, f"+{extra_mb} MB: exit {r.returncode}: {r.stderr.strip()[-500:]}"
+        kind, _, msg = r.stdout.strip().partition(" ")
+        assert kind in ("ok", "MemoryError"), r.stdout
+        if kind == "MemoryError":
+            assert "cannot allocate" in msg or not msg, msg  # ours, or one of Python's own
+        seen.add(msg.split(":")[0] if kind == "MemoryError" else kind)
+    # Both the denoiser's buffers and the formatter's arrays were met, and the call then fits.
+    assert {"ok", "inputs_length", "rows"} <= seen, seen

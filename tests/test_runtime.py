@@ -16,6 +16,7 @@ import threading
 import numpy as np
 import pytest
 import ul2
+from ul2 import testing
 
 VOCAB = 32100
 HF_NAMES = ("input_ids", "attention_mask", "labels", "decoder_input_ids", "decoder_attention_mask")
@@ -351,3 +352,22 @@ def test_short_lived_calling_threads_keep_memory_flat():
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert int(r.stdout) < 8 * 1024, f"RSS grew {r.stdout.strip()} KB over 8000 threads"
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad inputs (SPEC §8.7); the counts out of range are above
+# ---------------------------------------------------------------------------------------------
+
+BAD = testing.BadInputs()
+add = BAD.add
+
+# ---- set_num_threads -----------------------------------------------------------------------------
+add("set_num_threads-bool", lambda: ul2.set_num_threads(True), TypeError, "num_threads")
+add("set_num_threads-str", lambda: ul2.set_num_threads("2"), TypeError, "num_threads")
+add("set_num_threads-2**64", lambda: ul2.set_num_threads(2**64), ValueError, "num_threads")
+add("set_num_threads-float", lambda: ul2.set_num_threads(1.5), TypeError, "num_threads")
+
+
+@pytest.mark.parametrize("case", BAD, ids=str)
+def test_bad_input(case: testing.BadInput) -> None:
+    case.check()
