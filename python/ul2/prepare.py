@@ -35,13 +35,16 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 import numpy as np
 import numpy.typing as npt
 
 from ._ul2 import __version__
 from .dataset import DenoisingDataset
+
+if TYPE_CHECKING:
+    from typing_extensions import NotRequired
 
 MANIFEST = "manifest.json"
 PROGRESS = "progress.jsonl"
@@ -53,7 +56,88 @@ OWN_FILES = re.compile(
 )
 FORMATS = ("npy", "parquet")
 ENGINES = ("local", "ray")
-ProgressFn = Callable[[dict[str, Any], dict[str, Any]], None]
+
+
+class Fingerprint(TypedDict):
+    """What ``token_fingerprint`` records of a token stream."""
+
+    length: int
+    sha256: str
+    sampled: bool
+
+
+class PlanEntry(TypedDict):
+    """One denoiser's row of the manifest's plan."""
+
+    denoiser: str
+    rate: float
+    raw_length: int
+    inputs_length: int
+    targets_length: int
+    spans: int
+    sentinels: int
+
+
+class ShardEntry(TypedDict):
+    """A finished shard: its items and samples (``[start, stop)``), what it used and holds."""
+
+    index: int
+    path: str
+    items: list[int]
+    samples: list[int]
+    tokens_used: int
+    denoisers: list[int]
+    bytes: int
+    files: dict[str, int]
+
+
+class Counts(TypedDict):
+    """Totals over the finished shards; ``tail`` once every shard is there."""
+
+    shards: int
+    items: int
+    samples: int
+    tokens_used: int
+    tail: int | None
+    stream_length: int
+    denoisers: dict[str, int]
+    bytes: int
+
+
+class Config(TypedDict):
+    """What identifies a job: a resume must find the same."""
+
+    job: dict[str, Any]
+    dataset: dict[str, Any]  # describe_dataset's
+    shard_size: int
+    output_format: str
+    items: int
+    ul2_version: str
+
+
+class DatasetSummary(TypedDict):
+    stream_length: int
+    samples: int
+    items: int
+    tail: int
+
+
+class Manifest(TypedDict):
+    """``manifest.json``. ``shards``, ``complete`` and ``counts`` are there once written."""
+
+    ul2_version: str
+    created: str
+    config: Config
+    plan: list[PlanEntry]
+    dataset: DatasetSummary
+    features: dict[str, Any]
+    num_shards: int
+    shards: NotRequired[list[ShardEntry]]
+    complete: NotRequired[bool]
+    counts: NotRequired[Counts]
+
+
+ProgressFn = Callable[[ShardEntry, Manifest], None]
 
 
 # A fingerprint hashes every token of a stream up to FINGERPRINT_ALL tokens, and of a longer one
@@ -63,7 +147,7 @@ FINGERPRINT_ALL = 1 << 24
 FINGERPRINT_BLOCKS, FINGERPRINT_BLOCK = 1024, 1024
 
 
-def token_fingerprint(tokens: npt.ArrayLike) -> dict[str, Any]:
+def token_fingerprint(tokens: npt.ArrayLike) -> Fingerprint:
     """Length and SHA-256 of ``tokens``' values (as little-endian int64, so that another dtype
     or a list holding the same values gives the same fingerprint): of every token up to
     ``FINGERPRINT_ALL``, else of equally spaced blocks (``sampled``). A sampled fingerprint
@@ -134,7 +218,7 @@ def corpus_too_small(ds: DenoisingDataset) -> ValueError:
     )
 
 
-def _plan_rows(ds: DenoisingDataset) -> list[dict[str, Any]]:
+def _plan_rows(ds: DenoisingDataset) -> list[PlanEntry]:
     rates = ds.mixture.rates
     total = sum(rates)
     return [
@@ -205,7 +289,7 @@ def _save_parquet(out: dict[str, npt.NDArray[Any]], path: Path, rows: int) -> No
 
 def write_shard(
     ds: DenoisingDataset, out_dir: str | Path, index: int, start: int, stop: int, output_format: str = "npy"
-) -> dict[str, Any]:
+) -> ShardEntry:
     """Write items ``[start, stop)`` of ``ds`` as shard ``index`` (atomically) and return its
     manifest entry. Module-level so that a Ray worker can run it."""
     out_dir = Path(out_dir)
@@ -288,8 +372,8 @@ def prepare(
     engine: str = "local",
     overwrite: bool = False,
     progress: ProgressFn | None = None,
-    on_start: Callable[[dict[str, Any]], None] | None = None,
-) -> dict[str, Any]:
+    on_start: Callable[[Manifest], None] | None = None,
+) -> Manifest:
     """Write ``ds``'s items (the first ``max_items``) to ``out`` in shards of ``shard_size``
     items, resuming a previous run of the same job there; returns the manifest.
 
@@ -314,7 +398,7 @@ def prepare(
     if n_items == 0:
         raise corpus_too_small(ds)
     n_shards = -(-n_items // shard_size)
-    config = _json_ready(
+    config: Config = _json_ready(
         {
             "job": dict(job or {}),
             "dataset": describe_dataset(ds),
@@ -334,22 +418,22 @@ def prepare(
 def _run(
     ds: DenoisingDataset,
     out: Path,
-    config: dict[str, Any],
+    config: Config,
     n_items: int,
     n_shards: int,
     output_format: str,
     max_shards: int | None,
     engine: str,
     progress: ProgressFn | None,
-    on_start: Callable[[dict[str, Any]], None] | None,
-) -> dict[str, Any]:
+    on_start: Callable[[Manifest], None] | None,
+) -> Manifest:
     shard_size = config["shard_size"]
     manifest_path = out / MANIFEST
-    manifest: dict[str, Any] = {}
-    done: dict[int, dict[str, Any]] = {}
+    found: Manifest | None = None
+    done: dict[int, ShardEntry] = {}
     if manifest_path.exists():
-        manifest = _read_manifest(manifest_path)
-        old = manifest.get("config") or {}
+        found = _read_manifest(manifest_path)
+        old: dict[str, Any] = dict(found.get("config") or {})
         before = (old.get("job") or {}).get("corpus", {}).get("fingerprint")
         now = config["job"].get("corpus", {}).get("fingerprint")
         if before != now:
@@ -364,10 +448,10 @@ def _run(
                     f"{out}: holds a job over other tokens ({what}: {json.dumps(a)} != {json.dumps(b)}); "
                     "use another --out or --overwrite"
                 )
-        diff = _first_difference(old, config)
+        diff = _first_difference(old, dict(config))
         if diff:
             raise ValueError(f"{out}: holds a different job ({diff}); use another --out or --overwrite")
-        done = {s["index"]: s for s in [*manifest.get("shards", []), *_read_progress(out)]}
+        done = {s["index"]: s for s in [*found.get("shards", []), *_read_progress(out)]}
         # A shard counts as done only if its files are there, whole: else it is written again.
         done = {
             i: s
@@ -376,21 +460,20 @@ def _run(
         }
     for stale in out.glob(".tmp-*"):  # partial shards of an interrupted run
         shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink()
-    if not manifest:
-        manifest = {
-            "ul2_version": __version__,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "config": config,
-            "plan": _plan_rows(ds),
-            "dataset": {
-                "stream_length": ds.stream_length,
-                "samples": ds.num_samples,
-                "items": len(ds),
-                "tail": ds.tail,
-            },
-            "features": _features(ds, output_format),
-            "num_shards": n_shards,
-        }
+    manifest: Manifest = found or {
+        "ul2_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "config": config,
+        "plan": _plan_rows(ds),
+        "dataset": {
+            "stream_length": ds.stream_length,
+            "samples": ds.num_samples,
+            "items": len(ds),
+            "tail": ds.tail,
+        },
+        "features": _features(ds, output_format),
+        "num_shards": n_shards,
+    }
     manifest["ul2_version"] = __version__
 
     def save() -> None:
@@ -409,7 +492,7 @@ def _run(
 
     log = (out / PROGRESS).open("a")
 
-    def record(entry: dict[str, Any]) -> None:
+    def record(entry: ShardEntry) -> None:
         # One line per finished shard, appended after its rename: a restart reads them back.
         # (Rewriting the manifest after each shard would cost O(shards^2) for a large corpus.)
         log.write(json.dumps(entry) + "\n")
@@ -503,7 +586,7 @@ def _delete_own_files(out: Path) -> None:
             shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
 
 
-def _read_manifest(path: Path) -> dict[str, Any]:
+def _read_manifest(path: Path) -> Manifest:
     try:
         manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -513,10 +596,10 @@ def _read_manifest(path: Path) -> dict[str, Any]:
             f"{path}: not a ul2 prepare manifest (a JSON {type(manifest).__name__} without 'config'); "
             "use --overwrite to start over"
         )
-    return manifest
+    return cast(Manifest, manifest)  # its config is compared key by key before anything else is read
 
 
-def _read_progress(out: Path) -> list[dict[str, Any]]:
+def _read_progress(out: Path) -> list[ShardEntry]:
     """Shard entries of the progress file; a line cut short by a crash is ignored."""
     path = out / PROGRESS
     if not path.exists():
@@ -530,7 +613,7 @@ def _read_progress(out: Path) -> list[dict[str, Any]]:
     return entries
 
 
-def _finish(manifest: dict[str, Any], ds: DenoisingDataset, n_items: int, n_shards: int) -> None:
+def _finish(manifest: Manifest, ds: DenoisingDataset, n_items: int, n_shards: int) -> None:
     """Totals over the finished shards; ``complete`` once every shard is there."""
     shards = manifest["shards"]
     used = sum(s["tokens_used"] for s in shards)
@@ -565,7 +648,7 @@ def _run_ray(
     todo: list[int],
     bounds: dict[int, tuple[int, int]],
     output_format: str,
-    record: Callable[[dict[str, Any]], None],
+    record: Callable[[ShardEntry], None],
 ) -> None:
     try:
         import ray
@@ -573,7 +656,8 @@ def _run_ray(
         raise ValueError("--engine ray needs Ray (pip install 'ul2[ray]'); or use --engine local") from None
     if not ray.is_initialized():
         ray.init(ignore_reinit_error=True, log_to_driver=False)
-    task = ray.remote(write_shard)
+    # Ray's overloads of remote() take a TypedDict-returning function for one of four arguments.
+    task: Any = ray.remote(write_shard)
     ds_ref = ray.put(ds)  # the dataset pickles by its arguments (memmaps by file name)
     pending = [task.remote(ds_ref, str(out), i, *bounds[i], output_format) for i in todo]
     while pending:

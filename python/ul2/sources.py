@@ -12,12 +12,34 @@ import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from ._ul2 import Sentinels
+
+
+class Tokenizer(Protocol):
+    """What the corpus readers, the command line and ``ul2.prepare`` use of a tokenizer: the
+    built-in ``ByteTokenizer`` and ``ul2.tokenizers``' ``HFTokenizer`` and
+    ``SentencePieceTokenizer`` have it."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def vocab_size(self) -> int: ...
+    @property
+    def eos_id(self) -> int | None: ...
+    @property
+    def pad_id(self) -> int: ...
+    @property
+    def sentinel_ids(self) -> tuple[int, ...]: ...
+    def sentinels(self, **policies: Any) -> Sentinels: ...
+    def encode(self, text: str) -> npt.NDArray[np.int32]: ...
+    def encode_batch(self, texts: Sequence[str]) -> list[npt.NDArray[np.int32]]: ...
+    def decode(self, ids: npt.ArrayLike) -> str: ...
+    def describe(self) -> dict[str, Any]: ...
 
 
 class ByteTokenizer:
@@ -250,15 +272,18 @@ def _text(doc: str | bytes) -> str:
     return doc.decode("utf-8", errors="replace") if isinstance(doc, bytes) else doc
 
 
-def tokenize(docs: Iterable[str | bytes], tokenizer: Any, *, batch_size: int = 1024) -> Corpus:
+def tokenize(docs: Iterable[str | bytes], tokenizer: Tokenizer, *, batch_size: int = 1024) -> Corpus:
     """Encode ``docs`` with ``tokenizer`` (``encode_batch`` on batches of documents) into a Corpus."""
     pieces: list[npt.NDArray[np.int32]] = []
     empty = 0
-    byte_level = isinstance(tokenizer, ByteTokenizer)
 
     def flush(batch: list[str | bytes]) -> None:
         nonlocal empty
-        encoded = tokenizer.encode_batch(batch if byte_level else [_text(d) for d in batch])
+        # Bytes go to the byte tokenizer as they are: decoding them could replace some.
+        if isinstance(tokenizer, ByteTokenizer):
+            encoded = tokenizer.encode_batch(batch)
+        else:
+            encoded = tokenizer.encode_batch([_text(d) for d in batch])
         for ids in encoded:
             if len(ids):
                 pieces.append(np.asarray(ids, dtype=np.int32))
@@ -279,7 +304,7 @@ def tokenize(docs: Iterable[str | bytes], tokenizer: Any, *, batch_size: int = 1
     return Corpus(tokens, offsets, empty_documents=empty)
 
 
-def load_corpus(inputs: Sequence[str | Path], tokenizer: Any, *, field: str = "text") -> Corpus:
+def load_corpus(inputs: Sequence[str | Path], tokenizer: Tokenizer, *, field: str = "text") -> Corpus:
     """Tokenize the files ``inputs`` (text, JSONL with ``field``, Parquet column ``field``;
     directories recursively), or the built-in corpus (the standard library's sources) when
     ``inputs`` is empty."""

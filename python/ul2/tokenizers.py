@@ -4,8 +4,9 @@ SentencePiece model (via ``sentencepiece``). Each finds its sentinels by their `
 names; a SentencePiece model without them can get ``extra_ids`` appended after its vocabulary,
 as seqio's ``SentencePieceVocabulary(extra_ids=...)`` does.
 
-Every tokenizer here has ``name``, ``vocab_size``, ``eos_id``, ``pad_id``, ``sentinel_ids``,
-``sentinels(**policies)``, ``encode``, ``encode_batch``, ``decode`` and ``describe()``.
+Every tokenizer here is a ``Tokenizer`` (``ul2.sources.Tokenizer``, the protocol): ``name``,
+``vocab_size``, ``eos_id``, ``pad_id``, ``sentinel_ids``, ``sentinels(**policies)``, ``encode``,
+``encode_batch``, ``decode`` and ``describe()``.
 ``tokenizers`` and ``sentencepiece`` are imported only when such a file is loaded.
 """
 
@@ -15,30 +16,15 @@ import hashlib
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from ._ul2 import Sentinels
-from .sources import ByteTokenizer
+from .sources import ByteTokenizer, Tokenizer
 
 _EXTRA_ID = re.compile(r"<extra_id_(\d+)>")
-
-
-class Tokenizer(Protocol):
-    name: str
-    vocab_size: int
-    eos_id: int | None
-    pad_id: int
-
-    @property
-    def sentinel_ids(self) -> tuple[int, ...]: ...
-    def sentinels(self, **policies: Any) -> Sentinels: ...
-    def encode(self, text: str) -> npt.NDArray[np.int32]: ...
-    def encode_batch(self, texts: Sequence[str]) -> list[npt.NDArray[np.int32]]: ...
-    def decode(self, ids: Any) -> str: ...
-    def describe(self) -> dict[str, Any]: ...
 
 
 def _sha256(path: Path) -> str:
@@ -192,10 +178,7 @@ class SentencePieceTokenizer(_Base):
         return {**super().describe(), "extra_ids": self.extra_ids}
 
 
-AnyTokenizer = ByteTokenizer | HFTokenizer | SentencePieceTokenizer
-
-
-def load_tokenizer(spec: str | None = None, *, extra_ids: int | None = None) -> AnyTokenizer:
+def load_tokenizer(spec: str | None = None, *, extra_ids: int | None = None) -> Tokenizer:
     """``"byt5"`` (the default), a path to a ``tokenizer.json`` or a SentencePiece ``.model``."""
     if spec is None or spec.lower() in ("byt5", "bytes"):
         if extra_ids:
@@ -215,10 +198,10 @@ def load_tokenizer(spec: str | None = None, *, extra_ids: int | None = None) -> 
     raise ValueError(f"tokenizer {spec!r}: expected 'byt5', a tokenizer.json or a SentencePiece .model")
 
 
-def pieces(tokenizer: Any, ids: Any) -> list[tuple[str, str]]:
+def pieces(tokenizer: Tokenizer, ids: npt.ArrayLike) -> list[tuple[str, str]]:
     """``ids`` as ``(kind, text)`` pieces for display: ``"text"`` (decoded runs of ordinary
     tokens), ``"sentinel"`` (``<extra_id_k>``), ``"eos"`` (``</s>``); -100 (label padding) dropped."""
-    ids = np.asarray(ids).tolist()
+    values: list[int] = np.asarray(ids).tolist()
     index = {t: k for k, t in enumerate(tokenizer.sentinel_ids)}
     out: list[tuple[str, str]] = []
     run: list[int] = []
@@ -228,7 +211,7 @@ def pieces(tokenizer: Any, ids: Any) -> list[tuple[str, str]]:
             out.append(("text", tokenizer.decode(run)))
             run.clear()
 
-    for t in ids:
+    for t in values:
         if t in index:
             flush()
             out.append(("sentinel", f"<extra_id_{index[t]}>"))

@@ -11,23 +11,31 @@ from __future__ import annotations
 import os
 import time
 
+import click
 import numpy as np
 
-from . import presets, stats
-from ._ul2 import __version__
-from .cli import (
-    Options,
-    _best,
-    _budget_text,
-    _console,
-    first_of_each,
-    plan_table,
-    setup,
-    show_example,
-    stats_table,
+from .. import presets, stats
+from .._ul2 import __version__
+from ..collate import Collator
+from ..sources import ByteTokenizer, stdlib_files, stdlib_stream
+from . import options
+from .render import console, first_of_each, plan_table, show_example, stats_table
+from .setup import Options, budget_text, setup
+from .timing import best_time
+
+
+@click.command("demo", short_help="ul2() on the built-in corpus: plan, examples, statistics, plot")
+@click.option("--inputs-length", type=options.length, default=512, show_default=True, help="encoder budget")
+@options.seed
+@click.option(
+    "--samples", type=options.length, default=7000, show_default=True, help="examples for the statistics"
 )
-from .collate import Collator
-from .sources import ByteTokenizer, stdlib_files, stdlib_stream
+@options.png("where to write the plot", default="ul2-demo.png")
+@click.option("--no-plot", is_flag=True, help="write no PNG")
+def command(inputs_length: int, seed: int, samples: int, png: str, no_plot: bool) -> None:
+    """The ul2() preset on the built-in corpus: plan, one colored example per denoiser, empirical vs
+    exact statistics, throughput, and ul2-demo.png (span-length histograms vs the exact law)."""
+    run(inputs_length, seed, samples, None if no_plot else png)
 
 
 def run(
@@ -36,7 +44,7 @@ def run(
     """Print the demo to stdout; write the plot to ``png`` (when given and matplotlib is there)."""
     from rich.markup import escape
 
-    con = _console()
+    con = console()
     t0 = time.perf_counter()
     tok = ByteTokenizer()
     stream = stdlib_stream(tok, max_bytes=16 << 20)
@@ -52,7 +60,7 @@ def run(
         plan_table(
             s.plan(),
             s.mixture,
-            title=f"Plan: presets.ul2(prompts=tokenizer.encode) at {_budget_text(s.budget)}",
+            title=f"Plan: presets.ul2(prompts=tokenizer.encode) at {budget_text(s.budget)}",
         )
     )
     for note in s.notes:
@@ -91,10 +99,10 @@ def run(
 
     t5 = Collator(presets.t5(), sentinels=s.sentinels, inputs_length=512)
     rows = stream[: 256 * 568].reshape(256, 568)
-    best = _best(lambda: t5(rows))
+    best = best_time(lambda: t5(rows))
     keys = np.arange(256)
     raw = sum(ds.span(int(k))[1] - ds.span(int(k))[0] for k in keys)
-    best_ds = _best(lambda: ds.batch(keys))
+    best_ds = best_time(lambda: ds.batch(keys))
     con.print(
         f"[bold]Throughput[/] ({os.cpu_count()} CPUs): Collator presets.t5(), 256 x 568 raw tokens: "
         f"{rows.size / best / 1e6:.0f} M tokens/s ({best * 1e3:.2f} ms per batch); "
@@ -109,7 +117,3 @@ def run(
         else:
             con.print("[dim]matplotlib is not installed: no plot (pip install 'ul2[plot]')[/]")
     con.print(f"[dim]done in {time.perf_counter() - t0:.1f} s[/]")
-
-
-if __name__ == "__main__":
-    run()
