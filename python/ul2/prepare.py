@@ -32,7 +32,7 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict, cast
@@ -42,6 +42,7 @@ import numpy.typing as npt
 
 from ._ul2 import __version__
 from .dataset import DenoisingDataset
+from .plan import Plan
 
 if TYPE_CHECKING:
     from typing_extensions import NotRequired
@@ -218,8 +219,9 @@ def corpus_too_small(ds: DenoisingDataset) -> ValueError:
     )
 
 
-def _plan_rows(ds: DenoisingDataset) -> list[PlanEntry]:
-    rates = ds.mixture.rates
+def plan_entries(table: Plan, rates: Sequence[float]) -> list[PlanEntry]:
+    """The plan as the manifest and ``ul2 plan --json`` record it: a row per denoiser, its rate
+    normalised."""
     total = sum(rates)
     return [
         {
@@ -231,7 +233,7 @@ def _plan_rows(ds: DenoisingDataset) -> list[PlanEntry]:
             "spans": r.spans,
             "sentinels": r.sentinels,
         }
-        for i, r in enumerate(ds.plan())
+        for i, r in enumerate(table)
     ]
 
 
@@ -464,7 +466,7 @@ def _run(
         "ul2_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "config": config,
-        "plan": _plan_rows(ds),
+        "plan": plan_entries(ds.plan(), ds.mixture.rates),
         "dataset": {
             "stream_length": ds.stream_length,
             "samples": ds.num_samples,

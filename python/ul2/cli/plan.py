@@ -7,6 +7,7 @@ import json
 import click
 import numpy as np
 
+from ..prepare import plan_entries
 from . import options
 from .render import console, plan_table
 from .setup import Options, budget_text, setup
@@ -25,24 +26,7 @@ def run(o: Options, as_json: bool) -> None:
     s.say()
     table = s.plan()
     if as_json:
-        rates = np.array(s.mixture.rates) / sum(s.mixture.rates)
-        print(
-            json.dumps(
-                [
-                    {
-                        "denoiser": r.denoiser.label,
-                        "rate": float(rates[i]),
-                        "raw_length": r.raw_length,
-                        "inputs_length": r.inputs_length,
-                        "targets_length": r.targets_length,
-                        "spans": r.spans,
-                        "sentinels": r.sentinels,
-                    }
-                    for i, r in enumerate(table)
-                ],
-                indent=1,
-            )
-        )
+        print(json.dumps(plan_entries(table, s.mixture.rates), indent=1))
         return
     con = console()
     con.print(
