@@ -25,7 +25,7 @@ The modules: ``laws`` (the exact laws), ``fit`` (goodness of fit), ``measure`` (
 against the laws) and ``plot``. NumPy only; ``plot`` imports matplotlib when called.
 """
 
-from .fit import MIN_EXPECTED, GoodnessOfFit, chi2_sf, chisquare, fit, format_pvalue, gammaincc
+from .fit import MIN_EXPECTED, GoodnessOfFit, chi2_sf, chisquare, format_pvalue, gammaincc
 from .laws import LAWS, composition_pmf, prefix_bounds
 from .measure import DenoiserStats, MixtureStats, StatRow, measure, synthetic_tokens
 from .plot import plot
@@ -43,7 +43,6 @@ __all__ = [
     "chi2_sf",
     "chisquare",
     "composition_pmf",
-    "fit",
     "format_pvalue",
     "gammaincc",
     "measure",

@@ -108,7 +108,7 @@ def chisquare(observed: npt.ArrayLike, probabilities: npt.ArrayLike) -> Goodness
     return GoodnessOfFit(stat, dof, len(go), p, method)
 
 
-def fit(counts: npt.ArrayLike, pmf: npt.ArrayLike) -> GoodnessOfFit:
+def fit_histogram(counts: npt.ArrayLike, pmf: npt.ArrayLike) -> GoodnessOfFit:
     """``chisquare`` of a histogram against a law whose supports may end at different lengths."""
     c = np.asarray(counts, dtype=np.float64)
     p = np.asarray(pmf, dtype=np.float64)

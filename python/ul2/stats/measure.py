@@ -15,7 +15,7 @@ from .. import _ul2
 from ..dataset import DenoisingDataset
 from ..denoisers import CausalLM, Denoiser, Mixture, PrefixLM, SpanCorruption, as_mixture
 from ..plan import plan
-from .fit import GoodnessOfFit, chisquare, fit, format_pvalue
+from .fit import GoodnessOfFit, chisquare, fit_histogram, format_pvalue
 from .laws import LAWS, composition_pmf, prefix_bounds
 
 
@@ -347,10 +347,10 @@ def measure(
             st.span_length_counts = np.bincount(lengths, minlength=N + 1).astype(np.int64)
             st.span_length_pmf = composition_pmf(N, row.spans)
             if not den.random_roll:
-                st.span_length_fit = fit(st.span_length_counts, st.span_length_pmf)
+                st.span_length_fit = fit_histogram(st.span_length_counts, st.span_length_pmf)
                 clean_all = np.concatenate(clean_lengths[d])
                 cpmf = composition_pmf(L - N, row.spans)
-                st.nonnoise_length_fit = fit(np.bincount(clean_all, minlength=L - N + 1), cpmf)
+                st.nonnoise_length_fit = fit_histogram(np.bincount(clean_all, minlength=L - N + 1), cpmf)
         elif isinstance(den, (PrefixLM, CausalLM)):
             lo_hi = prefix_bounds(L, den.suffix_density) if isinstance(den, PrefixLM) else (0, 0)
             st.prefix_bounds = lo_hi
@@ -360,7 +360,7 @@ def measure(
             st.prefix_counts = np.bincount(ks, minlength=L + 1).astype(np.int64)
             law = np.zeros(max(L + 1, len(st.prefix_counts)))
             law[lo_hi[0] : lo_hi[1] + 1] = 1.0
-            st.prefix_fit = fit(st.prefix_counts, law[: len(st.prefix_counts)])
+            st.prefix_fit = fit_histogram(st.prefix_counts, law[: len(st.prefix_counts)])
     return MixtureStats(
         mixture=m,
         budget={
