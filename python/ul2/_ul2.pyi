@@ -1,4 +1,5 @@
 # Hand-written stub of the native module, checked by `python -m mypy.stubtest ul2._ul2`.
+from collections.abc import Mapping
 from typing import Any, final
 
 import numpy as np
@@ -70,32 +71,15 @@ def set_num_threads(num_threads: int | None = None) -> None: ...
 def get_num_threads() -> int: ...
 def _after_fork_in_child() -> None: ...
 def _fail(kind: str) -> None: ...
-def _validate(specs: list[tuple[str, float, float, int | None, bool, list[int], float]]) -> None: ...
+def _validate(mixture: list[dict[str, Any]]) -> None: ...
 def _plan(
-    specs: list[tuple[str, float, float, int | None, bool, list[int], float]],
-    sentinels: Sentinels,
-    inputs_length: int | None = None,
-    targets_length: int | None = None,
-    sequence_length: int | None = None,
-    eos: bool = True,
+    mixture: list[dict[str, Any]], sentinels: Sentinels, budget: Mapping[str, int | None], eos: bool
 ) -> list[tuple[int, int, int, int, int]]: ...
 
 @final
 class _Collator:
     def __new__(
-        cls,
-        specs: list[tuple[str, float, float, int | None, bool, list[int], float]],
-        sentinels: Sentinels,
-        inputs_length: int | None,
-        targets_length: int | None,
-        sequence_length: int | None,
-        eos_id: int | None,
-        pad_id: int,
-        format: str | None,
-        seed: int,
-        wide: bool,
-        pack: bool,
-        bidirectional_mask: bool,
+        cls, mixture: list[dict[str, Any]], sentinels: Sentinels, options: Mapping[str, Any]
     ) -> _Collator: ...
     @property
     def inputs_length(self) -> int | None: ...

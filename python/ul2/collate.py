@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -11,62 +11,86 @@ import numpy.typing as npt
 from . import _ul2
 from .denoisers import Denoiser, Mixture, as_mixture
 
-_DTYPES = {np.dtype(np.int32): False, np.dtype(np.int64): True}
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
-def output_is_wide(dtype: npt.DTypeLike) -> bool:
-    """``True`` for int64 outputs, ``False`` for int32; anything else is a ``TypeError``."""
+class Options(TypedDict, total=False):
+    """The batch transform's options, shared by ``Collator``, ``DenoisingDataset`` and the
+    adapters. This is their one declaration: the core reads and checks each under its name.
+
+    - ``inputs_length`` (and ``targets_length``, which defaults to the plan's maximum): an
+      encoder-decoder budget; ``sequence_length``: a decoder-only one. Give one of the two.
+    - ``eos_id``: appended to inputs and targets (``None``: no EOS); default 1.
+    - ``pad_id``: padding of inputs and decoder inputs; default 0.
+    - ``format``: ``"hf"`` or ``"seqio"`` (encoder-decoder), ``"decoder"`` or
+      ``"seqio_decoder"`` (decoder-only); default ``"hf"``, or ``"decoder"`` for a
+      ``sequence_length`` budget.
+    - ``seed``: every draw of example ``k`` comes from ``(seed, k)``; default 0.
+    - ``dtype``: ``numpy.int32`` (default) or ``numpy.int64`` outputs.
+    - ``pack``: pack consecutive examples into each output row; default ``False``.
+    - ``bidirectional_mask``: decoder formats add the per-token mask; default ``False``.
+    """
+
+    inputs_length: int | None
+    targets_length: int | None
+    sequence_length: int | None
+    eos_id: int | None
+    pad_id: int
+    format: str | None
+    seed: int
+    dtype: npt.DTypeLike
+    pack: bool
+    bidirectional_mask: bool
+
+
+DEFAULTS: Options = {
+    "inputs_length": None,
+    "targets_length": None,
+    "sequence_length": None,
+    "eos_id": 1,
+    "pad_id": 0,
+    "format": None,
+    "seed": 0,
+    "dtype": np.int32,
+    "pack": False,
+    "bidirectional_mask": False,
+}
+
+
+def options(given: Mapping[str, Any], owner: str) -> Options:
+    """``given`` with the defaults filled in; a name that is no option is a ``TypeError``,
+    as for any keyword argument."""
+    unknown = sorted(set(given) - set(DEFAULTS))
+    if unknown:
+        raise TypeError(
+            f"{owner}() got an unexpected keyword argument {unknown[0]!r}; its options are {sorted(DEFAULTS)}"
+        )
+    return {**DEFAULTS, **given}  # type: ignore[typeddict-item]
+
+
+def dtype_name(dtype: npt.DTypeLike) -> str:
+    """``"int32"`` or ``"int64"``, as the core reads ``dtype``; anything else is a ``TypeError``."""
     try:
         dt = np.dtype(dtype)
     except TypeError:
-        raise TypeError(f"dtype={dtype!r}: must be numpy.int32 or numpy.int64") from None
-    if dt not in _DTYPES:
+        dt = None
+    if dt not in (np.dtype(np.int32), np.dtype(np.int64)):
         raise TypeError(f"dtype={dtype!r}: must be numpy.int32 or numpy.int64")
-    return _DTYPES[dt]
+    return str(dt)
 
 
-def _flag(value: object, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name}={value!r}: must be True or False")
-    return value
-
-
-def _budget(obj: Any) -> str:
+def budget_text(obj: Any) -> str:
+    """The budget of a collator or dataset, as its repr shows it."""
     if obj.sequence_length is not None:
         return f"sequence_length={obj.sequence_length}"
     return f"inputs_length={obj.inputs_length}, targets_length={obj.targets_length}"
 
 
-def _engine(
-    mixture: Mixture,
-    *,
-    sentinels: _ul2.Sentinels,
-    inputs_length: int | None,
-    targets_length: int | None,
-    sequence_length: int | None,
-    eos_id: int | None,
-    pad_id: int,
-    format: str | None,
-    seed: int,
-    dtype: npt.DTypeLike,
-    pack: bool,
-    bidirectional_mask: bool,
-) -> _ul2._Collator:
-    """The native batch transform for these arguments (a dataset builds on one too)."""
-    return _ul2._Collator(
-        mixture._specs(),
-        sentinels,
-        inputs_length,
-        targets_length,
-        sequence_length,
-        eos_id,
-        pad_id,
-        format,
-        seed,
-        output_is_wide(dtype),
-        _flag(pack, "pack"),
-        _flag(bidirectional_mask, "bidirectional_mask"),
-    )
+def native(mixture: Mixture, sentinels: _ul2.Sentinels, opts: Options) -> _ul2._Collator:
+    """The native batch transform for these options (a dataset builds on one too)."""
+    native_opts = {**opts, "dtype": dtype_name(opts["dtype"])}
+    return _ul2._Collator(mixture.to_dict()["denoisers"], sentinels, native_opts)
 
 
 class Collator:
@@ -95,37 +119,17 @@ class Collator:
         mixture: Mixture | Denoiser | Sequence[tuple[Denoiser, float]],
         *,
         sentinels: _ul2.Sentinels,
-        inputs_length: int | None = None,
-        targets_length: int | None = None,
-        sequence_length: int | None = None,
-        eos_id: int | None = 1,
-        pad_id: int = 0,
-        format: str | None = None,
-        seed: int = 0,
-        dtype: npt.DTypeLike = np.int32,
-        pack: bool = False,
-        bidirectional_mask: bool = False,
+        **given: Unpack[Options],
     ) -> None:
-        self._args: dict[str, Any] = dict(
-            sentinels=sentinels,
-            inputs_length=inputs_length,
-            targets_length=targets_length,
-            sequence_length=sequence_length,
-            eos_id=eos_id,
-            pad_id=pad_id,
-            format=format,
-            seed=seed,
-            dtype=dtype,
-            pack=pack,
-            bidirectional_mask=bidirectional_mask,
-        )
         self.mixture = as_mixture(mixture)
         self.sentinels = sentinels
-        self.seed = seed
-        self.dtype = np.dtype(np.int64 if output_is_wide(dtype) else np.int32)
-        self.eos_id, self.pad_id = eos_id, pad_id
-        self.pack = _flag(pack, "pack")
-        self._core = _engine(self.mixture, **self._args)
+        self.options = options(given, "Collator")
+        self._core = native(self.mixture, sentinels, self.options)
+        self.seed: int = self.options["seed"]
+        self.dtype = np.dtype(dtype_name(self.options["dtype"]))
+        self.eos_id: int | None = self.options["eos_id"]
+        self.pad_id: int = self.options["pad_id"]
+        self.pack: bool = self.options["pack"]
         self.format: str = self._core.format
         self.inputs_length: int | None = self._core.inputs_length
         self.targets_length: int | None = self._core.targets_length
@@ -140,6 +144,11 @@ class Collator:
         return (_restore_collator, (self.mixture, self._args, self.next_key))
 
     @property
+    def _args(self) -> dict[str, Any]:
+        """Every argument but the mixture, as the constructor takes them."""
+        return {"sentinels": self.sentinels, **self.options}
+
+    @property
     def next_key(self) -> int:
         """The key the next call without ``keys`` starts at."""
         return self._core.next_key
@@ -151,7 +160,7 @@ class Collator:
 
     def __repr__(self) -> str:
         return (
-            f"Collator({self.mixture!r}, sentinels={self.sentinels!r}, {_budget(self)}, "
+            f"Collator({self.mixture!r}, sentinels={self.sentinels!r}, {budget_text(self)}, "
             f"eos_id={self.eos_id}, pad_id={self.pad_id}, format={self.format!r}, seed={self.seed}, "
             f"dtype=numpy.{self.dtype}, pack={self.pack})"
         )

@@ -5,15 +5,18 @@ from __future__ import annotations
 import mmap
 import operator
 from collections.abc import Sequence
-from typing import Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from . import _ul2
-from .collate import _budget, _engine, _flag, output_is_wide
+from .collate import Options, budget_text, dtype_name, native, options
 from .denoisers import Denoiser, Mixture, as_mixture
 from .plan import Plan, plan
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 def _index(k: object, n: int, name: str) -> int:
@@ -68,59 +71,44 @@ class DenoisingDataset:
         sentinels: _ul2.Sentinels,
         doc_offsets: npt.ArrayLike | None = None,
         documents: str = "concat",
-        inputs_length: int | None = None,
-        targets_length: int | None = None,
-        sequence_length: int | None = None,
-        format: str | None = None,
-        seed: int = 0,
-        eos_id: int | None = 1,
-        pad_id: int = 0,
-        pack: bool = False,
-        bidirectional_mask: bool = False,
         separator_id: int | None = None,
-        dtype: npt.DTypeLike = np.int32,
+        **given: Unpack[Options],
     ) -> None:
-        tokens, doc_offsets = _snapshot(tokens), _snapshot(doc_offsets)
-        self._args: dict[str, Any] = dict(
-            sentinels=sentinels,
-            doc_offsets=doc_offsets,
-            documents=documents,
-            inputs_length=inputs_length,
-            targets_length=targets_length,
-            sequence_length=sequence_length,
-            format=format,
-            seed=seed,
-            eos_id=eos_id,
-            pad_id=pad_id,
-            pack=pack,
-            bidirectional_mask=bidirectional_mask,
-            separator_id=separator_id,
-            dtype=dtype,
-        )
+        self.tokens, self.doc_offsets = _snapshot(tokens), _snapshot(doc_offsets)
         self.mixture = as_mixture(mixture)
         self.sentinels = sentinels
-        self.seed, self.eos_id, self.pad_id, self.documents = seed, eos_id, pad_id, documents
-        self.inputs_length, self.targets_length, self.sequence_length = (
-            inputs_length,
-            targets_length,
-            sequence_length,
-        )
-        self.pack = _flag(pack, "pack")
-        self.dtype = np.dtype(np.int64 if output_is_wide(dtype) else np.int32)
-        self.tokens = tokens
-        engine = {
-            k: v for k, v in self._args.items() if k not in ("doc_offsets", "documents", "separator_id")
-        }
-        self._core = _ul2._Dataset(
-            tokens, _engine(self.mixture, **engine), doc_offsets, documents, separator_id
-        )
+        self.documents, self.separator_id = documents, separator_id
+        self.options = options(given, "DenoisingDataset")
+        self.seed: int = self.options["seed"]
+        self.eos_id: int | None = self.options["eos_id"]
+        self.pad_id: int = self.options["pad_id"]
+        self.pack: bool = self.options["pack"]
+        self.bidirectional_mask: bool = self.options["bidirectional_mask"]
+        self.dtype = np.dtype(dtype_name(self.options["dtype"]))
+        engine = native(self.mixture, sentinels, self.options)
+        self._core = _ul2._Dataset(self.tokens, engine, self.doc_offsets, documents, separator_id)
         self.format: str = self._core.format
         # The budget as given: targets_length=None lets the plan choose each denoiser's raw
         # length; planning again with the resolved width below would give CausalLM another one.
-        self.budget: dict[str, int | None] = dict(
-            inputs_length=inputs_length, targets_length=targets_length, sequence_length=sequence_length
-        )
+        self.budget: dict[str, int | None] = {
+            "inputs_length": self.options["inputs_length"],
+            "targets_length": self.options["targets_length"],
+            "sequence_length": self.options["sequence_length"],
+        }
+        self.inputs_length = self.options["inputs_length"]
+        self.sequence_length = self.options["sequence_length"]
         self.targets_length = self._core.targets_length
+
+    @property
+    def _args(self) -> dict[str, Any]:
+        """Every argument but the tokens and the mixture, as the constructor takes them."""
+        return {
+            "sentinels": self.sentinels,
+            "doc_offsets": self.doc_offsets,
+            "documents": self.documents,
+            "separator_id": self.separator_id,
+            **self.options,
+        }
 
     def __len__(self) -> int:
         return len(self._core)
@@ -189,7 +177,7 @@ class DenoisingDataset:
     def __repr__(self) -> str:
         return (
             f"DenoisingDataset(<{self.stream_length} tokens, {self.num_samples} samples, tail {self.tail}>, "
-            f"{len(self.mixture)} denoisers, {_budget(self)}, format={self.format!r}, pack={self.pack}, "
+            f"{len(self.mixture)} denoisers, {budget_text(self)}, format={self.format!r}, pack={self.pack}, "
             f"documents={self.documents!r}, seed={self.seed})"
         )
 

@@ -7,11 +7,9 @@ import json
 import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, ClassVar, TypeAlias
+from typing import Any, TypeAlias
 
 from . import _ul2
-
-_Spec: TypeAlias = "tuple[str, float, float, int | None, bool, list[int], float]"
 
 
 def _prefix(value: Iterable[int] | None) -> tuple[int, ...]:
@@ -21,13 +19,8 @@ def _prefix(value: Iterable[int] | None) -> tuple[int, ...]:
         raise TypeError(
             f"prefix={value!r}: expected a sequence of int token ids (encode prompt strings first)"
         )
-    out = tuple(value)
-    for i, t in enumerate(out):
-        if isinstance(t, bool) or not isinstance(t, numbers.Integral):
-            raise TypeError(f"prefix[{i}]={t!r}: token ids must be ints")
-        if not 0 <= t < 2**63:
-            raise ValueError(f"prefix[{i}]={t}: token ids must be in [0, 2**63)")
-    return tuple(int(t) for t in out)
+    # Python ints, so that NumPy integers print and serialise alike; the core checks each id.
+    return tuple(int(t) if isinstance(t, numbers.Integral) and not isinstance(t, bool) else t for t in value)
 
 
 def _real(value: object, name: str) -> float:
@@ -45,14 +38,11 @@ def _prompted(prefix: tuple[int, ...]) -> str:
 
 
 class _Denoiser:
-    kind: ClassVar[str]
-
-    def _spec(self, rate: float) -> tuple[str, float, float, int | None, bool, list[int], float]:
-        raise NotImplementedError
-
     def __post_init__(self) -> None:
         object.__setattr__(self, "prefix", _prefix(self.prefix))  # type: ignore[attr-defined]
-        _ul2._validate([self._spec(1.0)])
+        # The core reads and checks each field by name (the dataclass fields are the
+        # declaration); a denoiser that exists is valid.
+        _ul2._validate([{"rate": 1.0, **self.to_dict()}])
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)  # type: ignore[call-overload]
@@ -81,30 +71,6 @@ class SpanCorruption(_Denoiser):
         name = f"SpanCorruption({self.mean_span_length:g}, {self.noise_density:g}{n})"
         return name + _prompted(self.prefix)
 
-    def _spec(self, rate: float) -> tuple[str, float, float, int | None, bool, list[int], float]:
-        for name in ("mean_span_length", "noise_density"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, numbers.Real):
-                raise TypeError(f"{name}={v!r}: must be a number")
-        if self.num_spans is not None and (
-            isinstance(self.num_spans, bool) or not isinstance(self.num_spans, numbers.Integral)
-        ):
-            raise TypeError(f"num_spans={self.num_spans!r}: must be an int or None")
-        if not isinstance(self.random_roll, bool):
-            raise TypeError(f"random_roll={self.random_roll!r}: must be True or False")
-        if self.num_spans is not None and not 1 <= self.num_spans < 2**63:
-            raise ValueError(f"num_spans={self.num_spans}: must be in [1, 2**63) (or None to derive it)")
-        n = None if self.num_spans is None else int(self.num_spans)
-        return (
-            "span",
-            _real(self.mean_span_length, "mean_span_length"),
-            _real(self.noise_density, "noise_density"),
-            n,
-            self.random_roll,
-            list(self.prefix),
-            rate,
-        )
-
 
 @dataclass(frozen=True)
 class PrefixLM(_Denoiser):
@@ -122,19 +88,6 @@ class PrefixLM(_Denoiser):
         """The name tables and messages show: ``PrefixLM(0.25)``, ``+N prompt`` when prompted."""
         return f"PrefixLM({self.suffix_density:g})" + _prompted(self.prefix)
 
-    def _spec(self, rate: float) -> tuple[str, float, float, int | None, bool, list[int], float]:
-        if isinstance(self.suffix_density, bool) or not isinstance(self.suffix_density, numbers.Real):
-            raise TypeError(f"suffix_density={self.suffix_density!r}: must be a number")
-        return (
-            "prefix_lm",
-            _real(self.suffix_density, "suffix_density"),
-            0.0,
-            None,
-            False,
-            list(self.prefix),
-            rate,
-        )
-
 
 @dataclass(frozen=True)
 class CausalLM(_Denoiser):
@@ -146,9 +99,6 @@ class CausalLM(_Denoiser):
     def label(self) -> str:
         """The name tables and messages show: ``CausalLM()``, ``+N prompt`` when prompted."""
         return "CausalLM()" + _prompted(self.prefix)
-
-    def _spec(self, rate: float) -> tuple[str, float, float, int | None, bool, list[int], float]:
-        return ("causal", 0.0, 0.0, None, False, list(self.prefix), rate)
 
 
 Denoiser: TypeAlias = SpanCorruption | PrefixLM | CausalLM
@@ -191,7 +141,7 @@ class Mixture:
                 raise TypeError(f"mixture[{i}]: {d!r} is not a denoiser (SpanCorruption, PrefixLM, CausalLM)")
             out.append((d, _real(rate, f"mixture[{i}] rate")))
         object.__setattr__(self, "entries", tuple(out))
-        _ul2._validate(self._specs())
+        _ul2._validate(self.to_dict()["denoisers"])
 
     @property
     def denoisers(self) -> tuple[Denoiser, ...]:
@@ -203,9 +153,6 @@ class Mixture:
 
     def __len__(self) -> int:
         return len(self.entries)
-
-    def _specs(self) -> list[tuple[str, float, float, int | None, bool, list[int], float]]:
-        return [d._spec(rate) for d, rate in self.entries]
 
     def to_dict(self) -> dict[str, Any]:
         return {"denoisers": [{"rate": r, **d.to_dict()} for d, r in self.entries]}

@@ -79,9 +79,10 @@ def plan(
         raise TypeError(f"eos={eos!r}: must be True or False")
     m = as_mixture(mixture)
     rows = []
-    for i, (d, spec) in enumerate(zip(m.denoisers, m._specs(), strict=True)):
+    budget = dict(inputs_length=inputs_length, targets_length=targets_length, sequence_length=sequence_length)
+    for i, d in enumerate(m.denoisers):
         try:
-            (r,) = _ul2._plan([spec], sentinels, inputs_length, targets_length, sequence_length, eos)
+            (r,) = _ul2._plan([{"rate": 1.0, **d.to_dict()}], sentinels, budget, eos)
         except ValueError as e:
             # Same exception type, now saying which denoiser of the mixture cannot be planned.
             raise type(e)(f"mixture[{i}] {d.label}: {e}") from None

@@ -182,7 +182,7 @@ def describe_dataset(ds: DenoisingDataset) -> dict[str, Any]:
     and its document offsets' included."""
     s = ds.sentinels
     ids = [int(i) for i in s.ids]
-    offsets = ds._args["doc_offsets"]
+    offsets = ds.doc_offsets
     return {
         "tokens": token_fingerprint(ds.tokens),
         "doc_offsets": None if offsets is None else token_fingerprint(offsets),
@@ -193,9 +193,9 @@ def describe_dataset(ds: DenoisingDataset) -> dict[str, Any]:
         "targets_width": ds.targets_length,
         "format": ds.format,
         "pack": ds.pack,
-        "bidirectional_mask": ds._args["bidirectional_mask"],
+        "bidirectional_mask": ds.bidirectional_mask,
         "documents": ds.documents,
-        "separator_id": ds._args["separator_id"],
+        "separator_id": ds.separator_id,
         "seed": ds.seed,
         "eos_id": ds.eos_id,
         "pad_id": ds.pad_id,

@@ -53,6 +53,12 @@ pub enum Error {
         limit: usize,
         fix: String,
     },
+    /// An index past the end of what it indexes (the bindings raise `IndexError`).
+    #[error("{arg}: {index} is out of range for a dataset of {len} {what}")]
+    OutOfRange { arg: &'static str, index: u64, len: u64, what: &'static str },
+    /// An error of one denoiser of a mixture.
+    #[error("mixture[{index}]: {error}")]
+    InMixture { index: usize, error: Box<Error> },
     /// Memory for a buffer whose size follows from `arg` could not be had (the machine's
     /// memory or the process's address-space limit); the bindings raise `MemoryError`.
     #[error("{arg}: cannot allocate {bytes} bytes; lower the batch size or the lengths")]
@@ -101,6 +107,21 @@ impl Error {
         }
     }
 
+    /// This error, raised for denoiser `index` of a mixture.
+    #[must_use]
+    pub fn in_mixture(self, index: usize) -> Self {
+        Self::InMixture { index, error: Box::new(self) }
+    }
+
+    /// The error itself, under any mixture position it was raised at.
+    #[must_use]
+    pub fn root(&self) -> &Self {
+        match self {
+            Self::InMixture { error, .. } => error.root(),
+            other => other,
+        }
+    }
+
     /// Attach a row index to an error raised for a single row.
     #[must_use]
     pub fn at_row(mut self, row: usize) -> Self {
@@ -109,7 +130,8 @@ impl Error {
             | Self::SentinelCollision { where_, .. }
             | Self::TokenOutOfRange { where_, .. }
             | Self::DoesNotFit { where_, .. } => where_.row = Some(row),
-            Self::Invalid { .. } | Self::OutOfMemory { .. } | Self::Internal(_) => {}
+            Self::InMixture { index, error } => return (*error).clone().at_row(row).in_mixture(*index),
+            Self::Invalid { .. } | Self::OutOfRange { .. } | Self::OutOfMemory { .. } | Self::Internal(_) => {}
         }
         self
     }

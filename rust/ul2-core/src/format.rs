@@ -45,6 +45,17 @@ impl Format {
         }
     }
 
+    /// The name `parse` reads.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Hf => "hf",
+            Self::Seqio => "seqio",
+            Self::Decoder => "decoder",
+            Self::SeqioDecoder => "seqio_decoder",
+        }
+    }
+
     #[must_use]
     pub const fn family(self) -> Family {
         match self {

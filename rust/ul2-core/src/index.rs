@@ -42,6 +42,30 @@ pub struct Corpus<'a, T> {
     pub separator: Option<T>,
 }
 
+/// Document starts as callers give them: `[0, …, len]`, the starts alone (the final end
+/// is appended), or none (one document).
+#[must_use]
+pub fn finish_offsets(mut starts: Vec<u64>, len: u64) -> Vec<u64> {
+    if starts.last().is_some_and(|&l| l < len) {
+        starts.push(len);
+    }
+    if starts.is_empty() {
+        starts = vec![0, len];
+    }
+    starts
+}
+
+impl<'a, T: Token> Corpus<'a, T> {
+    /// A corpus over `tokens`; `separator` (placed between documents in `Concat` mode) must
+    /// be a token of their dtype. `doc_offsets` are checked when the index is built.
+    pub fn new(tokens: Line<'a, T>, doc_offsets: Option<&'a [u64]>, separator: Option<i64>) -> Result<Self> {
+        let separator = separator
+            .map(|s| T::try_from_i64(s).ok_or_else(|| Error::invalid("separator_id", s, "does not fit the dtype of tokens")))
+            .transpose()?;
+        Ok(Self { tokens, doc_offsets, separator })
+    }
+}
+
 impl<T: Token> Corpus<'_, T> {
     /// Checks `doc_offsets`: starts at 0, ends at `len(tokens)`, never decreases.
     pub fn validate(&self) -> Result<()> {

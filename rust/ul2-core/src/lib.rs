@@ -8,8 +8,10 @@
 //! dispatches.
 #![forbid(unsafe_code)]
 
+pub mod arguments;
 pub mod batch;
 pub mod denoiser;
+pub mod engine;
 pub mod error;
 pub mod format;
 pub mod index;
@@ -20,14 +22,16 @@ pub mod sentinels;
 pub mod source;
 pub mod spans;
 
+pub use arguments::Arguments;
 pub use batch::{Layout, RowSource, Rows, Samples, denoise_batch, denoise_rows, pack, pack_bins};
 pub use format::{Denoised, Family, Field, Format, Options, Segment, format};
-pub use index::{Corpus, Documents, SampleIndex};
+pub use engine::{Bins, Config, DatasetIndex, Dtype, Engine, Fields, Output};
+pub use index::{Corpus, Documents, SampleIndex, finish_offsets};
 pub use denoiser::{Denoiser, Kind, Mixture, RowConfig, RowLengths, RowScratch, denoise_row, example_bounds};
 pub use error::{Error, Result, Where};
 pub use plan::{Budget, PlanRow, plan_denoiser, plan_span_corruption};
 pub use prefix::{prefix_bounds, prefix_split};
-pub use sentinels::{Overflow, Sentinels, applied_lengths, apply_runs};
+pub use sentinels::{Overflow, Sentinels, applied_lengths, apply_mask, apply_runs};
 pub use source::{Line, Strided};
 pub use spans::{Composer, Runs, SpanParams, SpanScratch, noise_mask, span_counts};
 

@@ -366,16 +366,55 @@ pub(crate) fn convert<T: crate::Token, O: crate::OutToken>(src: &[T], dst: &mut 
     }
 }
 
+/// `(inputs, targets)` of `tokens` under `mask` (`true` = noise) in T5's sentinel layout,
+/// EOS appended to both when given: the primitive behind `ul2.apply_mask`.
+pub fn apply_mask<T: crate::Token, O: crate::OutToken>(
+    tokens: &[T],
+    mask: &[bool],
+    s: &Sentinels,
+    eos: Option<i64>,
+) -> Result<(Vec<O>, Vec<O>)> {
+    if mask.len() != tokens.len() {
+        return Err(Error::Invalid {
+            arg: "mask",
+            value: format!("<{} values>", mask.len()),
+            reason: format!("must have one value per token ({} tokens)", tokens.len()),
+        });
+    }
+    s.check_tokens(tokens, O::MAX, "tokens")?;
+    s.check_fits(O::MAX, "outputs take the width of tokens: pass int64 tokens")?;
+    if let Some(e) = eos {
+        s.check_id("eos_id", e, O::MAX)?;
+    }
+    let runs = Runs::from_mask(mask)?;
+    let (li, lt) = applied_lengths(&runs, tokens.len());
+    let used = runs.noise_runs() + usize::from(runs.ends_clean());
+    if s.admit(used, 0)? != used {
+        return Err(Error::SentinelOverflow {
+            where_: Where::arg("sentinels"),
+            spans: used,
+            needed: used,
+            available: s.count(),
+            fix: "on_overflow='cap' cannot shorten a given mask; give more sentinel ids or pass on_overflow='t5'",
+        });
+    }
+    let e = usize::from(eos.is_some());
+    let zero = O::from_i64(0);
+    let (mut inputs, mut targets) = (crate::error::filled(li + e, zero, "tokens")?, crate::error::filled(lt + e, zero, "tokens")?);
+    apply_runs(tokens, &runs, s, &mut inputs[..li], &mut targets[..lt]);
+    if let Some(e) = eos {
+        inputs[li] = O::from_i64(e);
+        targets[lt] = O::from_i64(e);
+    }
+    Ok((inputs, targets))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn apply(tokens: &[i64], mask: &[bool], s: &Sentinels) -> (Vec<i64>, Vec<i64>) {
-        let runs = Runs::from_mask(mask).unwrap();
-        let (li, lt) = applied_lengths(&runs, tokens.len());
-        let (mut a, mut b) = (vec![0i64; li], vec![0i64; lt]);
-        assert_eq!(apply_runs(tokens, &runs, s, &mut a, &mut b), (li, lt));
-        (a, b)
+        apply_mask(tokens, mask, s, None).unwrap()
     }
 
     #[test]

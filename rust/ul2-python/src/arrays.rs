@@ -260,6 +260,13 @@ pub fn int(obj: &Bound<'_, PyAny>, arg: &str) -> PyResult<i64> {
         .map_err(|_| PyValueError::new_err(format!("{arg}={}: out of range for a 64-bit integer", repr(obj))))
 }
 
+/// A `bool` argument (ints refused).
+pub fn flag(obj: &Bound<'_, PyAny>, arg: &str) -> PyResult<bool> {
+    obj.cast::<PyBool>()
+        .map(pyo3::types::PyBoolMethods::is_true)
+        .map_err(|_| PyTypeError::new_err(format!("{arg}={}: must be True or False", repr(obj))))
+}
+
 /// A seed or key: an integer in `[0, 2^64)`.
 pub fn seed(obj: &Bound<'_, PyAny>, arg: &str) -> PyResult<u64> {
     if obj.is_instance_of::<PyBool>() || !obj.is_instance_of::<PyInt>() && !is_numpy_integer(obj) {
@@ -276,8 +283,10 @@ pub fn real(obj: &Bound<'_, PyAny>, arg: &str) -> PyResult<f64> {
     if !ok {
         return Err(PyTypeError::new_err(format!("{arg}={}: must be a number, got {}", repr(obj), type_name(obj))));
     }
-    obj.extract::<f64>()
-        .map_err(|_| PyTypeError::new_err(format!("{arg}={}: must be a number", repr(obj))))
+    obj.extract::<f64>().map_err(|_| {
+        let msg = format!("{arg}={}: too large for a float", repr(obj));
+        if obj.is_instance_of::<PyInt>() { PyValueError::new_err(msg) } else { PyTypeError::new_err(msg) }
+    })
 }
 
 /// An optional argument: `None` or whatever `f` accepts.

@@ -8,6 +8,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod arrays;
 mod collate;
+mod config;
 mod dataset;
 mod detach;
 mod errors;

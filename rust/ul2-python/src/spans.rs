@@ -3,7 +3,7 @@
 use numpy::{IntoPyArray, PyArray1};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
-use ul2_core::{OutToken, Overflow, Runs, SpanParams, Token};
+use ul2_core::{Overflow, SpanParams};
 
 use crate::arrays::{self, Tokens, with_tokens};
 use crate::detach::run_detached;
@@ -21,10 +21,14 @@ fn overflow(on_overflow: &Bound<'_, PyAny>) -> PyResult<Overflow> {
     py(Overflow::parse(&s))
 }
 
-fn flag(obj: &Bound<'_, PyAny>, arg: &str) -> PyResult<bool> {
-    obj.cast::<pyo3::types::PyBool>()
-        .map(pyo3::types::PyBoolMethods::is_true)
-        .map_err(|_| pyo3::exceptions::PyTypeError::new_err(format!("{arg}={}: must be True or False", arrays::repr(obj))))
+/// The `sentinels` argument, which must be a `ul2.Sentinels`.
+pub fn sentinels_arg(obj: &Bound<'_, PyAny>) -> PyResult<ul2_core::Sentinels> {
+    obj.cast::<PySentinels>().map(|s| s.get().0.clone()).map_err(|_| {
+        pyo3::exceptions::PyTypeError::new_err(format!(
+            "sentinels={}: expected ul2.Sentinels (Sentinels.t5 or Sentinels.from_ids)",
+            arrays::repr(obj)
+        ))
+    })
 }
 
 #[pymethods]
@@ -123,7 +127,7 @@ fn t5_like(s: &ul2_core::Sentinels, vocab: i64) -> ul2_core::Sentinels {
 fn policies(on_overflow: Option<&Bound<'_, PyAny>>, check_collisions: Option<&Bound<'_, PyAny>>) -> PyResult<(Overflow, bool)> {
     Ok((
         arrays::optional(on_overflow, overflow)?.unwrap_or(Overflow::Error),
-        arrays::optional(check_collisions, |c| flag(c, "check_collisions"))?.unwrap_or(true),
+        arrays::optional(check_collisions, |c| arrays::flag(c, "check_collisions"))?.unwrap_or(true),
     ))
 }
 
@@ -136,7 +140,7 @@ fn span_params(
     let r = arrays::real(noise_density, "noise_density")?;
     let mu = arrays::optional(mean_span_length, |m| arrays::real(m, "mean_span_length"))?.unwrap_or(3.0);
     let n = arrays::optional(num_spans, |n| arrays::count(n, "num_spans"))?;
-    let roll = arrays::optional(random_roll, |r| flag(r, "random_roll"))?.unwrap_or(false);
+    let roll = arrays::optional(random_roll, |r| arrays::flag(r, "random_roll"))?.unwrap_or(false);
     py(SpanParams::new(r, mu, n, roll))
 }
 
@@ -213,7 +217,7 @@ pub fn plan_span_corruption(
     let params = span_params(noise_density, mean_span_length, None, None)?;
     let targets_length = arrays::optional(targets_length, |t| arrays::count(t, "targets_length"))?;
     let prompt_length = arrays::optional(prompt_length, |p| arrays::count(p, "prompt_length"))?.unwrap_or(0);
-    let eos = arrays::optional(eos, |e| flag(e, "eos"))?.unwrap_or(true);
+    let eos = arrays::optional(eos, |e| arrays::flag(e, "eos"))?.unwrap_or(true);
     let row = py(ul2_core::plan_span_corruption(inputs_length, &params, targets_length, prompt_length, eos, None))?;
     Ok((row.raw_length, row.targets_length))
 }
@@ -231,7 +235,7 @@ pub fn apply_mask<'py>(
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
     let (toks, _) = arrays::tokens(tokens, "tokens", 1)?;
     let mask = arrays::mask(mask, "mask")?;
-    let sentinels = crate::collate::sentinels_arg(sentinels)?;
+    let sentinels = sentinels_arg(sentinels)?;
     let eos = arrays::optional(eos_id, |e| arrays::count(e, "eos_id"))?.map(|e| e as i64);
     let strided_mask;
     let mask = if let Some(m) = mask.slice() {
@@ -247,52 +251,11 @@ pub fn apply_mask<'py>(
         let mut gathered = Vec::new();
         let tokens = crate::errors::py(line.range(0, line.len(), &mut gathered))?;
         if wide {
-            let (inputs, targets) = run_detached(py_, 0, || apply::<_, i64>(tokens, mask, &sentinels, eos))?;
+            let (inputs, targets) = run_detached(py_, 0, || ul2_core::apply_mask::<_, i64>(tokens, mask, &sentinels, eos))?;
             Ok((inputs.into_pyarray(py_).into_any(), targets.into_pyarray(py_).into_any()))
         } else {
-            let (inputs, targets) = run_detached(py_, 0, || apply::<_, i32>(tokens, mask, &sentinels, eos))?;
+            let (inputs, targets) = run_detached(py_, 0, || ul2_core::apply_mask::<_, i32>(tokens, mask, &sentinels, eos))?;
             Ok((inputs.into_pyarray(py_).into_any(), targets.into_pyarray(py_).into_any()))
         }
     })
-}
-
-fn apply<T: Token, O: OutToken>(
-    tokens: &[T],
-    mask: &[bool],
-    s: &ul2_core::Sentinels,
-    eos: Option<i64>,
-) -> ul2_core::Result<(Vec<O>, Vec<O>)> {
-    if mask.len() != tokens.len() {
-        return Err(ul2_core::Error::Invalid {
-            arg: "mask",
-            value: format!("<{} values>", mask.len()),
-            reason: format!("must have one value per token ({} tokens)", tokens.len()),
-        });
-    }
-    s.check_tokens(tokens, O::MAX, "tokens")?;
-    s.check_fits(O::MAX, "outputs take the width of tokens: pass int64 tokens")?;
-    if let Some(e) = eos {
-        s.check_id("eos_id", e, O::MAX)?;
-    }
-    let runs = Runs::from_mask(mask)?;
-    let (li, lt) = ul2_core::applied_lengths(&runs, tokens.len());
-    let used = runs.noise_runs() + usize::from(runs.ends_clean());
-    if s.admit(used, 0)? != used {
-        return Err(ul2_core::Error::SentinelOverflow {
-            where_: ul2_core::Where::arg("sentinels"),
-            spans: used,
-            needed: used,
-            available: s.count(),
-            fix: "on_overflow='cap' cannot shorten a given mask; give more sentinel ids or pass on_overflow='t5'",
-        });
-    }
-    let e = usize::from(eos.is_some());
-    let zero = O::from_i64(0);
-    let (mut inputs, mut targets) = (ul2_core::error::filled(li + e, zero, "tokens")?, ul2_core::error::filled(lt + e, zero, "tokens")?);
-    ul2_core::apply_runs(tokens, &runs, s, &mut inputs[..li], &mut targets[..lt]);
-    if let Some(e) = eos {
-        inputs[li] = O::from_i64(e);
-        targets[lt] = O::from_i64(e);
-    }
-    Ok((inputs, targets))
 }

@@ -1,0 +1,315 @@
+//! The whole pipeline behind one validated configuration: rows or a corpus's samples in,
+//! named arrays out. Bindings build a [`Config`], call [`Engine::new`] and run it; every rule
+//! (default format, budget and format agreeing, ids fitting the output, planning, packing)
+//! lives here.
+
+use crate::batch::{Layout, RowSource, Samples, denoise_rows, pack};
+use crate::denoiser::{Mixture, RowConfig, example_bounds};
+use crate::error::{Error, Result};
+use crate::format::{Family, Field, Format, Options, format};
+use crate::index::{Corpus, Documents, SampleIndex};
+use crate::plan::{Budget, plan_denoiser};
+use crate::sentinels::Sentinels;
+use crate::source::Line;
+use crate::{OutToken, Token};
+
+/// Width of the output token ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dtype {
+    #[default]
+    Int32,
+    /// For ids past 2**31 - 1, or frameworks that index embeddings with int64.
+    Int64,
+}
+
+impl Dtype {
+    /// Largest id the outputs hold.
+    #[must_use]
+    pub const fn max_id(self) -> i64 {
+        match self {
+            Self::Int32 => i32::MAX as i64,
+            Self::Int64 => i64::MAX,
+        }
+    }
+}
+
+/// Everything that fixes a batch transform's outputs; [`Engine::new`] validates it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub mixture: Mixture,
+    pub sentinels: Sentinels,
+    pub budget: Budget,
+    /// Appended to inputs and targets (`None`: no EOS).
+    pub eos_id: Option<i64>,
+    pub pad_id: i64,
+    /// `None`: `hf` for an encoder-decoder budget, `decoder` for a decoder-only one.
+    pub format: Option<Format>,
+    pub seed: u64,
+    pub dtype: Dtype,
+    /// Pack consecutive examples into each output row.
+    pub pack: bool,
+    /// Decoder formats: add the per-token `bidirectional_mask`.
+    pub bidirectional_mask: bool,
+}
+
+/// How examples are grouped into output rows.
+pub enum Bins<F> {
+    /// One example per row.
+    One,
+    /// Next-fit packing; `F` gives example `i`'s raw length.
+    Pack(F),
+    /// Row starts computed elsewhere (a dataset's pack index).
+    Given(Vec<usize>),
+}
+
+/// A grouping that never asks for lengths (a dataset's rows are packed when it is built).
+type NoLengths = fn(usize) -> usize;
+
+/// Named output arrays of the configured width.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fields {
+    Int32(Vec<Field<i32>>),
+    Int64(Vec<Field<i64>>),
+}
+
+/// One call's outputs and the fraction of their positions holding tokens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    pub fields: Fields,
+    pub fill_rate: f64,
+}
+
+/// A validated [`Config`] with its plan: what a collator or a dataset runs.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    config: Config,
+    format: Format,
+    layout: Layout,
+    options: Options,
+    raw_lengths: Vec<usize>,
+}
+
+impl Engine {
+    pub fn new(config: Config) -> Result<Self> {
+        let decoder = matches!(config.budget, Budget::Decoder { .. });
+        let format = config.format.unwrap_or(if decoder { Format::Decoder } else { Format::Hf });
+        let family = format.family();
+        if (family == Family::Decoder) != decoder {
+            let (kind, budget) = if family == Family::Decoder {
+                ("decoder-only", "sequence_length")
+            } else {
+                ("encoder-decoder", "inputs_length (and targets_length)")
+            };
+            return Err(Error::invalid("format", format!("{:?}", format.name()), format!("{kind} formats take {budget}")));
+        }
+        let (s, max) = (&config.sentinels, config.dtype.max_id());
+        let fix = match config.dtype {
+            Dtype::Int32 => "use dtype=numpy.int64",
+            Dtype::Int64 => "give sentinel ids below 2**63",
+        };
+        s.check_fits(max, fix)?;
+        if let Some(e) = config.eos_id {
+            s.check_id("eos_id", e, max)?;
+        }
+        s.check_id("pad_id", config.pad_id, max)?;
+        for (i, d) in config.mixture.denoisers().iter().enumerate() {
+            for &t in &d.prefix {
+                s.check_id("prefix", t, max).map_err(|e| e.in_mixture(i))?;
+            }
+        }
+        let plans = config
+            .mixture
+            .denoisers()
+            .iter()
+            .enumerate()
+            .map(|(i, d)| plan_denoiser(d, config.budget, config.eos_id.is_some(), s).map_err(|e| e.in_mixture(i)))
+            .collect::<Result<Vec<_>>>()?;
+        let widths = match config.budget {
+            Budget::EncoderDecoder { inputs, targets } => {
+                (inputs, targets.unwrap_or_else(|| plans.iter().map(|p| p.targets_length).max().unwrap_or(0)))
+            }
+            Budget::Decoder { sequence } => (sequence, 0),
+        };
+        let options = Options { packed: config.pack, bidirectional_mask: config.bidirectional_mask, denoiser: false };
+        Ok(Self { format, layout: Layout { family, widths }, options, raw_lengths: plans.iter().map(|p| p.raw_length).collect(), config })
+    }
+
+    /// This engine with a `denoiser` output naming each example's denoiser (datasets add it).
+    #[must_use]
+    pub fn with_denoiser_field(mut self) -> Self {
+        self.options.denoiser = true;
+        self
+    }
+
+    #[must_use]
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    #[must_use]
+    pub fn format(&self) -> Format {
+        self.format
+    }
+    #[must_use]
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+    /// Planned raw length of each denoiser.
+    #[must_use]
+    pub fn raw_lengths(&self) -> &[usize] {
+        &self.raw_lengths
+    }
+
+    /// `(inputs_length, targets_length, sequence_length)` as the family has them, the
+    /// targets width resolved by the plan.
+    #[must_use]
+    pub fn widths(&self) -> (Option<usize>, Option<usize>, Option<usize>) {
+        let (w0, w1) = self.layout.widths;
+        match self.layout.family {
+            Family::EncoderDecoder => (Some(w0), Some(w1), None),
+            Family::Decoder => (None, None, Some(w0)),
+        }
+    }
+
+    #[must_use]
+    pub fn row_config(&self) -> RowConfig<'_> {
+        let c = &self.config;
+        RowConfig { max_raw: &self.raw_lengths, mixture: &c.mixture, sentinels: &c.sentinels, eos_id: c.eos_id, seed: c.seed }
+    }
+
+    /// Upper bound of the tokens a call over `examples` writes (packed rows hold several).
+    #[must_use]
+    pub fn work(&self, examples: usize) -> usize {
+        examples.saturating_mul(self.layout.widths.0 + self.layout.widths.1)
+    }
+
+    /// Denoises `source`'s examples (example `i` keyed `keys[i]`), grouped into rows by
+    /// `bins`, into named arrays, on the current rayon pool.
+    pub fn run<T: Token, S: RowSource<T>>(&self, source: &S, keys: &[u64], bins: Bins<impl Fn(usize) -> usize + Sync>) -> Result<Output> {
+        match self.config.dtype {
+            Dtype::Int32 => self.run_as::<T, i32, S>(source, keys, bins).map(|(f, fill_rate)| Output { fields: Fields::Int32(f), fill_rate }),
+            Dtype::Int64 => self.run_as::<T, i64, S>(source, keys, bins).map(|(f, fill_rate)| Output { fields: Fields::Int64(f), fill_rate }),
+        }
+    }
+
+    fn run_as<T: Token, O: OutToken, S: RowSource<T>>(
+        &self,
+        source: &S,
+        keys: &[u64],
+        bins: Bins<impl Fn(usize) -> usize + Sync>,
+    ) -> Result<(Vec<Field<O>>, f64)> {
+        let cfg = self.row_config();
+        let pad = O::from_i64(self.config.pad_id);
+        let bins = match bins {
+            Bins::One => (0..=keys.len()).collect(),
+            Bins::Pack(lengths) => pack(&cfg, lengths, keys, self.layout)?.0,
+            Bins::Given(b) => b,
+        };
+        let d = denoise_rows(&cfg, source, keys, &bins, self.layout, pad)?;
+        let fill = d.fill_rate();
+        Ok((format(d, self.format, pad, self.options)?, fill))
+    }
+
+    /// A corpus over `tokens` whose `separator` is checked as outputs carry it (see
+    /// [`Sentinels::check_id`]).
+    pub fn corpus<'a, T: Token>(&self, tokens: Line<'a, T>, doc_offsets: Option<&'a [u64]>, separator: Option<i64>) -> Result<Corpus<'a, T>> {
+        if let Some(s) = separator {
+            self.config.sentinels.check_id("separator_id", s, self.config.dtype.max_id())?;
+        }
+        Corpus::new(tokens, doc_offsets, separator)
+    }
+
+    /// The sample index of `corpus` (and its pack index, when packing), checked so that
+    /// every sample can be denoised.
+    pub fn index<T: Token>(&self, corpus: &Corpus<'_, T>, documents: Documents) -> Result<DatasetIndex> {
+        let index = SampleIndex::build(corpus, &self.config.mixture, &self.raw_lengths, documents, self.config.seed)?;
+        if !self.options.packed {
+            if documents == Documents::Respect {
+                // Documents' short last samples may not fit their denoiser (e.g. fewer
+                // tokens than num_spans needs): say so now, not at some later item.
+                self.check_samples(&index)?;
+            }
+            return Ok(DatasetIndex { index, rows: None, fill_rate: 0.0 });
+        }
+        let keys: Vec<u64> = (0..index.len() as u64).collect();
+        let span = |i: usize| {
+            let (a, b) = index.span(i);
+            (b - a) as usize
+        };
+        // Bounds are exact but for random_roll, so this is the fill rate (or a hair above).
+        let (rows, used) = pack(&self.row_config(), span, &keys, self.layout)?;
+        let (w0, w1) = self.layout.widths;
+        let fill_rate = used as f64 / (rows.len().saturating_sub(1) * (w0 + w1)).max(1) as f64;
+        Ok(DatasetIndex { index, rows: Some(rows), fill_rate })
+    }
+
+    /// Every sample can be denoised: its lengths are bounded without denoising it.
+    fn check_samples(&self, index: &SampleIndex) -> Result<()> {
+        use rayon::prelude::*;
+        let cfg = self.row_config();
+        // The first failing sample, whatever the scheduling.
+        let failure = (0..index.len()).into_par_iter().find_map_first(|k| {
+            let (a, b) = index.span(k);
+            example_bounds(&cfg, (b - a) as usize, k as u64).err().map(|e| {
+                Error::invalid("documents", "'respect'", format!("sample {k} ({} tokens, a document's end) cannot be denoised: {e}", b - a))
+            })
+        });
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// Items `ids` of a dataset (samples, or packed rows of samples) as one batch.
+    pub fn run_items<T: Token>(&self, corpus: &Corpus<'_, T>, index: &DatasetIndex, ids: &[u64]) -> Result<Output> {
+        let n = index.len() as u64;
+        if ids.is_empty() {
+            return Err(Error::invalid("keys", "[]", "empty batch (0 keys)"));
+        }
+        if let Some(&bad) = ids.iter().find(|&&k| k >= n) {
+            return Err(Error::OutOfRange { arg: "keys", index: bad, len: n, what: "rows" });
+        }
+        let (samples, bins): (Vec<u64>, Bins<NoLengths>) = match &index.rows {
+            None => (ids.to_vec(), Bins::One),
+            Some(rows) => {
+                let mut samples = Vec::new();
+                let mut bins = vec![0];
+                for &r in ids {
+                    samples.extend(rows[r as usize] as u64..rows[r as usize + 1] as u64);
+                    bins.push(samples.len());
+                }
+                (samples, Bins::Given(bins))
+            }
+        };
+        let source = Samples { corpus: *corpus, index: &index.index, ids: &samples };
+        self.run(&source, &samples, bins)
+    }
+}
+
+/// A corpus's sample index, and its pack index when packing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetIndex {
+    pub index: SampleIndex,
+    /// Packed: item `r` holds samples `rows[r]..rows[r + 1]`.
+    rows: Option<Vec<usize>>,
+    /// Packed: fraction of output positions holding tokens, over the whole dataset.
+    pub fill_rate: f64,
+}
+
+impl DatasetIndex {
+    /// Items: samples, or packed rows.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.rows.as_ref().map_or(self.index.len(), |r| r.len().saturating_sub(1))
+    }
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The samples item `r` holds (`r..r + 1` unless packed); `r < len()`.
+    #[must_use]
+    pub fn samples(&self, r: usize) -> (usize, usize) {
+        self.rows.as_ref().map_or((r, r + 1), |rows| (rows[r], rows[r + 1]))
+    }
+    /// Heap bytes of the sample index and pack index.
+    #[must_use]
+    pub fn heap_bytes(&self) -> usize {
+        self.index.heap_bytes() + self.rows.as_ref().map_or(0, |r| r.capacity() * size_of::<usize>())
+    }
+}
