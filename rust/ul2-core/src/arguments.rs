@@ -4,13 +4,13 @@
 //! configuration from it. Adding a parameter is one line here and one field in the binding's
 //! own declaration (the Python dataclass or `TypedDict` that documents it).
 
-use crate::denoiser::{Denoiser, Kind, Mixture};
+use crate::denoise::{Denoiser, Kind, Mixture};
 use crate::engine::{Config, Dtype};
 use crate::error::{Error, Result};
 use crate::format::Format;
 use crate::plan::Budget;
-use crate::sentinels::Sentinels;
-use crate::spans::SpanParams;
+use crate::denoise::sentinels::Sentinels;
+use crate::denoise::spans::SpanParams;
 
 /// A mapping of argument names to values. Each getter returns `None` for a missing key or a
 /// null value (Python's `None`) and an error naming the key for a value of the wrong type.

@@ -3,14 +3,15 @@
 //! (default format, budget and format agreeing, ids fitting the output, planning, packing)
 //! lives here.
 
-use crate::batch::{Layout, RowSource, Samples, denoise_rows, pack};
-use crate::denoiser::{Mixture, RowConfig, example_bounds};
+use crate::batch::denoise_rows;
+use crate::pack::pack;
+use crate::denoise::{Mixture, RowConfig, example_bounds};
 use crate::error::{Error, Result};
-use crate::format::{Family, Field, Format, Options, format};
-use crate::index::{Corpus, Documents, SampleIndex};
+use crate::format::{Family, Field, Format, Layout, Options, format};
+use crate::index::SampleIndex;
 use crate::plan::{Budget, plan_denoiser};
-use crate::sentinels::Sentinels;
-use crate::source::Line;
+use crate::denoise::sentinels::Sentinels;
+use crate::source::{Corpus, Documents, Line, RowSource, Samples};
 use crate::{OutToken, Token};
 
 /// Width of the output token ids.

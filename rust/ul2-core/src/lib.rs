@@ -1,39 +1,41 @@
 //! `ul2-core`: T5 span corruption and the UL2 mixture of denoisers, exact and keyed.
 //!
-//! Data flows one way: a token source ([`index::Corpus`] or caller's [`batch::Rows`]) →
-//! the sampler/index ([`index`]: which tokens and which denoiser for example `k`) → a
-//! denoiser per example ([`denoiser`], drawing from [`spans`], [`prefix`] and
-//! [`sentinels`] with keyed randomness from [`rng`]) → output rows ([`batch`]) whose
-//! lengths the planner ([`plan`]) fixes in advance → named arrays ([`format`]). No Python here: the `ul2-python` crate converts and
-//! dispatches.
+//! Data flows one way, one module a stage: token sources ([`source`]: caller's rows, a
+//! corpus of documents) → the sample index ([`index`]: which tokens and which denoiser example
+//! `k` takes) → a denoiser per example ([`denoise`]: span corruption, prefix LM, sentinels and
+//! mask application, keyed randomness from [`rng`]) with lengths the planner ([`plan`]) fixes
+//! in advance → packing into rows ([`pack`]) → the rows of a batch ([`batch`]) → named arrays
+//! ([`format`]). [`engine`] runs the whole pipeline from one validated [`Config`], read by key
+//! through [`arguments`]. No Python here: the `ul2-python` crate converts and dispatches.
 #![forbid(unsafe_code)]
 
+mod alloc;
 pub mod arguments;
 pub mod batch;
-pub mod denoiser;
+pub mod denoise;
 pub mod engine;
 pub mod error;
 pub mod format;
 pub mod index;
+pub mod pack;
 pub mod plan;
-pub mod prefix;
 pub mod rng;
-pub mod sentinels;
 pub mod source;
-pub mod spans;
 
 pub use arguments::Arguments;
-pub use batch::{Layout, RowSource, Rows, Samples, denoise_batch, denoise_rows, pack, pack_bins};
-pub use format::{Denoised, Family, Field, Format, Options, Segment, format};
+pub use batch::{denoise_batch, denoise_rows};
+pub use denoise::mask::{applied_lengths, apply_mask, apply_runs};
+pub use denoise::prefix::{prefix_bounds, prefix_split};
+pub use denoise::sentinels::{Overflow, Sentinels};
+pub use denoise::spans::{Composer, Runs, SpanParams, SpanScratch, noise_mask, span_counts};
+pub use denoise::{Denoiser, Kind, Mixture, RowConfig, RowLengths, RowScratch, denoise_row, example_bounds};
 pub use engine::{Bins, Config, DatasetIndex, Dtype, Engine, Fields, Output};
-pub use index::{Corpus, Documents, SampleIndex, finish_offsets};
-pub use denoiser::{Denoiser, Kind, Mixture, RowConfig, RowLengths, RowScratch, denoise_row, example_bounds};
 pub use error::{Error, Result, Where};
+pub use format::{Denoised, Family, Field, Format, Layout, Options, Segment, format};
+pub use index::SampleIndex;
+pub use pack::{pack, pack_bins};
 pub use plan::{Budget, PlanRow, plan_denoiser, plan_span_corruption};
-pub use prefix::{prefix_bounds, prefix_split};
-pub use sentinels::{Overflow, Sentinels, applied_lengths, apply_mask, apply_runs};
-pub use source::{Line, Strided};
-pub use spans::{Composer, Runs, SpanParams, SpanScratch, noise_mask, span_counts};
+pub use source::{Corpus, Documents, Line, RowSource, Rows, Samples, Strided, finish_offsets};
 
 /// An input token type (what NumPy arrays may hold: int32, int64, uint16, uint32).
 pub trait Token: Copy + Ord + Send + Sync + 'static {

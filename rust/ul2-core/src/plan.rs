@@ -3,11 +3,11 @@
 //! The planner counts with the same functions the denoisers use ([`SpanParams::counts`],
 //! [`Sentinels::admit`], [`prefix_bounds`]), so planned lengths are produced lengths.
 
-use crate::denoiser::{Denoiser, Kind};
+use crate::denoise::{Denoiser, Kind};
 use crate::error::{Error, Result};
-use crate::prefix::prefix_bounds;
-use crate::sentinels::Sentinels;
-use crate::spans::SpanParams;
+use crate::denoise::prefix::prefix_bounds;
+use crate::denoise::sentinels::Sentinels;
+use crate::denoise::spans::{SpanParams, lengths, span_lengths};
 
 /// The output budget of one row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,37 +29,6 @@ pub struct PlanRow {
     pub sentinels: usize,
 }
 
-/// Output lengths of a span-corruption row of `raw` tokens: `(inputs, targets, spans,
-/// sentinels)`, prompt and EOS included; `sentinels` caps spans when given (policy `cap`).
-pub(crate) fn span_lengths(
-    raw: usize,
-    params: &SpanParams,
-    prompt: usize,
-    eos: usize,
-    sentinels: Option<&Sentinels>,
-) -> Result<(usize, usize, usize, usize)> {
-    lengths(raw, params.counts(raw)?, params, prompt, eos, sentinels)
-}
-
-/// [`span_lengths`] for given counts `(N, n)`.
-fn lengths(
-    raw: usize,
-    (noise, spans): (usize, usize),
-    params: &SpanParams,
-    prompt: usize,
-    eos: usize,
-    sentinels: Option<&Sentinels>,
-) -> Result<(usize, usize, usize, usize)> {
-    let roll = usize::from(params.random_roll && spans > 0);
-    let spans = match sentinels {
-        Some(s) if s.on_overflow == crate::Overflow::Cap => s.admit(spans, roll)?,
-        _ => spans,
-    };
-    // A row without noise still gets T5's single target sentinel.
-    let used = if spans == 0 { usize::from(raw > 0) } else { spans + roll };
-    let inputs = prompt + raw - noise + if spans == 0 { 0 } else { spans + roll } + eos;
-    Ok((inputs, noise + used + eos, spans, used))
-}
 
 /// Largest `x` in `[lo, cap]` with `fits(x)`, for a `fits` monotone on that range; `None`
 /// when not even `fits(lo)`.

@@ -1,7 +1,9 @@
 //! Span corruption's random part: T5's counts, uniform compositions and the (optionally
 //! rolled) run layout of the noise mask.
 
-use crate::error::{Error, Result, reserve, with_capacity};
+use super::sentinels::{Overflow, Sentinels};
+use crate::alloc::{reserve, with_capacity};
+use crate::error::{Error, Result};
 use crate::rng::{Purpose, Stream};
 
 /// Parameters of one span-corruption draw, validated once by [`SpanParams::new`].
@@ -298,6 +300,38 @@ pub fn noise_mask(length: usize, params: &SpanParams, seed: u64, key: u64) -> Re
     SpanScratch::default().layout(length, counts, params.random_roll, seed, key, &mut runs)?;
     runs.write_mask(&mut mask);
     Ok(mask)
+}
+
+/// Output lengths of a span-corruption row of `raw` tokens: `(inputs, targets, spans,
+/// sentinels)`, prompt and EOS included; `sentinels` caps spans when given (policy `cap`).
+pub(crate) fn span_lengths(
+    raw: usize,
+    params: &SpanParams,
+    prompt: usize,
+    eos: usize,
+    sentinels: Option<&Sentinels>,
+) -> Result<(usize, usize, usize, usize)> {
+    lengths(raw, params.counts(raw)?, params, prompt, eos, sentinels)
+}
+
+/// [`span_lengths`] for given counts `(N, n)`.
+pub(crate) fn lengths(
+    raw: usize,
+    (noise, spans): (usize, usize),
+    params: &SpanParams,
+    prompt: usize,
+    eos: usize,
+    sentinels: Option<&Sentinels>,
+) -> Result<(usize, usize, usize, usize)> {
+    let roll = usize::from(params.random_roll && spans > 0);
+    let spans = match sentinels {
+        Some(s) if s.on_overflow == Overflow::Cap => s.admit(spans, roll)?,
+        _ => spans,
+    };
+    // A row without noise still gets T5's single target sentinel.
+    let used = if spans == 0 { usize::from(raw > 0) } else { spans + roll };
+    let inputs = prompt + raw - noise + if spans == 0 { 0 } else { spans + roll } + eos;
+    Ok((inputs, noise + used + eos, spans, used))
 }
 
 #[cfg(test)]

@@ -1,10 +1,18 @@
-//! Denoisers and mixtures: what happens to one row.
+//! The denoising stage: denoisers and mixtures, and what happens to one row. Span
+//! corruption draws its layout in [`spans`], prefix LM its split in [`prefix`]; [`mask`]
+//! writes inputs and targets with the ids of [`sentinels`].
+
+pub mod mask;
+pub mod prefix;
+pub mod sentinels;
+pub mod spans;
 
 use crate::error::{Error, Result, Where};
-use crate::prefix::{check_suffix_density, prefix_split};
+use prefix::{check_suffix_density, prefix_split};
 use crate::rng::{Purpose, Stream};
-use crate::sentinels::{Sentinels, applied_lengths, apply_runs, convert};
-use crate::spans::{Runs, SpanParams, SpanScratch};
+use mask::{applied_lengths, apply_runs, convert};
+use sentinels::Sentinels;
+use spans::{Runs, SpanParams, SpanScratch};
 use crate::{OutToken, Token};
 
 /// The objective of one denoiser.
@@ -219,7 +227,7 @@ pub fn example_bounds(cfg: &RowConfig<'_>, length: usize, key: u64) -> Result<(u
     let (p, e) = (denoiser.prefix.len(), usize::from(cfg.eos_id.is_some()));
     let (i, t) = match &denoiser.kind {
         Kind::SpanCorruption(params) => {
-            let (i, t, spans, used) = crate::plan::span_lengths(length, params, p, e, Some(cfg.sentinels))?;
+            let (i, t, spans, used) = crate::denoise::spans::span_lengths(length, params, p, e, Some(cfg.sentinels))?;
             cfg.sentinels.admit(spans, used - spans)?;
             (i, t)
         }

@@ -1,0 +1,133 @@
+//! The formatter layer: denoised token buffers and their segments become the named arrays
+//! of one ecosystem (SPEC §5). Every derived array is computed from the segment lengths,
+//! never by counting non-zero ids, so an id 0 inside a sequence is kept.
+
+use crate::error::{Error, Result};
+
+/// Label value outside the targets in Hugging Face formats (ignored by the loss).
+pub const IGNORE_INDEX: i64 = -100;
+
+/// Encoder-decoder rows (inputs and targets buffers) or decoder-only rows (one sequence).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    EncoderDecoder,
+    Decoder,
+}
+
+/// Shape of the output rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    pub family: Family,
+    /// Encoder-decoder `(inputs, targets)`; decoder `(sequence, 0)`.
+    pub widths: (usize, usize),
+}
+
+/// Output naming and layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Hugging Face encoder-decoder: `input_ids`, `attention_mask`, `labels`, …
+    Hf,
+    /// seqio / t5x encoder-decoder: `encoder_input_tokens`, `decoder_target_tokens`, …
+    Seqio,
+    /// Hugging Face decoder-only prefix LM: `input_ids`, `labels`, `prefix_lengths`, …
+    Decoder,
+    /// seqio decoder-only prefix LM: `decoder_target_tokens`, `decoder_causal_attention`, …
+    SeqioDecoder,
+}
+
+impl Format {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "hf" => Ok(Self::Hf),
+            "seqio" => Ok(Self::Seqio),
+            "decoder" => Ok(Self::Decoder),
+            "seqio_decoder" => Ok(Self::SeqioDecoder),
+            _ => Err(Error::invalid(
+                "format",
+                format!("{s:?}"),
+                "must be 'hf', 'seqio', 'decoder' or 'seqio_decoder'",
+            )),
+        }
+    }
+
+    /// The name `parse` reads.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Hf => "hf",
+            Self::Seqio => "seqio",
+            Self::Decoder => "decoder",
+            Self::SeqioDecoder => "seqio_decoder",
+        }
+    }
+
+    #[must_use]
+    pub const fn family(self) -> Family {
+        match self {
+            Self::Hf | Self::Seqio => Family::EncoderDecoder,
+            Self::Decoder | Self::SeqioDecoder => Family::Decoder,
+        }
+    }
+}
+
+/// One named output array: `shape` is `[rows, width]` or `[n]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field<O> {
+    pub name: &'static str,
+    pub shape: Vec<usize>,
+    pub data: Vec<O>,
+}
+
+/// One example inside an output row: its denoiser and how many input and target tokens it
+/// filled (prompt and EOS included). In decoder rows the targets follow the inputs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Segment {
+    pub denoiser: u32,
+    pub inputs: u32,
+    pub targets: u32,
+}
+
+/// Denoised rows before naming.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denoised<O> {
+    pub rows: usize,
+    pub family: Family,
+    /// Encoder-decoder: `(inputs, targets)` widths. Decoder: `(sequence, 0)`.
+    pub widths: (usize, usize),
+    /// Encoder tokens, or the decoder sequence; `[rows, widths.0]`, padded.
+    pub first: Vec<O>,
+    /// Decoder targets (encoder-decoder only); `[rows, widths.1]`, padded.
+    pub second: Vec<O>,
+    /// Segments of every row, row after row.
+    pub segments: Vec<Segment>,
+    /// Row `r` holds `segments[row_starts[r]..row_starts[r + 1]]`.
+    pub row_starts: Vec<usize>,
+}
+
+impl<O> Denoised<O> {
+    fn row_segments(&self, r: usize) -> &[Segment] {
+        &self.segments[self.row_starts[r]..self.row_starts[r + 1]]
+    }
+
+    /// Fraction of output positions holding tokens (not padding).
+    #[must_use]
+    pub fn fill_rate(&self) -> f64 {
+        let used: u64 = self.segments.iter().map(|s| u64::from(s.inputs) + u64::from(s.targets)).sum();
+        let total = (self.rows * (self.widths.0 + self.widths.1)) as f64;
+        if total == 0.0 { 0.0 } else { used as f64 / total }
+    }
+}
+
+/// What a format emits besides its fixed names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Options {
+    /// Rows hold several examples: add segment ids, positions and `cu_seqlens`.
+    pub packed: bool,
+    /// Decoder formats: add the per-token `bidirectional_mask` (always present when packed).
+    pub bidirectional_mask: bool,
+    /// Add `denoiser`: `[rows]` (or `[rows, width]` per token, −1 on padding, when packed).
+    pub denoiser: bool,
+}
+
+mod fields;
+pub use fields::format;
