@@ -20,9 +20,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use ul2_core::rng::{Purpose, Stream};
 use ul2_core::{
-    Composer, Corpus, Denoised, Denoiser, Documents, Family, Format, Kind, Layout, Mixture, Options, Overflow,
-    RowConfig, RowScratch, Rows, Runs, SampleIndex, Sentinels, SpanParams, SpanScratch, apply_runs, applied_lengths,
-    denoise_batch, denoise_row, pack_bins, plan_span_corruption,
+    Composer, Corpus, Denoised, Denoiser, Documents, Family, Format, Kind, Layout, Mixture, Options, Overflow, RowConfig,
+    RowScratch, Rows, Runs, SampleIndex, Sentinels, SpanParams, SpanScratch, applied_lengths, apply_runs, denoise_batch,
+    denoise_row, pack_bins, plan_span_corruption,
 };
 
 const RAW: usize = 568;
@@ -175,7 +175,11 @@ fn batch(c: &mut Criterion) {
         g.bench_function(name, |b| {
             b.iter_batched(
                 || out.clone(),
-                |o| single.install(|| black_box(ul2_core::format(o, format, 0, Options::default()).expect("encoder-decoder format"))),
+                |o| {
+                    single.install(|| {
+                        black_box(ul2_core::format(o, format, 0, Options::default()).expect("encoder-decoder format"))
+                    })
+                },
                 BatchSize::LargeInput,
             );
         });

@@ -22,10 +22,9 @@
 use arbitrary::Unstructured;
 use ul2_core::rng::{Purpose, Stream};
 use ul2_core::{
-    Budget, Composer, Corpus, Denoised, Denoiser, Documents, Error, Family, Format, Kind, Layout,
-    Mixture, Options, OutToken, Overflow, PlanRow, RowConfig, RowScratch, Rows, Runs, SampleIndex,
-    Sentinels, SpanParams, SpanScratch, applied_lengths, apply_runs, denoise_row, denoise_rows,
-    example_bounds, noise_mask, pack_bins, plan_denoiser,
+    Budget, Composer, Corpus, Denoised, Denoiser, Documents, Error, Family, Format, Kind, Layout, Mixture, Options, OutToken,
+    Overflow, PlanRow, RowConfig, RowScratch, Rows, Runs, SampleIndex, Sentinels, SpanParams, SpanScratch, applied_lengths,
+    apply_runs, denoise_row, denoise_rows, example_bounds, noise_mask, pack_bins, plan_denoiser,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -61,15 +60,7 @@ impl<'a> Input<'a> {
             1 => 0.5,
             2 => 1.0,
             3 => f64::from_bits(self.u64()),
-            4 => [
-                f64::NAN,
-                f64::INFINITY,
-                -0.1,
-                1.5,
-                -0.0,
-                1e-300,
-                f64::MIN_POSITIVE,
-            ][self.size(0, 6)],
+            4 => [f64::NAN, f64::INFINITY, -0.1, 1.5, -0.0, 1e-300, f64::MIN_POSITIVE][self.size(0, 6)],
             _ => self.int(0, 1 << 20) as f64 / f64::from(1 << 20),
         }
     }
@@ -90,10 +81,7 @@ impl<'a> Input<'a> {
 /// An error from the core must be the caller's mistake, never a broken invariant.
 #[track_caller]
 pub fn not_internal(e: &Error) {
-    assert!(
-        !matches!(e, Error::Internal(_)),
-        "internal error reached: {e}"
-    );
+    assert!(!matches!(e, Error::Internal(_)), "internal error reached: {e}");
     assert!(!e.to_string().is_empty());
 }
 
@@ -109,9 +97,7 @@ fn t5_sentinels(u: &mut Input<'_>) -> Sentinels {
 const MAX_ROW: usize = 1 << 16;
 
 fn filler(length: usize, salt: u64) -> Vec<i32> {
-    (0..length)
-        .map(|i| 2 + ((i as u64).wrapping_add(salt) % 997) as i32)
-        .collect()
+    (0..length).map(|i| 2 + ((i as u64).wrapping_add(salt) % 997) as i32).collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -126,11 +112,7 @@ fn filler(length: usize, salt: u64) -> Vec<i32> {
 /// `Composer::compose` gives `parts` positive parts summing to `total`.
 pub fn mask_sampling(data: &[u8]) {
     let mut u = Input::new(data);
-    let length = if u.bool() {
-        u.size(0, 64)
-    } else {
-        u.size(0, 1 << 14)
-    };
+    let length = if u.bool() { u.size(0, 64) } else { u.size(0, 1 << 14) };
     let r = u.density();
     let mu = u.mean_span();
     let num_spans = u.bool().then(|| u.size(0, 300));
@@ -141,12 +123,7 @@ pub fn mask_sampling(data: &[u8]) {
     let total = u.size(1, 1 << 14);
     let parts = u.size(1, total);
     let mut out = Vec::new();
-    Composer::default().compose(
-        total,
-        parts,
-        &mut Stream::new(seed, key, Purpose::NoiseSpans),
-        &mut out,
-    );
+    Composer::default().compose(total, parts, &mut Stream::new(seed, key, Purpose::NoiseSpans), &mut out);
     assert_eq!(out.len(), parts);
     assert!(out.iter().all(|&p| p >= 1));
     assert_eq!(out.iter().map(|&p| p as usize).sum::<usize>(), total);
@@ -156,17 +133,11 @@ pub fn mask_sampling(data: &[u8]) {
         Ok(p) => p,
         Err(e) => {
             not_internal(&e);
-            assert!(
-                !valid,
-                "valid parameters refused: r={r} mu={mu} n={num_spans:?}: {e}"
-            );
+            assert!(!valid, "valid parameters refused: r={r} mu={mu} n={num_spans:?}: {e}");
             return;
         }
     };
-    assert!(
-        valid,
-        "invalid parameters accepted: r={r} mu={mu} n={num_spans:?}"
-    );
+    assert!(valid, "invalid parameters accepted: r={r} mu={mu} n={num_spans:?}");
     let counts = match params.counts(length) {
         Ok(c) => c,
         Err(e) => {
@@ -182,8 +153,7 @@ pub fn mask_sampling(data: &[u8]) {
     } else {
         let n_tokens = ((length as f32 * r as f32).round_ties_even() as usize).clamp(1, length - 1);
         assert_eq!(noise, n_tokens);
-        let n_spans = num_spans
-            .unwrap_or_else(|| ((n_tokens as f32 / mu as f32).round_ties_even() as usize).max(1));
+        let n_spans = num_spans.unwrap_or_else(|| ((n_tokens as f32 / mu as f32).round_ties_even() as usize).max(1));
         assert_eq!(spans, n_spans);
         assert!(spans >= 1 && spans <= noise && spans <= length - noise);
     }
@@ -193,31 +163,16 @@ pub fn mask_sampling(data: &[u8]) {
     assert_eq!(mask.iter().filter(|&&m| m).count(), noise);
     let runs = Runs::from_mask(&mask).expect("a small mask");
     assert!(runs.lengths.iter().all(|&l| l > 0));
-    assert_eq!(
-        runs.lengths.iter().map(|&l| l as usize).sum::<usize>(),
-        length
-    );
+    assert_eq!(runs.lengths.iter().map(|&l| l as usize).sum::<usize>(), length);
 
     // The layout through a scratch that drew something else first.
     let mut scratch = SpanScratch::default();
     let mut drawn = Runs::default();
     scratch.layout(64, (20, 7), true, seed ^ 1, key.wrapping_add(1), &mut drawn).expect("a small row");
     scratch.layout(length, counts, roll, seed, key, &mut drawn).expect("a small row");
-    assert_eq!(
-        drawn, runs,
-        "layout differs from the mask's runs (scratch reuse?)"
-    );
+    assert_eq!(drawn, runs, "layout differs from the mask's runs (scratch reuse?)");
 
-    let unrolled = noise_mask(
-        length,
-        &SpanParams {
-            random_roll: false,
-            ..params
-        },
-        seed,
-        key,
-    )
-    .expect("valid");
+    let unrolled = noise_mask(length, &SpanParams { random_roll: false, ..params }, seed, key).expect("valid");
     if spans == 0 {
         assert!(!mask.contains(&true));
         assert_eq!(mask, unrolled);
@@ -231,11 +186,7 @@ pub fn mask_sampling(data: &[u8]) {
     if roll {
         let offset = Stream::new(seed, key, Purpose::Roll).below(length as u64) as usize;
         for (i, &m) in mask.iter().enumerate() {
-            assert_eq!(
-                m,
-                unrolled[(i + length - offset) % length],
-                "not tf.roll by {offset} at {i}"
-            );
+            assert_eq!(m, unrolled[(i + length - offset) % length], "not tf.roll by {offset} at {i}");
         }
         let split = mask[0] && mask[length - 1];
         assert_eq!(runs.noise_runs(), spans + usize::from(split));
@@ -254,11 +205,7 @@ pub fn mask_sampling(data: &[u8]) {
 /// the T5 layout run by run, and re-inserting targets at their sentinels gives the tokens.
 pub fn mask_application(data: &[u8]) {
     let mut u = Input::new(data);
-    if u.bool() {
-        application::<i32>(&mut u)
-    } else {
-        application::<i64>(&mut u)
-    }
+    if u.bool() { application::<i32>(&mut u) } else { application::<i64>(&mut u) }
 }
 
 fn application<O: OutToken>(u: &mut Input<'_>) {
@@ -298,25 +245,16 @@ fn application<O: OutToken>(u: &mut Input<'_>) {
         noisy = !noisy;
     }
 
-    let limit = sentinels
-        .vocab_size()
-        .map_or(O::MAX, |v| (v - 1).min(O::MAX));
+    let limit = sentinels.vocab_size().map_or(O::MAX, |v| (v - 1).min(O::MAX));
     match sentinels.check_tokens(&tokens, O::MAX, "tokens") {
         Err(e) => {
             not_internal(&e);
             match e {
-                Error::TokenOutOfRange {
-                    position, token, ..
-                } => {
+                Error::TokenOutOfRange { position, token, .. } => {
                     assert_eq!(tokens[position], token);
-                    assert!(
-                        token < 0 || token > limit,
-                        "{token} refused but in [0, {limit}]"
-                    );
+                    assert!(token < 0 || token > limit, "{token} refused but in [0, {limit}]");
                 }
-                Error::SentinelCollision {
-                    position, token, ..
-                } => {
+                Error::SentinelCollision { position, token, .. } => {
                     assert_eq!(tokens[position], token);
                     assert!(check && sentinels.contains(token));
                 }
@@ -326,10 +264,7 @@ fn application<O: OutToken>(u: &mut Input<'_>) {
         }
         Ok(()) => {
             for &t in &tokens {
-                assert!(
-                    (0..=limit).contains(&t),
-                    "{t} accepted but outside [0, {limit}]"
-                );
+                assert!((0..=limit).contains(&t), "{t} accepted but outside [0, {limit}]");
                 assert!(!(check && sentinels.contains(t)), "collision {t} accepted");
             }
         }
@@ -359,23 +294,13 @@ fn application<O: OutToken>(u: &mut Input<'_>) {
         assert_eq!(sentinels.on_overflow, Overflow::T5);
     }
     let ids: Vec<i64> = (0..used).map(|k| sentinels.id(k)).collect();
-    assert!(
-        ids.iter().all(|&id| id >= 0),
-        "admitted sentinel ids below 0: {ids:?}"
-    );
+    assert!(ids.iter().all(|&id| id >= 0), "admitted sentinel ids below 0: {ids:?}");
     if ids.iter().any(|&id| id > O::MAX) {
         return; // the Python layer refuses such sentinels for the output dtype first
     }
     let (mut inputs, mut targets) = (vec![O::from_i64(-7); li], vec![O::from_i64(-7); lt]);
-    assert_eq!(
-        apply_runs(&tokens, &runs, &sentinels, &mut inputs, &mut targets),
-        (li, lt)
-    );
-    let out = |v: &[O]| -> Vec<i64> {
-        v.iter()
-            .map(|&x| format!("{x:?}").parse::<i64>().expect("int"))
-            .collect()
-    };
+    assert_eq!(apply_runs(&tokens, &runs, &sentinels, &mut inputs, &mut targets), (li, lt));
+    let out = |v: &[O]| -> Vec<i64> { v.iter().map(|&x| format!("{x:?}").parse::<i64>().expect("int")).collect() };
     let (inputs, targets) = (out(&inputs), out(&targets));
 
     // The layout, run by run (whatever the ids are).
@@ -403,10 +328,7 @@ fn application<O: OutToken>(u: &mut Input<'_>) {
     }
     assert_eq!((i, t), (li, lt));
     assert!(length > 0 || (li, lt) == (0, 0));
-    assert_eq!(
-        li + lt,
-        length + 2 * runs.noise_runs() + usize::from(runs.ends_clean())
-    );
+    assert_eq!(li + lt, length + 2 * runs.noise_runs() + usize::from(runs.ends_clean()));
 
     // The round trip by ids alone (SPEC §8.3), where ids cannot be confused with tokens.
     // (Past the last id, policy "t5" counts down and may meet an id already used.)
@@ -418,18 +340,10 @@ fn application<O: OutToken>(u: &mut Input<'_>) {
         if sentinels.contains(x) {
             blocks.push((x, Vec::new()));
         } else {
-            blocks
-                .last_mut()
-                .expect("targets start with a sentinel")
-                .1
-                .push(x);
+            blocks.last_mut().expect("targets start with a sentinel").1.push(x);
         }
     }
-    let marks: Vec<i64> = inputs
-        .iter()
-        .copied()
-        .filter(|&x| sentinels.contains(x))
-        .collect();
+    let marks: Vec<i64> = inputs.iter().copied().filter(|&x| sentinels.contains(x)).collect();
     assert_eq!(marks, ids[..runs.noise_runs()]);
     assert_eq!(blocks.iter().map(|b| b.0).collect::<Vec<_>>(), ids);
     let mut raw = Vec::with_capacity(length);
@@ -456,24 +370,10 @@ fn denoiser(u: &mut Input<'_>) -> Option<Denoiser> {
     let prefix: Vec<i64> = (0..u.size(0, 8)).map(|_| u.int(2, 999) as i64).collect();
     let kind = match u.int(0, 5) {
         0 => Kind::CausalLm,
-        1 => Kind::PrefixLm {
-            suffix_density: if u.bool() {
-                u.density()
-            } else {
-                [0.5, 0.25, 0.0][u.size(0, 2)]
-            },
-        },
+        1 => Kind::PrefixLm { suffix_density: if u.bool() { u.density() } else { [0.5, 0.25, 0.0][u.size(0, 2)] } },
         _ => {
-            let r = if u.bool() {
-                [0.15, 0.5, 0.25, 0.8][u.size(0, 3)]
-            } else {
-                u.density()
-            };
-            let mu = if u.bool() {
-                [3.0, 8.0, 32.0, 64.0, 1.0][u.size(0, 4)]
-            } else {
-                u.mean_span()
-            };
+            let r = if u.bool() { [0.15, 0.5, 0.25, 0.8][u.size(0, 3)] } else { u.density() };
+            let mu = if u.bool() { [3.0, 8.0, 32.0, 64.0, 1.0][u.size(0, 4)] } else { u.mean_span() };
             let n = (u.int(0, 7) == 0).then(|| u.size(1, 40));
             match SpanParams::new(r, mu, n, u.int(0, 3) == 0) {
                 Ok(p) => Kind::SpanCorruption(p),
@@ -495,14 +395,9 @@ fn denoiser(u: &mut Input<'_>) -> Option<Denoiser> {
 
 fn budget(u: &mut Input<'_>) -> Budget {
     if u.bool() {
-        Budget::EncoderDecoder {
-            inputs: u.size(0, 2048),
-            targets: u.bool().then(|| u.size(0, 2048)),
-        }
+        Budget::EncoderDecoder { inputs: u.size(0, 2048), targets: u.bool().then(|| u.size(0, 2048)) }
     } else {
-        Budget::Decoder {
-            sequence: u.size(0, 4096),
-        }
+        Budget::Decoder { sequence: u.size(0, 4096) }
     }
 }
 
@@ -511,16 +406,9 @@ fn widths(budget: Budget, plans: &[PlanRow]) -> Layout {
     match budget {
         Budget::EncoderDecoder { inputs, targets } => Layout {
             family: Family::EncoderDecoder,
-            widths: (
-                inputs,
-                targets
-                    .unwrap_or_else(|| plans.iter().map(|p| p.targets_length).max().unwrap_or(0)),
-            ),
+            widths: (inputs, targets.unwrap_or_else(|| plans.iter().map(|p| p.targets_length).max().unwrap_or(0))),
         },
-        Budget::Decoder { sequence } => Layout {
-            family: Family::Decoder,
-            widths: (sequence, 0),
-        },
+        Budget::Decoder { sequence } => Layout { family: Family::Decoder, widths: (sequence, 0) },
     }
 }
 
@@ -545,22 +433,13 @@ pub fn planner(data: &[u8]) {
     match budget {
         Budget::EncoderDecoder { inputs, targets } => {
             assert!(row.inputs_length <= inputs, "{row:?} over inputs {inputs}");
-            assert!(
-                targets.is_none_or(|t| row.targets_length <= t),
-                "{row:?} over targets {targets:?}"
-            );
+            assert!(targets.is_none_or(|t| row.targets_length <= t), "{row:?} over targets {targets:?}");
         }
         // Prefix LM's lengths are separate maxima (long inputs, or long targets); a row holds both.
         Budget::Decoder { sequence } if matches!(d.kind, Kind::PrefixLm { .. }) => {
-            assert!(
-                p + row.raw_length + 2 * e <= sequence,
-                "{row:?} > {sequence}"
-            );
+            assert!(p + row.raw_length + 2 * e <= sequence, "{row:?} > {sequence}");
         }
-        Budget::Decoder { sequence } => assert!(
-            row.inputs_length + row.targets_length <= sequence,
-            "{row:?} > {sequence}"
-        ),
+        Budget::Decoder { sequence } => assert!(row.inputs_length + row.targets_length <= sequence, "{row:?} > {sequence}"),
     }
     let layout = widths(budget, &[row]);
     if row.raw_length + layout.widths.1 > MAX_ROW {
@@ -568,13 +447,7 @@ pub fn planner(data: &[u8]) {
     }
     let mixture = Mixture::new(vec![(d.clone(), 1.0)]).expect("one denoiser");
     let max_raw = [row.raw_length];
-    let cfg = RowConfig {
-        mixture: &mixture,
-        sentinels: &sentinels,
-        eos_id: eos.then_some(1),
-        seed: u.u64(),
-        max_raw: &max_raw,
-    };
+    let cfg = RowConfig { mixture: &mixture, sentinels: &sentinels, eos_id: eos.then_some(1), seed: u.u64(), max_raw: &max_raw };
     let tokens = filler(row.raw_length, u.u64());
     let exact = match &d.kind {
         Kind::SpanCorruption(params) => !params.random_roll,
@@ -583,36 +456,19 @@ pub fn planner(data: &[u8]) {
     };
     for _ in 0..u.size(1, 4) {
         let key = u.u64();
-        let out = denoise_rows(
-            &cfg,
-            &Rows::Ragged(vec![&tokens[..]]),
-            &[key],
-            &[0, 1],
-            layout,
-            0i32,
-        )
-        .unwrap_or_else(|e| panic!("planned row refused: {e} ({row:?}, {budget:?}, {d:?})"));
+        let out = denoise_rows(&cfg, &Rows::Ragged(vec![&tokens[..]]), &[key], &[0, 1], layout, 0i32)
+            .unwrap_or_else(|e| panic!("planned row refused: {e} ({row:?}, {budget:?}, {d:?})"));
         let seg = out.segments[0];
         let (li, lt) = (seg.inputs as usize, seg.targets as usize);
         if exact {
-            assert_eq!(
-                (li, lt),
-                (row.inputs_length, row.targets_length),
-                "{d:?} {budget:?}"
-            );
+            assert_eq!((li, lt), (row.inputs_length, row.targets_length), "{d:?} {budget:?}");
         } else {
-            assert!(
-                li <= row.inputs_length && lt <= row.targets_length,
-                "{li},{lt} vs {row:?}"
-            );
+            assert!(li <= row.inputs_length && lt <= row.targets_length, "{li},{lt} vs {row:?}");
         }
         if let Kind::PrefixLm { .. } | Kind::CausalLm = d.kind {
             assert_eq!(li + lt, p + row.raw_length + 2 * e);
         }
-        assert_eq!(
-            example_bounds(&cfg, row.raw_length, key).map(|b| b.0),
-            Ok(0)
-        );
+        assert_eq!(example_bounds(&cfg, row.raw_length, key).map(|b| b.0), Ok(0));
     }
     // Maximality: one more raw token does not fit (where bounds are exact or an upper bound
     // that the planner itself uses).
@@ -620,10 +476,7 @@ pub fn planner(data: &[u8]) {
     if matches!(d.kind, Kind::PrefixLm { .. }) || at_half {
         return;
     }
-    let free = RowConfig {
-        max_raw: &[],
-        ..cfg
-    };
+    let free = RowConfig { max_raw: &[], ..cfg };
     let Ok((_, i1, t1)) = example_bounds(&free, row.raw_length + 1, 0) else {
         return;
     };
@@ -635,11 +488,7 @@ pub fn planner(data: &[u8]) {
         }
         Budget::Decoder { sequence } => i1 + t1 <= sequence,
     };
-    assert!(
-        !fits,
-        "raw {} + 1 still fits ({i1}, {t1}) in {budget:?}: {d:?}",
-        row.raw_length
-    );
+    assert!(!fits, "raw {} + 1 still fits ({i1}, {t1}) in {budget:?}: {d:?}", row.raw_length);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -674,39 +523,17 @@ pub fn sample_index(data: &[u8]) {
     }
     let whole = u.bool();
     let separator = u.bool().then_some(3u16);
-    let documents = if u.bool() {
-        Documents::Concat
-    } else {
-        Documents::Respect
-    };
+    let documents = if u.bool() { Documents::Concat } else { Documents::Respect };
     let n = u.size(1, 5);
-    let entries: Vec<(Denoiser, f64)> = (0..n)
-        .map(|_| {
-            (
-                Denoiser::new(Kind::CausalLm, vec![]).expect("ok"),
-                u.int(0, 4) as f64,
-            )
-        })
-        .collect();
-    let raw_lengths: Vec<usize> = (0..n)
-        .map(|_| {
-            if u.bool() {
-                u.size(1, 8)
-            } else {
-                u.size(1, 700)
-            }
-        })
-        .collect();
+    let entries: Vec<(Denoiser, f64)> =
+        (0..n).map(|_| (Denoiser::new(Kind::CausalLm, vec![]).expect("ok"), u.int(0, 4) as f64)).collect();
+    let raw_lengths: Vec<usize> = (0..n).map(|_| if u.bool() { u.size(1, 8) } else { u.size(1, 700) }).collect();
     let seed = u.u64();
     let mixture = match Mixture::new(entries) {
         Ok(m) => m,
         Err(e) => return not_internal(&e),
     };
-    let corpus = Corpus {
-        tokens: (&tokens).into(),
-        doc_offsets: (!whole).then_some(&offsets[..]),
-        separator,
-    };
+    let corpus = Corpus { tokens: (&tokens).into(), doc_offsets: (!whole).then_some(&offsets[..]), separator };
     let index = match SampleIndex::build(&corpus, &mixture, &raw_lengths, documents, seed) {
         Ok(i) => i,
         Err(e) => {
@@ -724,11 +551,7 @@ pub fn sample_index(data: &[u8]) {
         || (offsets[0] == 0
             && *offsets.last().expect("non-empty") == tokens.len() as u64
             && offsets.windows(2).all(|w| w[0] <= w[1]));
-    assert!(
-        valid_offsets,
-        "broken doc_offsets accepted: {offsets:?} for {} tokens",
-        tokens.len()
-    );
+    assert!(valid_offsets, "broken doc_offsets accepted: {offsets:?} for {} tokens", tokens.len());
     let stream = corpus.stream_len();
     // The joined stream, written out.
     let mut joined: Vec<u16> = Vec::new();
@@ -749,12 +572,7 @@ pub fn sample_index(data: &[u8]) {
     let mut scratch = Vec::new();
     for k in 0..index.len() {
         let (a, b) = index.span(k);
-        assert_eq!(
-            a,
-            at,
-            "sample {k} does not start where {} ended",
-            k.saturating_sub(1)
-        );
+        assert_eq!(a, at, "sample {k} does not start where {} ended", k.saturating_sub(1));
         assert!(b > a, "empty sample {k}");
         let d = index.denoiser(k);
         assert_eq!(d, mixture.choose(seed, k as u64));
@@ -763,21 +581,11 @@ pub fn sample_index(data: &[u8]) {
             Documents::Concat => assert_eq!(b - a, raw),
             Documents::Respect => {
                 assert!(b - a <= raw);
-                let off = corpus
-                    .doc_offsets
-                    .unwrap_or(&[0, tokens.len() as u64][..])
-                    .to_vec();
+                let off = corpus.doc_offsets.unwrap_or(&[0, tokens.len() as u64][..]).to_vec();
                 let doc = off.partition_point(|&o| o <= a) - 1;
-                let end = off[doc + 1..]
-                    .iter()
-                    .copied()
-                    .find(|&o| o > a)
-                    .expect("a document holds the sample");
+                let end = off[doc + 1..].iter().copied().find(|&o| o > a).expect("a document holds the sample");
                 assert!(b <= end, "sample {k} ({a}, {b}) crosses the boundary {end}");
-                assert!(
-                    b - a == raw || b == end,
-                    "short sample {k} not at its document's end"
-                );
+                assert!(b - a == raw || b == end, "short sample {k} not at its document's end");
             }
         }
         if k % 7 == 0 || k + 1 == index.len() {
@@ -789,19 +597,11 @@ pub fn sample_index(data: &[u8]) {
         }
         at = b;
     }
-    assert_eq!(
-        at + index.tail,
-        stream,
-        "samples plus tail cover the stream"
-    );
+    assert_eq!(at + index.tail, stream, "samples plus tail cover the stream");
     match documents {
         Documents::Concat => {
             let next = raw_lengths[mixture.choose(seed, index.len() as u64)] as u64;
-            assert!(
-                index.tail < next,
-                "tail {} would fit another sample of {next}",
-                index.tail
-            );
+            assert!(index.tail < next, "tail {} would fit another sample of {next}", index.tail);
         }
         Documents::Respect => assert_eq!(index.tail, 0),
     }
@@ -809,10 +609,7 @@ pub fn sample_index(data: &[u8]) {
     for _ in 0..u.size(0, 4) {
         let a = u.int(0, stream);
         let b = u.int(a, stream);
-        assert_eq!(
-            corpus.slice(a, b, &mut scratch).expect("a small slice"),
-            &joined[a as usize..b as usize]
-        );
+        assert_eq!(corpus.slice(a, b, &mut scratch).expect("a small slice"), &joined[a as usize..b as usize]);
     }
 }
 
@@ -854,13 +651,7 @@ pub fn packing(data: &[u8]) {
     if longest + layout.widths.1 > MAX_ROW {
         return; // e.g. noise_density ~ 1 without targets_length: legal, but too big to fuzz fast
     }
-    let cfg = RowConfig {
-        mixture: &mixture,
-        sentinels: &sentinels,
-        eos_id: eos.then_some(1),
-        seed: u.u64(),
-        max_raw: &max_raw,
-    };
+    let cfg = RowConfig { mixture: &mixture, sentinels: &sentinels, eos_id: eos.then_some(1), seed: u.u64(), max_raw: &max_raw };
     let n = u.size(1, 48);
     let rows: Vec<Vec<i32>> = (0..n)
         .map(|i| {
@@ -872,11 +663,8 @@ pub fn packing(data: &[u8]) {
             filler(len, i as u64 * 31)
         })
         .collect();
-    let keys: Vec<u64> = if u.bool() {
-        (0..n as u64).map(|k| k + u.int(0, 3)).collect()
-    } else {
-        (0..n).map(|_| u.u64()).collect()
-    };
+    let keys: Vec<u64> =
+        if u.bool() { (0..n as u64).map(|k| k + u.int(0, 3)).collect() } else { (0..n).map(|_| u.u64()).collect() };
     let source = Rows::Ragged(rows.iter().map(Vec::as_slice).collect());
     let pad = if u.bool() { 0i32 } else { 5 };
 
@@ -884,15 +672,7 @@ pub fn packing(data: &[u8]) {
         Ok(b) => b,
         Err(e) => {
             not_internal(&e);
-            assert!(
-                matches!(
-                    e,
-                    Error::DoesNotFit { .. }
-                        | Error::SentinelOverflow { .. }
-                        | Error::Invalid { .. }
-                ),
-                "{e}"
-            );
+            assert!(matches!(e, Error::DoesNotFit { .. } | Error::SentinelOverflow { .. } | Error::Invalid { .. }), "{e}");
             // Some example really fits nowhere.
             let refused = (0..n).any(|i| match example_bounds(&cfg, rows[i].len(), keys[i]) {
                 Err(_) => true,
@@ -901,22 +681,15 @@ pub fn packing(data: &[u8]) {
                     Family::Decoder => a + b > layout.widths.0,
                 },
             });
-            assert!(
-                refused,
-                "pack_bins refused a batch whose examples all fit: {e}"
-            );
+            assert!(refused, "pack_bins refused a batch whose examples all fit: {e}");
             return;
         }
     };
     assert_eq!(bins[0], 0);
     assert_eq!(*bins.last().expect("bins"), n);
-    assert!(
-        bins.windows(2).all(|w| w[0] < w[1]),
-        "empty or unordered row: {bins:?}"
-    );
+    assert!(bins.windows(2).all(|w| w[0] < w[1]), "empty or unordered row: {bins:?}");
     let need = |i: usize| -> (usize, usize) {
-        let (_, a, b) =
-            example_bounds(&cfg, rows[i].len(), keys[i]).expect("packed examples have bounds");
+        let (_, a, b) = example_bounds(&cfg, rows[i].len(), keys[i]).expect("packed examples have bounds");
         match layout.family {
             Family::EncoderDecoder => (a, b),
             Family::Decoder => (a + b, 0),
@@ -929,22 +702,14 @@ pub fn packing(data: &[u8]) {
             a += x;
             b += y;
         }
-        assert!(
-            a <= layout.widths.0 && b <= layout.widths.1,
-            "row {w:?} over its widths"
-        );
+        assert!(a <= layout.widths.0 && b <= layout.widths.1, "row {w:?} over its widths");
         if w[1] < n {
             let (x, y) = need(w[1]);
-            assert!(
-                a + x > layout.widths.0 || b + y > layout.widths.1,
-                "next-fit: example {} fit row {w:?}",
-                w[1]
-            );
+            assert!(a + x > layout.widths.0 || b + y > layout.widths.1, "next-fit: example {} fit row {w:?}", w[1]);
         }
     }
 
-    let packed = denoise_rows(&cfg, &source, &keys, &bins, layout, pad)
-        .unwrap_or_else(|e| panic!("packed rows refused: {e}"));
+    let packed = denoise_rows(&cfg, &source, &keys, &bins, layout, pad).unwrap_or_else(|e| panic!("packed rows refused: {e}"));
     assert_eq!(packed.rows, bins.len() - 1);
     assert_eq!(packed.segments.len(), n);
     assert_eq!(packed.row_starts, bins);
@@ -958,57 +723,27 @@ pub fn packing(data: &[u8]) {
             assert_eq!(seg.denoiser as usize, mixture.choose(cfg.seed, keys[i]));
             // The example alone, in roomy buffers.
             let (mut ii, mut tt) = (vec![pad; wide], vec![pad; wide]);
-            let l = denoise_row(&cfg, &rows[i], keys[i], &mut scratch, &mut ii, &mut tt)
-                .expect("fits alone");
-            assert_eq!(
-                (l.inputs, l.targets),
-                (seg.inputs as usize, seg.targets as usize)
-            );
+            let l = denoise_row(&cfg, &rows[i], keys[i], &mut scratch, &mut ii, &mut tt).expect("fits alone");
+            assert_eq!((l.inputs, l.targets), (seg.inputs as usize, seg.targets as usize));
             let first = &packed.first[r * w0..(r + 1) * w0];
             match layout.family {
                 Family::EncoderDecoder => {
-                    assert_eq!(
-                        &first[a..a + l.inputs],
-                        &ii[..l.inputs],
-                        "encoder segment {i}"
-                    );
+                    assert_eq!(&first[a..a + l.inputs], &ii[..l.inputs], "encoder segment {i}");
                     let second = &packed.second[r * w1..(r + 1) * w1];
-                    assert_eq!(
-                        &second[b..b + l.targets],
-                        &tt[..l.targets],
-                        "decoder segment {i}"
-                    );
+                    assert_eq!(&second[b..b + l.targets], &tt[..l.targets], "decoder segment {i}");
                     a += l.inputs;
                     b += l.targets;
                 }
                 Family::Decoder => {
-                    assert_eq!(
-                        &first[a..a + l.inputs],
-                        &ii[..l.inputs],
-                        "inputs of segment {i}"
-                    );
-                    assert_eq!(
-                        &first[a + l.inputs..a + l.inputs + l.targets],
-                        &tt[..l.targets],
-                        "targets of segment {i}"
-                    );
+                    assert_eq!(&first[a..a + l.inputs], &ii[..l.inputs], "inputs of segment {i}");
+                    assert_eq!(&first[a + l.inputs..a + l.inputs + l.targets], &tt[..l.targets], "targets of segment {i}");
                     a += l.inputs + l.targets;
                 }
             }
         }
-        assert!(
-            packed.first[r * w0 + a..(r + 1) * w0]
-                .iter()
-                .all(|&x| x == pad),
-            "row {r} padding"
-        );
+        assert!(packed.first[r * w0 + a..(r + 1) * w0].iter().all(|&x| x == pad), "row {r} padding");
         if layout.family == Family::EncoderDecoder {
-            assert!(
-                packed.second[r * w1 + b..(r + 1) * w1]
-                    .iter()
-                    .all(|&x| x == pad),
-                "row {r} decoder padding"
-            );
+            assert!(packed.second[r * w1 + b..(r + 1) * w1].iter().all(|&x| x == pad), "row {r} decoder padding");
         }
     }
     let fill = packed.fill_rate();
@@ -1019,44 +754,20 @@ pub fn packing(data: &[u8]) {
         Family::Decoder => &[Format::Decoder, Format::SeqioDecoder],
     };
     let format = formats[u.size(0, 1)];
-    let options = Options {
-        packed: true,
-        bidirectional_mask: u.bool(),
-        denoiser: u.bool(),
-    };
+    let options = Options { packed: true, bidirectional_mask: u.bool(), denoiser: u.bool() };
     check_format(packed, format, pad, options);
 }
 
 fn check_format(d: Denoised<i32>, format: Format, pad: i32, options: Options) {
     let (rows, (w0, w1)) = (d.rows, d.widths);
-    let fields =
-        ul2_core::format(d, format, pad, options).unwrap_or_else(|e| panic!("format refused: {e}"));
+    let fields = ul2_core::format(d, format, pad, options).unwrap_or_else(|e| panic!("format refused: {e}"));
     for f in &fields {
-        assert_eq!(
-            f.data.len(),
-            f.shape.iter().product::<usize>(),
-            "{} shape {:?}",
-            f.name,
-            f.shape
-        );
+        assert_eq!(f.data.len(), f.shape.iter().product::<usize>(), "{} shape {:?}", f.name, f.shape);
         if f.name.ends_with("cu_seqlens") {
-            let width = if f.name.starts_with("decoder") && format == Format::Hf {
-                w1
-            } else {
-                w0
-            };
+            let width = if f.name.starts_with("decoder") && format == Format::Hf { w1 } else { w0 };
             assert_eq!(f.data.first(), Some(&0));
-            assert_eq!(
-                *f.data.last().expect("cu_seqlens"),
-                (rows * width) as i32,
-                "{}",
-                f.name
-            );
-            assert!(
-                f.data.windows(2).all(|w| w[0] <= w[1]),
-                "{} decreases",
-                f.name
-            );
+            assert_eq!(*f.data.last().expect("cu_seqlens"), (rows * width) as i32, "{}", f.name);
+            assert!(f.data.windows(2).all(|w| w[0] <= w[1]), "{} decreases", f.name);
         } else if f.shape.len() == 2 {
             assert_eq!(f.shape[0], rows, "{}", f.name);
         }

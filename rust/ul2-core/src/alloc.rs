@@ -20,8 +20,7 @@ pub(crate) fn reserve<T>(v: &mut Vec<T>, len: usize, arg: &'static str) -> Resul
     if v.capacity() >= len {
         return Ok(());
     }
-    v.try_reserve_exact(len - v.len())
-        .map_err(|_| Error::OutOfMemory { arg, bytes: len.saturating_mul(size_of::<T>()) })
+    v.try_reserve_exact(len - v.len()).map_err(|_| Error::OutOfMemory { arg, bytes: len.saturating_mul(size_of::<T>()) })
 }
 
 /// `len` copies of `value`, written in parallel on the current pool (a serial fill of a

@@ -4,13 +4,13 @@
 //! configuration from it. Adding a parameter is one line here and one field in the binding's
 //! own declaration (the Python dataclass or `TypedDict` that documents it).
 
+use crate::denoise::sentinels::Sentinels;
+use crate::denoise::spans::SpanParams;
 use crate::denoise::{Denoiser, Kind, Mixture};
 use crate::engine::{Config, Dtype};
 use crate::error::{Error, Result};
 use crate::format::Format;
 use crate::plan::Budget;
-use crate::denoise::sentinels::Sentinels;
-use crate::denoise::spans::SpanParams;
 
 /// A mapping of argument names to values. Each getter returns `None` for a missing key or a
 /// null value (Python's `None`) and an error naming the key for a value of the wrong type.
@@ -53,9 +53,15 @@ impl Denoiser {
     pub fn from_arguments<A: Arguments>(a: &A) -> Result<Self, A::Error> {
         let kind = match required(a, a.text("type")?, "type", "a denoiser's name")?.as_str() {
             "SpanCorruption" => Kind::SpanCorruption(SpanParams::from_arguments(a)?),
-            "PrefixLM" => Kind::PrefixLm { suffix_density: required(a, a.real("suffix_density")?, "suffix_density", "a number")? },
+            "PrefixLM" => {
+                Kind::PrefixLm { suffix_density: required(a, a.real("suffix_density")?, "suffix_density", "a number")? }
+            }
             "CausalLM" => Kind::CausalLm,
-            other => return Err(Error::invalid("type", format!("{other:?}"), "must be 'SpanCorruption', 'PrefixLM' or 'CausalLM'").into()),
+            other => {
+                return Err(
+                    Error::invalid("type", format!("{other:?}"), "must be 'SpanCorruption', 'PrefixLM' or 'CausalLM'").into()
+                );
+            }
         };
         Ok(Self::new(kind, a.ids("prefix")?.unwrap_or_default())?)
     }

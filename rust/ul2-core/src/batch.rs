@@ -80,7 +80,11 @@ pub fn denoise_rows<T: Token, O: OutToken, S: RowSource<T>>(
                             Family::Decoder => decoder_row(cfg, tokens, key, scratch, &mut a[oa..], tbuf, pad),
                         }
                         .map_err(|e| (i, source.locate(i, e)))?;
-                        segments.push(Segment { denoiser: l.denoiser as u32, inputs: l.inputs as u32, targets: l.targets as u32 });
+                        segments.push(Segment {
+                            denoiser: l.denoiser as u32,
+                            inputs: l.inputs as u32,
+                            targets: l.targets as u32,
+                        });
                         match layout.family {
                             Family::EncoderDecoder => {
                                 oa += l.inputs;

@@ -4,13 +4,13 @@
 //! lives here.
 
 use crate::batch::denoise_rows;
-use crate::pack::pack;
+use crate::denoise::sentinels::Sentinels;
 use crate::denoise::{Mixture, RowConfig, example_bounds};
 use crate::error::{Error, Result};
 use crate::format::{Family, Field, Format, Layout, Options, format};
 use crate::index::SampleIndex;
+use crate::pack::pack;
 use crate::plan::{Budget, plan_denoiser};
-use crate::denoise::sentinels::Sentinels;
 use crate::source::{Corpus, Documents, Line, RowSource, Samples};
 use crate::{OutToken, Token};
 
@@ -132,7 +132,13 @@ impl Engine {
             Budget::Decoder { sequence } => (sequence, 0),
         };
         let options = Options { packed: config.pack, bidirectional_mask: config.bidirectional_mask, denoiser: false };
-        Ok(Self { format, layout: Layout { family, widths }, options, raw_lengths: plans.iter().map(|p| p.raw_length).collect(), config })
+        Ok(Self {
+            format,
+            layout: Layout { family, widths },
+            options,
+            raw_lengths: plans.iter().map(|p| p.raw_length).collect(),
+            config,
+        })
     }
 
     /// This engine with a `denoiser` output naming each example's denoiser (datasets add it).
@@ -185,10 +191,19 @@ impl Engine {
 
     /// Denoises `source`'s examples (example `i` keyed `keys[i]`), grouped into rows by
     /// `bins`, into named arrays, on the current rayon pool.
-    pub fn run<T: Token, S: RowSource<T>>(&self, source: &S, keys: &[u64], bins: Bins<impl Fn(usize) -> usize + Sync>) -> Result<Output> {
+    pub fn run<T: Token, S: RowSource<T>>(
+        &self,
+        source: &S,
+        keys: &[u64],
+        bins: Bins<impl Fn(usize) -> usize + Sync>,
+    ) -> Result<Output> {
         match self.config.dtype {
-            Dtype::Int32 => self.run_as::<T, i32, S>(source, keys, bins).map(|(f, fill_rate)| Output { fields: Fields::Int32(f), fill_rate }),
-            Dtype::Int64 => self.run_as::<T, i64, S>(source, keys, bins).map(|(f, fill_rate)| Output { fields: Fields::Int64(f), fill_rate }),
+            Dtype::Int32 => {
+                self.run_as::<T, i32, S>(source, keys, bins).map(|(f, fill_rate)| Output { fields: Fields::Int32(f), fill_rate })
+            }
+            Dtype::Int64 => {
+                self.run_as::<T, i64, S>(source, keys, bins).map(|(f, fill_rate)| Output { fields: Fields::Int64(f), fill_rate })
+            }
         }
     }
 
@@ -212,7 +227,12 @@ impl Engine {
 
     /// A corpus over `tokens` whose `separator` is checked as outputs carry it (see
     /// [`Sentinels::check_id`]).
-    pub fn corpus<'a, T: Token>(&self, tokens: Line<'a, T>, doc_offsets: Option<&'a [u64]>, separator: Option<i64>) -> Result<Corpus<'a, T>> {
+    pub fn corpus<'a, T: Token>(
+        &self,
+        tokens: Line<'a, T>,
+        doc_offsets: Option<&'a [u64]>,
+        separator: Option<i64>,
+    ) -> Result<Corpus<'a, T>> {
         if let Some(s) = separator {
             self.config.sentinels.check_id("separator_id", s, self.config.dtype.max_id())?;
         }
@@ -251,7 +271,11 @@ impl Engine {
         let failure = (0..index.len()).into_par_iter().find_map_first(|k| {
             let (a, b) = index.span(k);
             example_bounds(&cfg, (b - a) as usize, k as u64).err().map(|e| {
-                Error::invalid("documents", "'respect'", format!("sample {k} ({} tokens, a document's end) cannot be denoised: {e}", b - a))
+                Error::invalid(
+                    "documents",
+                    "'respect'",
+                    format!("sample {k} ({} tokens, a document's end) cannot be denoised: {e}", b - a),
+                )
             })
         });
         failure.map_or(Ok(()), Err)

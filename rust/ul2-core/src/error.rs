@@ -4,54 +4,25 @@
 
 use std::fmt;
 
-
 /// Everything that can go wrong in `ul2-core`. All variants but [`Error::Internal`] are the
 /// caller's mistake and carry enough to say what to change.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Error {
     /// A scalar or configuration value outside its domain (NaN density, μ ≤ 0, …).
     #[error("{arg}={value}: {reason}")]
-    Invalid {
-        arg: &'static str,
-        value: String,
-        reason: String,
-    },
+    Invalid { arg: &'static str, value: String, reason: String },
     /// More noise spans than sentinel ids with `on_overflow="error"`.
     #[error("{where_}{spans} noise spans need {needed} sentinel ids but only {available} are available; {fix}")]
-    SentinelOverflow {
-        where_: Where,
-        spans: usize,
-        needed: usize,
-        available: usize,
-        fix: &'static str,
-    },
+    SentinelOverflow { where_: Where, spans: usize, needed: usize, available: usize, fix: &'static str },
     /// An input token equal to a sentinel id: reconstruction would be ambiguous.
-    #[error(
-        "{where_}token {token} at position {position} is a sentinel id; remove it or pass check_collisions=False"
-    )]
-    SentinelCollision {
-        where_: Where,
-        position: usize,
-        token: i64,
-    },
+    #[error("{where_}token {token} at position {position} is a sentinel id; remove it or pass check_collisions=False")]
+    SentinelCollision { where_: Where, position: usize, token: i64 },
     /// A token id that is negative, outside the vocabulary or not representable in the output dtype.
     #[error("{where_}token {token} at position {position} {reason}")]
-    TokenOutOfRange {
-        where_: Where,
-        position: usize,
-        token: i64,
-        reason: String,
-    },
+    TokenOutOfRange { where_: Where, position: usize, token: i64, reason: String },
     /// A row whose outputs do not fit the budget; nothing is ever cut silently.
     #[error("{where_}{what} length {length} exceeds {budget}={limit}; {fix}")]
-    DoesNotFit {
-        where_: Where,
-        what: &'static str,
-        length: usize,
-        budget: &'static str,
-        limit: usize,
-        fix: String,
-    },
+    DoesNotFit { where_: Where, what: &'static str, length: usize, budget: &'static str, limit: usize, fix: String },
     /// An index past the end of what it indexes (the bindings raise `IndexError`).
     #[error("{arg}: {index} is out of range for a dataset of {len} {what}")]
     OutOfRange { arg: &'static str, index: u64, len: u64, what: &'static str },
@@ -81,10 +52,7 @@ impl Where {
     }
     #[must_use]
     pub const fn row(arg: &'static str, row: usize) -> Self {
-        Self {
-            arg,
-            row: Some(row),
-        }
+        Self { arg, row: Some(row) }
     }
 }
 
@@ -99,11 +67,7 @@ impl fmt::Display for Where {
 
 impl Error {
     pub(crate) fn invalid(arg: &'static str, value: impl fmt::Display, reason: impl Into<String>) -> Self {
-        Self::Invalid {
-            arg,
-            value: value.to_string(),
-            reason: reason.into(),
-        }
+        Self::Invalid { arg, value: value.to_string(), reason: reason.into() }
     }
 
     /// This error, raised for denoiser `index` of a mixture.

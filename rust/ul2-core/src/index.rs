@@ -7,9 +7,9 @@
 
 use rayon::prelude::*;
 
+use crate::Token;
 use crate::denoise::Mixture;
 use crate::error::{Error, Result};
-use crate::Token;
 use crate::source::{Corpus, Documents};
 
 /// Where each sample starts in the (joined) stream and which denoiser it uses.

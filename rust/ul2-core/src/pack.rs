@@ -71,4 +71,3 @@ pub fn pack(
     }
     Ok((bins, used))
 }
-

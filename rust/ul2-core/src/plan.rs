@@ -3,11 +3,11 @@
 //! The planner counts with the same functions the denoisers use ([`SpanParams::counts`],
 //! [`Sentinels::admit`], [`prefix_bounds`]), so planned lengths are produced lengths.
 
-use crate::denoise::{Denoiser, Kind};
-use crate::error::{Error, Result};
 use crate::denoise::prefix::prefix_bounds;
 use crate::denoise::sentinels::Sentinels;
 use crate::denoise::spans::{SpanParams, lengths, span_lengths};
+use crate::denoise::{Denoiser, Kind};
+use crate::error::{Error, Result};
 
 /// The output budget of one row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +28,6 @@ pub struct PlanRow {
     pub spans: usize,
     pub sentinels: usize,
 }
-
 
 /// Largest `x` in `[lo, cap]` with `fits(x)`, for a `fits` monotone on that range; `None`
 /// when not even `fits(lo)`.
@@ -194,7 +193,9 @@ pub fn plan_span_corruption(
         let inputs_at = |raw| lengths(raw, params.counts_unchecked(raw), params, prompt_length, eos, None).map_or(0, |l| l.0);
         let grows = inputs_at(MAX_RAW) > inputs_at(MAX_RAW / 2);
         return Err(match targets_length {
-            _ if grows => Error::invalid("inputs_length", inputs_length, "too large: the raw length would exceed 2**32 - 1 tokens"),
+            _ if grows => {
+                Error::invalid("inputs_length", inputs_length, "too large: the raw length would exceed 2**32 - 1 tokens")
+            }
             None => Error::invalid(
                 "targets_length",
                 "None",
@@ -207,13 +208,7 @@ pub fn plan_span_corruption(
     if let Some(s) = sentinels {
         s.admit(spans, used - spans)?;
     }
-    Ok(PlanRow {
-        raw_length: raw,
-        inputs_length,
-        targets_length,
-        spans,
-        sentinels: used,
-    })
+    Ok(PlanRow { raw_length: raw, inputs_length, targets_length, spans, sentinels: used })
 }
 
 /// Plans one denoiser for a budget.
@@ -238,7 +233,11 @@ pub fn plan_denoiser(denoiser: &Denoiser, budget: Budget, eos: bool, sentinels: 
             let raw = largest_span_raw(params, p, e, Some(sentinels), fits, |_| true)?
                 .ok_or_else(|| too_small_span(params, budget, p, e))?;
             if raw >= MAX_RAW {
-                return Err(Error::invalid("sequence_length", sequence, "too large: the raw length would exceed 2**32 - 1 tokens"));
+                return Err(Error::invalid(
+                    "sequence_length",
+                    sequence,
+                    "too large: the raw length would exceed 2**32 - 1 tokens",
+                ));
             }
             let (i, t, spans, used) = span_lengths(raw, params, p, e, Some(sentinels))?;
             sentinels.admit(spans, used - spans)?;

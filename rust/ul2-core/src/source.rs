@@ -258,12 +258,9 @@ impl<T: Token> RowSource<T> for Samples<'_, T> {
     fn locate(&self, i: usize, e: Error) -> Error {
         let (start, _) = self.index.span(self.ids[i] as usize);
         match e {
-            Error::TokenOutOfRange { position, token, reason, .. } => Error::TokenOutOfRange {
-                where_: Where::arg("tokens"),
-                position: start as usize + position,
-                token,
-                reason,
-            },
+            Error::TokenOutOfRange { position, token, reason, .. } => {
+                Error::TokenOutOfRange { where_: Where::arg("tokens"), position: start as usize + position, token, reason }
+            }
             Error::SentinelCollision { position, token, .. } => {
                 Error::SentinelCollision { where_: Where::arg("tokens"), position: start as usize + position, token }
             }
@@ -271,7 +268,6 @@ impl<T: Token> RowSource<T> for Samples<'_, T> {
         }
     }
 }
-
 
 /// How samples meet document boundaries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -405,4 +401,3 @@ impl<T: Token> Corpus<'_, T> {
         Ok(scratch)
     }
 }
-

@@ -15,8 +15,7 @@ use std::sync::OnceLock;
 use serde_json::{Value, json};
 use ul2_core::rng::{Purpose, Stream};
 use ul2_core::{
-    Denoiser, Kind, Mixture, Overflow, RowConfig, Rows, Sentinels, SpanParams, denoise_batch, noise_mask,
-    prefix_split,
+    Denoiser, Kind, Mixture, Overflow, RowConfig, Rows, Sentinels, SpanParams, denoise_batch, noise_mask, prefix_split,
 };
 
 const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/golden.json");
@@ -123,9 +122,7 @@ fn splits() -> Value {
 /// A uniform mixture of 7 causal denoisers whose prompts are `[100 + i]`, so the Python side
 /// can read the choice off `input_ids[:, 0]`.
 fn choice_mixture() -> Mixture {
-    let entries = (0..CHOICE_DENOISERS as i64)
-        .map(|i| (Denoiser::new(Kind::CausalLm, vec![100 + i]).unwrap(), 1.0))
-        .collect();
+    let entries = (0..CHOICE_DENOISERS as i64).map(|i| (Denoiser::new(Kind::CausalLm, vec![100 + i]).unwrap(), 1.0)).collect();
     Mixture::new(entries).unwrap()
 }
 
@@ -147,14 +144,30 @@ fn choices() -> Value {
 fn rows() -> Value {
     let span = |mu, r, n, roll| Kind::SpanCorruption(SpanParams::new(r, mu, n, roll).unwrap());
     let described = [
-        (span(3.0, 0.15, None, false), vec![3], 1.0,
-            json!({"type": "SpanCorruption", "mean_span_length": 3.0, "noise_density": 0.15, "num_spans": null, "random_roll": false, "prefix": [3]})),
-        (span(8.0, 0.5, None, true), vec![4], 1.0,
-            json!({"type": "SpanCorruption", "mean_span_length": 8.0, "noise_density": 0.5, "num_spans": null, "random_roll": true, "prefix": [4]})),
-        (span(2.0, 0.3, None, false), vec![5], 1.0,
-            json!({"type": "SpanCorruption", "mean_span_length": 2.0, "noise_density": 0.3, "num_spans": null, "random_roll": false, "prefix": [5]})),
-        (Kind::PrefixLm { suffix_density: 0.25 }, vec![6], 1.0,
-            json!({"type": "PrefixLM", "suffix_density": 0.25, "prefix": [6]})),
+        (
+            span(3.0, 0.15, None, false),
+            vec![3],
+            1.0,
+            json!({"type": "SpanCorruption", "mean_span_length": 3.0, "noise_density": 0.15, "num_spans": null, "random_roll": false, "prefix": [3]}),
+        ),
+        (
+            span(8.0, 0.5, None, true),
+            vec![4],
+            1.0,
+            json!({"type": "SpanCorruption", "mean_span_length": 8.0, "noise_density": 0.5, "num_spans": null, "random_roll": true, "prefix": [4]}),
+        ),
+        (
+            span(2.0, 0.3, None, false),
+            vec![5],
+            1.0,
+            json!({"type": "SpanCorruption", "mean_span_length": 2.0, "noise_density": 0.3, "num_spans": null, "random_roll": false, "prefix": [5]}),
+        ),
+        (
+            Kind::PrefixLm { suffix_density: 0.25 },
+            vec![6],
+            1.0,
+            json!({"type": "PrefixLM", "suffix_density": 0.25, "prefix": [6]}),
+        ),
         (Kind::CausalLm, vec![7], 1.0, json!({"type": "CausalLM", "prefix": [7]})),
     ];
     let mut desc = Vec::new();
@@ -325,7 +338,12 @@ fn prefix_splits_are_pinned() {
         let r = case["suffix_density"].as_f64().unwrap();
         let (seed, key) = (u64_from(&case["seed"]), u64_from(&case["key"]));
         let got = prefix_split(length, r, seed, key).unwrap();
-        assert_eq!(got as u64, case["split"].as_u64().unwrap(), "{} (L={length}, r={r}, seed={seed}, key={key})", changed("prefix_split"));
+        assert_eq!(
+            got as u64,
+            case["split"].as_u64().unwrap(),
+            "{} (L={length}, r={r}, seed={seed}, key={key})",
+            changed("prefix_split")
+        );
     }
 }
 

@@ -12,8 +12,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, FileFailurePersistence};
 use ul2_core::{
-    Budget, Denoiser, Error, Kind, Overflow, PlanRow, Sentinels, SpanParams, plan_denoiser,
-    plan_span_corruption, prefix_bounds,
+    Budget, Denoiser, Error, Kind, Overflow, PlanRow, Sentinels, SpanParams, plan_denoiser, plan_span_corruption, prefix_bounds,
 };
 
 const ROW_LIMIT: usize = u32::MAX as usize;
@@ -34,8 +33,7 @@ fn config() -> ProptestConfig {
 fn within_a_minute<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || tx.send(f()));
-    rx.recv_timeout(Duration::from_secs(60))
-        .unwrap_or_else(|_| panic!("{what}: still planning after a minute"))
+    rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("{what}: still planning after a minute"))
 }
 
 fn sentinels() -> Sentinels {
@@ -87,36 +85,16 @@ fn prefix_lm_plans_match_the_linear_scan() {
     let s = sentinels();
     // Small densities converge slowest (each jump shrinks the gap by a factor 1 - 2r), and
     // 1e-7 is where float32 rounding of (1 - 2r)·hi dominates the split's lower bound.
-    let densities = [
-        0.0,
-        1e-7,
-        1e-4,
-        0.003,
-        0.05,
-        0.1,
-        0.2,
-        0.25,
-        0.3,
-        1.0 / 3.0,
-        0.4,
-        0.49,
-        0.5,
-    ];
+    let densities = [0.0, 1e-7, 1e-4, 0.003, 0.05, 0.1, 0.2, 0.25, 0.3, 1.0 / 3.0, 0.4, 0.49, 0.5];
     for &r in &densities {
         for (p, e) in [(0, 1), (0, 0), (3, 1)] {
             let d = denoiser(Kind::PrefixLm { suffix_density: r }, p);
             let mut budgets = Vec::new();
             for inputs in (1..300).chain([511, 512, 1000, 4096, 65_537]) {
-                budgets.push(Budget::EncoderDecoder {
-                    inputs,
-                    targets: None,
-                });
+                budgets.push(Budget::EncoderDecoder { inputs, targets: None });
                 budgets.push(Budget::Decoder { sequence: inputs });
                 for targets in [0, 1, 2, 3, 5, 17, 100, 255, 256, 511, 4000] {
-                    budgets.push(Budget::EncoderDecoder {
-                        inputs,
-                        targets: Some(targets),
-                    });
+                    budgets.push(Budget::EncoderDecoder { inputs, targets: Some(targets) });
                 }
             }
             for budget in budgets {
@@ -139,17 +117,9 @@ fn prefix_lm_plans_match_the_linear_scan() {
 #[test]
 fn prefix_lm_plans_the_largest_row_at_once() {
     for r in [0.5, 0.25, 0.1, 0.0] {
-        let budget = Budget::EncoderDecoder {
-            inputs: ROW_LIMIT,
-            targets: Some(512),
-        };
+        let budget = Budget::EncoderDecoder { inputs: ROW_LIMIT, targets: Some(512) };
         let plan = within_a_minute("PrefixLM at 2**32 - 1", move || {
-            plan_denoiser(
-                &denoiser(Kind::PrefixLm { suffix_density: r }, 0),
-                budget,
-                true,
-                &sentinels(),
-            )
+            plan_denoiser(&denoiser(Kind::PrefixLm { suffix_density: r }, 0), budget, true, &sentinels())
         })
         .unwrap();
         // The longest possible targets (raw - lo + EOS) fit the 512, and one more raw token
@@ -158,10 +128,7 @@ fn prefix_lm_plans_the_largest_row_at_once() {
         assert_eq!(plan.targets_length, max_targets(plan.raw_length));
         let room = ROW_LIMIT - 1;
         assert!(plan.targets_length <= 512, "r={r}: {plan:?}");
-        assert!(
-            plan.raw_length == room || max_targets(plan.raw_length + 1) > 512,
-            "r={r}: {plan:?}"
-        );
+        assert!(plan.raw_length == room || max_targets(plan.raw_length + 1) > 512, "r={r}: {plan:?}");
     }
 }
 
@@ -172,39 +139,14 @@ fn prefix_lm_plans_the_largest_row_at_once() {
 #[test]
 fn budgets_beyond_the_row_limit_are_refused_for_every_denoiser() {
     let s = sentinels();
-    let kinds = [
-        span(0.15, 3.0, None),
-        span(0.5, 3.0, Some(4)),
-        Kind::PrefixLm {
-            suffix_density: 0.5,
-        },
-        Kind::CausalLm,
-    ];
+    let kinds = [span(0.15, 3.0, None), span(0.5, 3.0, Some(4)), Kind::PrefixLm { suffix_density: 0.5 }, Kind::CausalLm];
     let over = ROW_LIMIT + 1;
     for kind in kinds {
         let d = denoiser(kind, 1);
         for (budget, arg) in [
-            (
-                Budget::EncoderDecoder {
-                    inputs: over,
-                    targets: None,
-                },
-                "inputs_length",
-            ),
-            (
-                Budget::EncoderDecoder {
-                    inputs: 1 << 36,
-                    targets: Some(512),
-                },
-                "inputs_length",
-            ),
-            (
-                Budget::EncoderDecoder {
-                    inputs: 512,
-                    targets: Some(over),
-                },
-                "targets_length",
-            ),
+            (Budget::EncoderDecoder { inputs: over, targets: None }, "inputs_length"),
+            (Budget::EncoderDecoder { inputs: 1 << 36, targets: Some(512) }, "inputs_length"),
+            (Budget::EncoderDecoder { inputs: 512, targets: Some(over) }, "targets_length"),
             (Budget::Decoder { sequence: over }, "sequence_length"),
         ] {
             let got = within_a_minute("a budget over the limit", {
@@ -219,10 +161,7 @@ fn budgets_beyond_the_row_limit_are_refused_for_every_denoiser() {
     }
     let params = SpanParams::new(0.15, 3.0, None, false).unwrap();
     let err = plan_span_corruption(1 << 36, &params, None, 0, true, None).unwrap_err();
-    assert!(
-        message(&err).starts_with("inputs_length=68719476736: too large"),
-        "{err}"
-    );
+    assert!(message(&err).starts_with("inputs_length=68719476736: too large"), "{err}");
 }
 
 #[test]
@@ -234,41 +173,20 @@ fn no_plan_exceeds_the_row_limit() {
         span(0.5, 3.0, None),
         span(0.15, 64.0, Some(2)),
         span(0.0, 3.0, None),
-        Kind::PrefixLm {
-            suffix_density: 0.5,
-        },
+        Kind::PrefixLm { suffix_density: 0.5 },
         Kind::CausalLm,
     ];
     for kind in kinds {
         let d = denoiser(kind, 0);
         for budget in [
-            Budget::EncoderDecoder {
-                inputs: ROW_LIMIT,
-                targets: None,
-            },
-            Budget::EncoderDecoder {
-                inputs: ROW_LIMIT,
-                targets: Some(ROW_LIMIT),
-            },
-            Budget::EncoderDecoder {
-                inputs: ROW_LIMIT - 5,
-                targets: Some(1 << 30),
-            },
-            Budget::Decoder {
-                sequence: ROW_LIMIT,
-            },
+            Budget::EncoderDecoder { inputs: ROW_LIMIT, targets: None },
+            Budget::EncoderDecoder { inputs: ROW_LIMIT, targets: Some(ROW_LIMIT) },
+            Budget::EncoderDecoder { inputs: ROW_LIMIT - 5, targets: Some(1 << 30) },
+            Budget::Decoder { sequence: ROW_LIMIT },
         ] {
             match plan_denoiser(&d, budget, true, &s) {
-                Ok(plan) => assert!(
-                    plan.raw_length <= ROW_LIMIT,
-                    "{:?} at {budget:?}: {plan:?}",
-                    d.kind
-                ),
-                Err(err) => assert!(
-                    message(&err).contains("2**32 - 1"),
-                    "{:?} at {budget:?}: {err}",
-                    d.kind
-                ),
+                Ok(plan) => assert!(plan.raw_length <= ROW_LIMIT, "{:?} at {budget:?}: {plan:?}", d.kind),
+                Err(err) => assert!(message(&err).contains("2**32 - 1"), "{:?} at {budget:?}: {err}", d.kind),
             }
         }
     }
@@ -279,18 +197,12 @@ fn no_plan_exceeds_the_row_limit() {
 // ---------------------------------------------------------------------------------------------
 
 /// SPEC §2's counts without T5's feasibility check, so the search has a length at every raw.
-fn spec_counts_unchecked(
-    length: usize,
-    r: f64,
-    mu: f64,
-    num_spans: Option<usize>,
-) -> (usize, usize) {
+fn spec_counts_unchecked(length: usize, r: f64, mu: f64, num_spans: Option<usize>) -> (usize, usize) {
     if r == 0.0 || length < 2 {
         return (0, 0);
     }
     let noise = ((length as f32 * r as f32).round_ties_even() as usize).clamp(1, length - 1);
-    let spans =
-        num_spans.unwrap_or_else(|| ((noise as f32 / mu as f32).round_ties_even() as usize).max(1));
+    let spans = num_spans.unwrap_or_else(|| ((noise as f32 / mu as f32).round_ties_even() as usize).max(1));
     (noise, spans)
 }
 
@@ -300,29 +212,16 @@ fn spec_valid(length: usize, r: f64, mu: f64, num_spans: Option<usize>) -> bool 
 }
 
 /// Unrolled output lengths `(inputs, targets)` with prompt `p` and EOS `e`, valid or not.
-fn spec_lengths(
-    raw: usize,
-    r: f64,
-    mu: f64,
-    num_spans: Option<usize>,
-    p: usize,
-    e: usize,
-) -> (usize, usize) {
+fn spec_lengths(raw: usize, r: f64, mu: f64, num_spans: Option<usize>, p: usize, e: usize) -> (usize, usize) {
     let (noise, spans) = spec_counts_unchecked(raw, r, mu, num_spans);
-    let targets = if spans == 0 {
-        usize::from(raw > 0)
-    } else {
-        noise + spans
-    };
+    let targets = if spans == 0 { usize::from(raw > 0) } else { noise + spans };
     (p + raw - noise + spans + e, targets + e)
 }
 
 fn spec_fits(lengths: (usize, usize), budget: Budget) -> bool {
     let (i, t) = lengths;
     match budget {
-        Budget::EncoderDecoder { inputs, targets } => {
-            i <= inputs && targets.is_none_or(|tl| t <= tl)
-        }
+        Budget::EncoderDecoder { inputs, targets } => i <= inputs && targets.is_none_or(|tl| t <= tl),
         Budget::Decoder { sequence } => i + t <= sequence,
     }
 }
@@ -345,16 +244,7 @@ fn mean_span_one_at_half_density_plans_raw_510_at_512() {
     let row = plan_span_corruption(512, &params, None, 0, true, None).unwrap();
     assert_eq!(spec_plan(&row), (510, 511), "{row:?}");
     assert_eq!((row.inputs_length, row.spans), (511, 255));
-    for (inputs, want) in [
-        (511, 510),
-        (513, 512),
-        (514, 513),
-        (515, 514),
-        (516, 514),
-        (4, 2),
-        (3, 2),
-        (2, 1),
-    ] {
+    for (inputs, want) in [(511, 510), (513, 512), (514, 513), (515, 514), (516, 514), (4, 2), (3, 2), (2, 1)] {
         let row = plan_span_corruption(inputs, &params, None, 0, true, None).unwrap();
         assert_eq!(row.raw_length, want, "inputs_length={inputs}: {row:?}");
         assert!(params.counts(row.raw_length).is_ok());
@@ -371,14 +261,8 @@ fn small_mean_spans_plan_the_largest_realisable_row() {
                     let d = denoiser(span(r, mu, num_spans), p);
                     for size in (1..160).chain([255, 511, 512, 1024]) {
                         for budget in [
-                            Budget::EncoderDecoder {
-                                inputs: size,
-                                targets: None,
-                            },
-                            Budget::EncoderDecoder {
-                                inputs: size,
-                                targets: Some(size / 2 + 3),
-                            },
+                            Budget::EncoderDecoder { inputs: size, targets: None },
+                            Budget::EncoderDecoder { inputs: size, targets: Some(size / 2 + 3) },
                             Budget::Decoder { sequence: size },
                         ] {
                             check_against_scan(&d, r, mu, num_spans, p, e, budget, &s);
@@ -407,9 +291,7 @@ fn check_against_scan(
     let fits = |raw| spec_fits(spec_lengths(raw, r, mu, num_spans, p, e), budget);
     let acceptable = |raw| {
         let lengths = spec_lengths(raw, r, mu, num_spans, p, e);
-        spec_valid(raw, r, mu, num_spans)
-            && spec_fits(lengths, budget)
-            && half_rule(r, lengths, budget)
+        spec_valid(raw, r, mu, num_spans) && spec_fits(lengths, budget) && half_rule(r, lengths, budget)
     };
     // With a fixed num_spans a 1-token row (no noise, as T5) is a degenerate fit the planner
     // does not take.
@@ -421,32 +303,17 @@ fn check_against_scan(
     match plan_denoiser(which, budget, e == 1, sents) {
         Ok(plan) => {
             let lengths = spec_lengths(plan.raw_length, r, mu, num_spans, p, e);
-            assert_eq!(
-                Some(plan.raw_length),
-                want,
-                "{:?} {budget:?}: {plan:?}",
-                which.kind
-            );
-            assert_eq!(
-                (plan.inputs_length, plan.targets_length),
-                lengths,
-                "{:?} {budget:?}",
-                which.kind
-            );
+            assert_eq!(Some(plan.raw_length), want, "{:?} {budget:?}: {plan:?}", which.kind);
+            assert_eq!((plan.inputs_length, plan.targets_length), lengths, "{:?} {budget:?}", which.kind);
         }
         Err(err) => {
             assert!(!matches!(err, Error::Internal(_)), "{err}");
             // Refused although a row fits: T5 cannot draw the longest fitting row, and the
             // message says so for that row, not for some probe elsewhere.
             if let (Some(_), Some(top)) = (want, top) {
-                assert!(
-                    !spec_valid(top, r, mu, num_spans),
-                    "{:?} {budget:?}: {err}",
-                    which.kind
-                );
+                assert!(!spec_valid(top, r, mu, num_spans), "{:?} {budget:?}: {err}", which.kind);
                 let text = message(&err);
-                let names_top = text.contains(&format!(" {top}-token row"))
-                    || text.contains(&format!("at length {top};"));
+                let names_top = text.contains(&format!(" {top}-token row")) || text.contains(&format!("at length {top};"));
                 assert!(names_top, "{:?} {budget:?}: {err}", which.kind);
             }
         }

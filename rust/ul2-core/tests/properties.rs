@@ -11,9 +11,8 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, FileFailurePersistence};
 use ul2_core::rng::{Purpose, Stream};
 use ul2_core::{
-    Budget, Composer, Denoiser, Error, Kind, Mixture, Overflow, RowConfig, RowScratch, Rows, Runs, Sentinels,
-    SpanParams, SpanScratch, denoise_batch, denoise_row, noise_mask, plan_denoiser, prefix_bounds, prefix_split,
-    span_counts,
+    Budget, Composer, Denoiser, Error, Kind, Mixture, Overflow, RowConfig, RowScratch, Rows, Runs, Sentinels, SpanParams,
+    SpanScratch, denoise_batch, denoise_row, noise_mask, plan_denoiser, prefix_bounds, prefix_split, span_counts,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -124,12 +123,7 @@ fn mixture_of(kind: Kind, prefix: Vec<i64>) -> Mixture {
 
 /// Runs one row through `denoise_row` into buffers of the given widths, pre-filled with a
 /// marker; checks nothing past the reported lengths was written and returns the fronts.
-fn run_row(
-    cfg: &RowConfig<'_>,
-    tokens: &[i32],
-    key: u64,
-    widths: (usize, usize),
-) -> Result<(Vec<i64>, Vec<i64>, usize), Error> {
+fn run_row(cfg: &RowConfig<'_>, tokens: &[i32], key: u64, widths: (usize, usize)) -> Result<(Vec<i64>, Vec<i64>, usize), Error> {
     const MARK: i64 = -7;
     let (mut inputs, mut targets) = (vec![MARK; widths.0], vec![MARK; widths.1]);
     let lens = denoise_row(cfg, tokens, key, &mut RowScratch::default(), &mut inputs, &mut targets)?;

@@ -256,8 +256,7 @@ fn roll_offsets_are_uniform() {
     for k in 0..draws {
         let a = noise_mask(length, &plain, SEED, k).unwrap();
         let b = noise_mask(length, &rolled, SEED, k).unwrap();
-        let offsets: Vec<usize> =
-            (0..length).filter(|&s| (0..length).all(|i| b[(i + s) % length] == a[i])).collect();
+        let offsets: Vec<usize> = (0..length).filter(|&s| (0..length).all(|i| b[(i + s) % length] == a[i])).collect();
         assert!(!offsets.is_empty(), "key {k}: rolled mask is not a rotation");
         // A periodic mask matches several rotations; count the draw only when unambiguous.
         if let [s] = offsets[..] {

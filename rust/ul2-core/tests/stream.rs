@@ -15,9 +15,9 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, FileFailurePersistence};
 use ul2_core::format::IGNORE_INDEX;
 use ul2_core::{
-    Corpus, Denoised, Denoiser, Documents, Error, Family, Field, Format, Kind, Layout, Mixture, Options, Overflow,
-    RowConfig, RowScratch, Rows, SampleIndex, Samples, Segment, Sentinels, SpanParams, denoise_row, denoise_rows,
-    example_bounds, format, pack_bins,
+    Corpus, Denoised, Denoiser, Documents, Error, Family, Field, Format, Kind, Layout, Mixture, Options, Overflow, RowConfig,
+    RowScratch, Rows, SampleIndex, Samples, Segment, Sentinels, SpanParams, denoise_row, denoise_rows, example_bounds, format,
+    pack_bins,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -385,10 +385,7 @@ fn build_rejects_raw_lengths_that_do_not_match_the_mixture() {
 
 fn rows_and_keys() -> impl Strategy<Value = (Vec<Vec<i32>>, Vec<u64>)> {
     (0usize..12).prop_flat_map(|n| {
-        (
-            prop::collection::vec(prop::collection::vec(0i32..900, 0..14), n),
-            prop::collection::vec(0u64..1 << 40, n),
-        )
+        (prop::collection::vec(prop::collection::vec(0i32..900, 0..14), n), prop::collection::vec(0u64..1 << 40, n))
     })
 }
 
@@ -743,7 +740,8 @@ fn hf_packed_segments_positions_and_cu_seqlens() {
     for name in ["input_ids", "attention_mask", "segment_ids", "positions"] {
         assert_eq!(get(&out, name).shape, vec![2, 6], "{name}");
     }
-    for name in ["labels", "decoder_input_ids", "decoder_attention_mask", "decoder_segment_ids", "decoder_positions", "denoiser"] {
+    for name in ["labels", "decoder_input_ids", "decoder_attention_mask", "decoder_segment_ids", "decoder_positions", "denoiser"]
+    {
         assert_eq!(get(&out, name).shape, vec![2, 5], "{name}");
     }
     assert_eq!(get(&out, "attention_mask").data, vec![1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1]);

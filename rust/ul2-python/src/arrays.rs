@@ -1,7 +1,9 @@
 //! User-facing arguments: arrays dispatched by dtype and scalars checked by hand, so every
 //! message names the argument (PyO3's own extraction errors do not).
 
-use numpy::{Element, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArray, PyUntypedArrayMethods};
+use numpy::{
+    Element, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArray, PyUntypedArrayMethods,
+};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyFloat, PyInt, PyList, PyRange, PyTuple};
@@ -80,11 +82,12 @@ impl<T: Raw> Borrowed<'_, T> {
         }
         let (bytes, origin, strides) = self.raw();
         let n = self.array.len();
-        (0..n).map(|i| {
-            let at = (origin as isize + i as isize * strides[0]) as usize;
-            T::read(&bytes[at..at + size_of::<T>()])
-        })
-        .collect()
+        (0..n)
+            .map(|i| {
+                let at = (origin as isize + i as isize * strides[0]) as usize;
+                T::read(&bytes[at..at + size_of::<T>()])
+            })
+            .collect()
     }
 }
 
@@ -177,10 +180,7 @@ pub fn as_array<'py>(obj: &Bound<'py, PyAny>, arg: &str) -> PyResult<Bound<'py, 
         let arr = obj.py().import("numpy")?.call_method1("asarray", (obj,))?;
         return Ok(arr.cast_into::<PyUntypedArray>()?);
     }
-    Err(PyTypeError::new_err(format!(
-        "{arg}: expected a numpy array of integers, got {}",
-        type_name(obj)
-    )))
+    Err(PyTypeError::new_err(format!("{arg}: expected a numpy array of integers, got {}", type_name(obj))))
 }
 
 fn borrow<'py, T: Element>(arr: &Bound<'py, PyUntypedArray>, arg: &'static str) -> PyResult<Borrowed<'py, T>> {
@@ -256,8 +256,7 @@ pub fn int(obj: &Bound<'_, PyAny>, arg: &str) -> PyResult<i64> {
     if obj.is_instance_of::<PyBool>() || !obj.is_instance_of::<PyInt>() && !is_numpy_integer(obj) {
         return Err(PyTypeError::new_err(format!("{arg}={}: must be an int, got {}", repr(obj), type_name(obj))));
     }
-    obj.extract::<i64>()
-        .map_err(|_| PyValueError::new_err(format!("{arg}={}: out of range for a 64-bit integer", repr(obj))))
+    obj.extract::<i64>().map_err(|_| PyValueError::new_err(format!("{arg}={}: out of range for a 64-bit integer", repr(obj))))
 }
 
 /// A `bool` argument (ints refused).
@@ -272,8 +271,7 @@ pub fn seed(obj: &Bound<'_, PyAny>, arg: &str) -> PyResult<u64> {
     if obj.is_instance_of::<PyBool>() || !obj.is_instance_of::<PyInt>() && !is_numpy_integer(obj) {
         return Err(PyTypeError::new_err(format!("{arg}={}: must be an int, got {}", repr(obj), type_name(obj))));
     }
-    obj.extract::<u64>()
-        .map_err(|_| PyValueError::new_err(format!("{arg}={}: must be an int in [0, 2**64)", repr(obj))))
+    obj.extract::<u64>().map_err(|_| PyValueError::new_err(format!("{arg}={}: must be an int in [0, 2**64)", repr(obj))))
 }
 
 /// A real-number argument (int or float; bool refused). Range checks are the core's.
@@ -290,10 +288,7 @@ pub fn real(obj: &Bound<'_, PyAny>, arg: &str) -> PyResult<f64> {
 }
 
 /// An optional argument: `None` or whatever `f` accepts.
-pub fn optional<T>(
-    obj: Option<&Bound<'_, PyAny>>,
-    f: impl FnOnce(&Bound<'_, PyAny>) -> PyResult<T>,
-) -> PyResult<Option<T>> {
+pub fn optional<T>(obj: Option<&Bound<'_, PyAny>>, f: impl FnOnce(&Bound<'_, PyAny>) -> PyResult<T>) -> PyResult<Option<T>> {
     match obj {
         Some(o) if !o.is_none() => f(o).map(Some),
         _ => Ok(None),
@@ -327,11 +322,7 @@ fn is_numpy_number(obj: &Bound<'_, PyAny>) -> bool {
 }
 
 fn numpy_isinstance(obj: &Bound<'_, PyAny>, name: &str) -> bool {
-    obj.py()
-        .import("numpy")
-        .and_then(|np| np.getattr(name))
-        .and_then(|t| obj.is_instance(&t))
-        .unwrap_or(false)
+    obj.py().import("numpy").and_then(|np| np.getattr(name)).and_then(|t| obj.is_instance(&t)).unwrap_or(false)
 }
 
 pub fn repr(obj: &Bound<'_, PyAny>) -> String {

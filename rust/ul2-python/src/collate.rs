@@ -74,7 +74,9 @@ fn batch<'py>(rows: &Bound<'py, PyAny>) -> PyResult<Batch<'py>> {
                 spans.push((arrays.len() - 1, 0, shape[0]));
             }
         }
-        if let Some((i, (a, ..))) = spans.iter().enumerate().find(|(_, (a, ..))| arrays[*a].dtype_name() != arrays[spans[0].0].dtype_name()) {
+        if let Some((i, (a, ..))) =
+            spans.iter().enumerate().find(|(_, (a, ..))| arrays[*a].dtype_name() != arrays[spans[0].0].dtype_name())
+        {
             return Err(PyTypeError::new_err(format!(
                 "rows[{i}]: dtype {} differs from rows[0]'s {}; give every row the same dtype",
                 arrays[*a].dtype_name(),

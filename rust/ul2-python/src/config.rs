@@ -68,9 +68,7 @@ impl Arguments for Args<'_> {
         self.read(name, |v| arrays::flag(v, name))
     }
     fn text(&self, name: &'static str) -> Result<Option<String>, ArgError> {
-        self.read(name, |v| {
-            v.extract().map_err(|_| PyTypeError::new_err(format!("{name}={}: must be a str", arrays::repr(v))))
-        })
+        self.read(name, |v| v.extract().map_err(|_| PyTypeError::new_err(format!("{name}={}: must be a str", arrays::repr(v)))))
     }
     fn ids(&self, name: &'static str) -> Result<Option<Vec<i64>>, ArgError> {
         self.read(name, |v| arrays::ids(v, name))

@@ -24,9 +24,10 @@ fn thread_count(n: usize, arg: &str) -> PyResult<usize> {
 fn default_threads() -> PyResult<usize> {
     match std::env::var("UL2_NUM_THREADS") {
         Ok(v) if !v.trim().is_empty() => {
-            let n = v.trim().parse::<usize>().map_err(|_| {
-                PyValueError::new_err(format!("UL2_NUM_THREADS={v:?}: must be an integer in [1, {MAX_THREADS}]"))
-            })?;
+            let n = v
+                .trim()
+                .parse::<usize>()
+                .map_err(|_| PyValueError::new_err(format!("UL2_NUM_THREADS={v:?}: must be an integer in [1, {MAX_THREADS}]")))?;
             thread_count(n, "UL2_NUM_THREADS")
         }
         _ => Ok(std::thread::available_parallelism().map_or(1, std::num::NonZero::get).min(MAX_THREADS)),

@@ -5,12 +5,7 @@
 use pyo3::PyErr;
 use pyo3::exceptions::{PyIndexError, PyMemoryError, PyRuntimeError, PyValueError};
 
-pyo3::create_exception!(
-    ul2,
-    SentinelOverflowError,
-    PyValueError,
-    "More noise spans than sentinel ids (on_overflow='error')."
-);
+pyo3::create_exception!(ul2, SentinelOverflowError, PyValueError, "More noise spans than sentinel ids (on_overflow='error').");
 
 /// The orphan rule forbids `From<ul2_core::Error> for PyErr`; this newtype carries it.
 pub struct PyUl2Err(pub ul2_core::Error);

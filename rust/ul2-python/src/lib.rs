@@ -20,7 +20,7 @@ mod _ul2 {
     use pyo3::prelude::*;
 
     #[pymodule_export]
-    use super::collate::{PyCollator, _plan, _validate};
+    use super::collate::{_plan, _validate, PyCollator};
     #[pymodule_export]
     use super::dataset::PyDataset;
     #[pymodule_export]
@@ -28,7 +28,7 @@ mod _ul2 {
     #[pymodule_export]
     use super::errors::SentinelOverflowError;
     #[pymodule_export]
-    use super::spans::{PySentinels, _prefix_bounds, apply_mask, noise_mask, plan_span_corruption, prefix_split, span_counts};
+    use super::spans::{_prefix_bounds, PySentinels, apply_mask, noise_mask, plan_span_corruption, prefix_split, span_counts};
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -16,7 +16,10 @@ pub struct PySentinels(pub ul2_core::Sentinels);
 
 fn overflow(on_overflow: &Bound<'_, PyAny>) -> PyResult<Overflow> {
     let s: String = on_overflow.extract().map_err(|_| {
-        pyo3::exceptions::PyTypeError::new_err(format!("on_overflow={}: must be 'error', 'cap' or 't5'", arrays::repr(on_overflow)))
+        pyo3::exceptions::PyTypeError::new_err(format!(
+            "on_overflow={}: must be 'error', 'cap' or 't5'",
+            arrays::repr(on_overflow)
+        ))
     })?;
     py(Overflow::parse(&s))
 }
@@ -101,7 +104,11 @@ impl PySentinels {
             Some(v) if *s == t5_like(s, v) => format!("Sentinels.t5({v}, count={}", s.count()),
             _ => format!("Sentinels.from_ids({:?}", s.ids()),
         };
-        format!("{head}, on_overflow='{}', check_collisions={})", s.on_overflow.name(), if s.check_collisions { "True" } else { "False" })
+        format!(
+            "{head}, on_overflow='{}', check_collisions={})",
+            s.on_overflow.name(),
+            if s.check_collisions { "True" } else { "False" }
+        )
     }
 
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>, Bound<'py, PyAny>)> {

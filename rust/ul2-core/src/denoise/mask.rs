@@ -134,7 +134,8 @@ pub fn apply_mask<T: crate::Token, O: crate::OutToken>(
     }
     let e = usize::from(eos.is_some());
     let zero = O::from_i64(0);
-    let (mut inputs, mut targets) = (crate::alloc::filled(li + e, zero, "tokens")?, crate::alloc::filled(lt + e, zero, "tokens")?);
+    let (mut inputs, mut targets) =
+        (crate::alloc::filled(li + e, zero, "tokens")?, crate::alloc::filled(lt + e, zero, "tokens")?);
     apply_runs(tokens, &runs, s, &mut inputs[..li], &mut targets[..lt]);
     if let Some(e) = eos {
         inputs[li] = O::from_i64(e);
@@ -142,4 +143,3 @@ pub fn apply_mask<T: crate::Token, O: crate::OutToken>(
     }
     Ok((inputs, targets))
 }
-

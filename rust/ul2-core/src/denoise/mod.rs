@@ -8,12 +8,12 @@ pub mod sentinels;
 pub mod spans;
 
 use crate::error::{Error, Result, Where};
-use prefix::{check_suffix_density, prefix_split};
 use crate::rng::{Purpose, Stream};
+use crate::{OutToken, Token};
 use mask::{applied_lengths, apply_runs, convert};
+use prefix::{check_suffix_density, prefix_split};
 use sentinels::Sentinels;
 use spans::{Runs, SpanParams, SpanScratch};
-use crate::{OutToken, Token};
 
 /// The objective of one denoiser.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,10 +74,7 @@ impl Mixture {
                 total
             })
             .collect();
-        Ok(Self {
-            denoisers: entries.into_iter().map(|(d, _)| d).collect(),
-            cumulative,
-        })
+        Ok(Self { denoisers: entries.into_iter().map(|(d, _)| d).collect(), cumulative })
     }
 
     #[must_use]
@@ -175,9 +172,7 @@ pub fn denoise_row<T: Token, O: OutToken>(
             let (noise, spans) = params.counts(length)?;
             let roll = usize::from(params.random_roll && spans > 0);
             let spans = cfg.sentinels.admit(spans, roll)?;
-            scratch
-                .spans
-                .layout(length, (noise, spans), params.random_roll, cfg.seed, key, &mut scratch.runs)?;
+            scratch.spans.layout(length, (noise, spans), params.random_roll, cfg.seed, key, &mut scratch.runs)?;
             let (ai, at) = applied_lengths(&scratch.runs, length);
             fit(p + ai + eos, inputs.len(), "inputs", "inputs_length", length)?;
             fit(at + eos, targets.len(), "targets", "targets_length", length)?;
@@ -210,11 +205,7 @@ pub fn denoise_row<T: Token, O: OutToken>(
         }
         None => (li, lt),
     };
-    Ok(RowLengths {
-        denoiser: index,
-        inputs: li,
-        targets: lt,
-    })
+    Ok(RowLengths { denoiser: index, inputs: li, targets: lt })
 }
 
 /// Upper bounds of `(inputs, targets)` lengths (prompt and EOS included) of example `key`

@@ -108,15 +108,7 @@ impl Sentinels {
             sorted.sort_unstable();
             Membership::Sorted(sorted)
         };
-        Self {
-            ids,
-            vocab_size,
-            on_overflow,
-            check_collisions,
-            lo,
-            hi,
-            member,
-        }
+        Self { ids, vocab_size, on_overflow, check_collisions, lo, hi, member }
     }
 
     #[must_use]
@@ -251,20 +243,11 @@ impl Sentinels {
             } else if token > max_id {
                 format!("does not fit the output dtype (max {max_id}); use dtype=numpy.int64")
             } else if self.check_collisions && self.contains(token) {
-                return Err(Error::SentinelCollision {
-                    where_: Where::arg(arg),
-                    position,
-                    token,
-                });
+                return Err(Error::SentinelCollision { where_: Where::arg(arg), position, token });
             } else {
                 continue;
             };
-            return Err(Error::TokenOutOfRange {
-                where_: Where::arg(arg),
-                position,
-                token,
-                reason,
-            });
+            return Err(Error::TokenOutOfRange { where_: Where::arg(arg), position, token, reason });
         }
         Ok(())
     }

@@ -16,12 +16,7 @@ pub struct SpanParams {
 }
 
 impl SpanParams {
-    pub fn new(
-        noise_density: f64,
-        mean_span_length: f64,
-        num_spans: Option<usize>,
-        random_roll: bool,
-    ) -> Result<Self> {
+    pub fn new(noise_density: f64, mean_span_length: f64, num_spans: Option<usize>, random_roll: bool) -> Result<Self> {
         if !(0.0..=1.0).contains(&noise_density) {
             return Err(Error::invalid("noise_density", crate::error::real(noise_density), "must be a number in [0, 1]"));
         }
@@ -31,12 +26,7 @@ impl SpanParams {
         if num_spans == Some(0) {
             return Err(Error::invalid("num_spans", 0, "must be >= 1 (or None to derive it)"));
         }
-        Ok(Self {
-            noise_density,
-            mean_span_length,
-            num_spans,
-            random_roll,
-        })
+        Ok(Self { noise_density, mean_span_length, num_spans, random_roll })
     }
 
     /// `(N, n)` for a row of `length` tokens: the mask's exact counts (see [`span_counts`]).
@@ -79,11 +69,9 @@ fn counts(length: usize, r: f64, mu: f64, num_spans: Option<usize>) -> Result<(u
     }
     if spans > noise {
         return Err(match num_spans {
-            Some(n) => Error::invalid(
-                "num_spans",
-                n,
-                format!("more spans than the {noise} noise tokens of a {length}-token row"),
-            ),
+            Some(n) => {
+                Error::invalid("num_spans", n, format!("more spans than the {noise} noise tokens of a {length}-token row"))
+            }
             None => Error::invalid(
                 "mean_span_length",
                 crate::error::real(mu),
@@ -192,10 +180,8 @@ impl Runs {
     /// Runs of an arbitrary mask.
     pub fn from_mask(mask: &[bool]) -> Result<Self> {
         let changes = mask.windows(2).filter(|w| w[0] != w[1]).count();
-        let mut runs = Self {
-            first_is_noise: mask.first().copied().unwrap_or(false),
-            lengths: with_capacity(changes + 1, "mask")?,
-        };
+        let mut runs =
+            Self { first_is_noise: mask.first().copied().unwrap_or(false), lengths: with_capacity(changes + 1, "mask")? };
         let mut start = 0;
         for i in 1..=mask.len() {
             if i == mask.len() || mask[i] != mask[start] {
@@ -247,14 +233,8 @@ impl SpanScratch {
         }
         self.noise.clear();
         self.clean.clear();
-        self.composer
-            .compose(noise, spans, &mut Stream::new(seed, key, Purpose::NoiseSpans), &mut self.noise);
-        self.composer.compose(
-            length - noise,
-            spans,
-            &mut Stream::new(seed, key, Purpose::CleanSpans),
-            &mut self.clean,
-        );
+        self.composer.compose(noise, spans, &mut Stream::new(seed, key, Purpose::NoiseSpans), &mut self.noise);
+        self.composer.compose(length - noise, spans, &mut Stream::new(seed, key, Purpose::CleanSpans), &mut self.clean);
         for (&c, &m) in self.clean.iter().zip(&self.noise) {
             runs.lengths.push(c);
             runs.lengths.push(m);
@@ -361,17 +341,11 @@ mod tests {
     #[test]
     fn roll_keeps_every_token_and_splits_a_wrapped_run() {
         let mut s = SpanScratch::default();
-        let mut runs = Runs {
-            first_is_noise: false,
-            lengths: vec![3, 2, 4, 1],
-        };
+        let mut runs = Runs { first_is_noise: false, lengths: vec![3, 2, 4, 1] };
         s.roll(&mut runs, 10, 2); // old 8,9 (clean 8, noise 9) move to the front
         assert_eq!(runs.lengths, vec![1, 1, 3, 2, 3]);
         assert!(!runs.first_is_noise);
-        let mut runs = Runs {
-            first_is_noise: false,
-            lengths: vec![3, 2, 4, 1],
-        };
+        let mut runs = Runs { first_is_noise: false, lengths: vec![3, 2, 4, 1] };
         s.roll(&mut runs, 10, 6); // split inside the noise run at 3..5
         assert_eq!(runs.lengths, vec![1, 4, 1, 3, 1]);
         assert!(runs.first_is_noise);

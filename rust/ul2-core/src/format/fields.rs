@@ -51,7 +51,13 @@ fn spans(segs: &[Segment], part: Part) -> impl Iterator<Item = (usize, usize, &S
 }
 
 /// `value` on each segment's span of `part`, `init` elsewhere.
-fn mark<O: OutToken>(d: &Denoised<O>, width: usize, part: Part, init: i64, value: impl Fn(usize, &Segment) -> i64 + Sync) -> Result<Vec<O>> {
+fn mark<O: OutToken>(
+    d: &Denoised<O>,
+    width: usize,
+    part: Part,
+    init: i64,
+    value: impl Fn(usize, &Segment) -> i64 + Sync,
+) -> Result<Vec<O>> {
     per_row(d, width, O::from_i64(init), |_, segs, row| {
         for (i, (s, l, seg)) in spans(segs, part).enumerate() {
             row[s..s + l].fill(O::from_i64(value(i, seg)));
@@ -73,7 +79,15 @@ fn positions<O: OutToken>(d: &Denoised<O>, width: usize, part: Part) -> Result<V
 /// and keep padding after the last (seqio's `make_autoregressive_inputs` with segment
 /// ids); a one-example row is shifted whole, so its last token (EOS) lands right after the
 /// targets, as HF's `shift_tokens_right` and seqio's unpacked converter give.
-fn shifted<O: OutToken>(d: &Denoised<O>, tokens: &[O], width: usize, part: Part, start: O, pad: O, packed: bool) -> Result<Vec<O>> {
+fn shifted<O: OutToken>(
+    d: &Denoised<O>,
+    tokens: &[O],
+    width: usize,
+    part: Part,
+    start: O,
+    pad: O,
+    packed: bool,
+) -> Result<Vec<O>> {
     per_row(d, width, pad, |r, segs, row| {
         let src = &tokens[r * width..(r + 1) * width];
         for (s, l, _) in spans(segs, part) {
@@ -119,7 +133,8 @@ pub fn format<O: OutToken>(d: Denoised<O>, format: Format, pad: O, opts: Options
     let mut out = Vec::new();
     match format {
         Format::Hf | Format::Seqio => {
-            let dec_in = shifted(&d, &d.second, w1, Part::Decoder, if format == Format::Hf { pad } else { zero }, pad, opts.packed)?;
+            let dec_in =
+                shifted(&d, &d.second, w1, Part::Decoder, if format == Format::Hf { pad } else { zero }, pad, opts.packed)?;
             let enc_seen = mark(&d, w0, Part::Encoder, 0, |_, _| 1)?;
             let dec_seen = mark(&d, w1, Part::Decoder, 0, |_, _| 1)?;
             let packed = if opts.packed {
@@ -138,7 +153,8 @@ pub fn format<O: OutToken>(d: Denoised<O>, format: Format, pad: O, opts: Options
             } else {
                 None
             };
-            let row_targets: Vec<usize> = (0..rows).map(|r| spans(d.row_segments(r), Part::Decoder).map(|(_, l, _)| l).sum()).collect();
+            let row_targets: Vec<usize> =
+                (0..rows).map(|r| spans(d.row_segments(r), Part::Decoder).map(|(_, l, _)| l).sum()).collect();
             let Denoised { first, mut second, .. } = d;
             if format == Format::Hf {
                 // Targets fill each decoder row from its start; the rest is padding.
@@ -200,9 +216,12 @@ pub fn format<O: OutToken>(d: Denoised<O>, format: Format, pad: O, opts: Options
                     }
                 })?;
                 let seen = mark(&d, w0, Part::Sequence, 0, |_, _| 1)?;
-                let bidi = (opts.bidirectional_mask || opts.packed).then(|| mark(&d, w0, Part::Inputs, 0, |_, _| 1)).transpose()?;
+                let bidi =
+                    (opts.bidirectional_mask || opts.packed).then(|| mark(&d, w0, Part::Inputs, 0, |_, _| 1)).transpose()?;
                 let prefix = (!opts.packed).then(|| {
-                    (0..rows).map(|r| O::from_i64(d.row_segments(r).first().map_or(0, |s| i64::from(s.inputs)))).collect::<Vec<_>>()
+                    (0..rows)
+                        .map(|r| O::from_i64(d.row_segments(r).first().map_or(0, |s| i64::from(s.inputs))))
+                        .collect::<Vec<_>>()
                 });
                 let cu = opts.packed.then(|| cu_seqlens(&d, w0, Part::Sequence)).transpose()?;
                 out.extend([field("input_ids", w0, d.first), field("attention_mask", w0, seen), field("labels", w0, labels)]);
@@ -253,8 +272,6 @@ fn denoiser_field<O: OutToken>(d: &Denoised<O>, width: usize, part: Part, packed
         let data = mark(d, width, part, -1, |_, s| i64::from(s.denoiser))?;
         return Ok(Field { name: "denoiser", shape: vec![d.rows, width], data });
     }
-    let data = (0..d.rows)
-        .map(|r| O::from_i64(d.row_segments(r).first().map_or(-1, |s| i64::from(s.denoiser))))
-        .collect();
+    let data = (0..d.rows).map(|r| O::from_i64(d.row_segments(r).first().map_or(-1, |s| i64::from(s.denoiser)))).collect();
     Ok(Field { name: "denoiser", shape: vec![d.rows], data })
 }

@@ -42,11 +42,7 @@ impl Format {
             "seqio" => Ok(Self::Seqio),
             "decoder" => Ok(Self::Decoder),
             "seqio_decoder" => Ok(Self::SeqioDecoder),
-            _ => Err(Error::invalid(
-                "format",
-                format!("{s:?}"),
-                "must be 'hf', 'seqio', 'decoder' or 'seqio_decoder'",
-            )),
+            _ => Err(Error::invalid("format", format!("{s:?}"), "must be 'hf', 'seqio', 'decoder' or 'seqio_decoder'")),
         }
     }
 
