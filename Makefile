@@ -37,7 +37,8 @@ $(VENV)/.test-deps: $(BIN)/maturin pyproject.toml
 demo: $(VENV)/.built
 	$(BIN)/ul2 demo
 
-test: test-rust test-python fuzz-smoke
+# The style checks first: a slip is red CI like a failing test.
+test: lint test-rust test-python fuzz-smoke
 
 # The criterion benches run once each as tests, so a broken bench fails here, not later.
 test-rust:
@@ -98,9 +99,13 @@ fuzz: fuzz-build $(VENV)/.test-deps $(VENV)/.built
 	done
 	HYPOTHESIS_PROFILE=thorough UL2_FUZZ=1 $(PY) -m pytest tests -q
 
+# rustfmt and clippy over both workspaces (fuzz/ is its own), ruff (lint and format), mypy.
 lint: $(VENV)/.test-deps $(VENV)/.built
+	cargo fmt --all --check
+	cd fuzz && cargo fmt --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(BIN)/ruff check python tests benches examples
+	$(BIN)/ruff format --check python tests benches examples
 	$(BIN)/mypy
 
 clean:

@@ -46,3 +46,20 @@ def test_installs_and_fuzz_runs_write_to_a_log_and_say_what_they_install() -> No
         assert "cat " in line, line  # ... but the log is shown when it fails
     cargo_install = next(i for i, line in enumerate(lines) if "cargo install" in line)
     assert "installing cargo-fuzz" in "\n".join(lines[: cargo_install + 1])
+
+
+def test_make_test_runs_every_style_check_before_the_tests() -> None:
+    """``.ci/run`` is ``make test``: a style slip must turn it red."""
+    lines = dry_run("test")
+    checks = [
+        "cargo fmt --all --check",
+        "cargo fmt --check",
+        "cargo clippy",
+        "ruff check",
+        "ruff format --check",
+        "mypy",
+    ]
+    at = [next((i for i, line in enumerate(lines) if c in line), None) for c in checks]
+    assert None not in at, dict(zip(checks, at, strict=True))
+    first_test = next(i for i, line in enumerate(lines) if "cargo test" in line or "pytest" in line)
+    assert max(at) < first_test
