@@ -3,6 +3,8 @@
 //! (default format, budget and format agreeing, ids fitting the output, planning, packing)
 //! lives here.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::batch::denoise_rows;
 use crate::denoise::sentinels::Sentinels;
 use crate::denoise::{Mixture, RowConfig, example_bounds};
@@ -304,6 +306,34 @@ impl Engine {
         };
         let source = Samples { corpus: *corpus, index: &index.index, ids: &samples };
         self.run(&source, &samples, bins)
+    }
+}
+
+/// Keys for calls that give none: consecutive example numbers, shared by the threads that
+/// call one transform, never reused.
+#[derive(Debug, Default)]
+pub struct KeyCounter(AtomicU64);
+
+impl KeyCounter {
+    /// The next `n` keys.
+    pub fn take(&self, n: usize) -> Result<std::ops::Range<u64>> {
+        let start = self.0.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |k| k.checked_add(n as u64)).map_err(|k| {
+            Error::invalid(
+                "keys",
+                "None",
+                format!("the running key counter ({k}) would pass 2**64 - 1 with {n} rows; pass keys="),
+            )
+        })?;
+        Ok(start..start + n as u64)
+    }
+    /// The key the next call starts at.
+    #[must_use]
+    pub fn next(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+    /// Continues from `key` (a transform restored from a pickle).
+    pub fn set(&self, key: u64) {
+        self.0.store(key, Ordering::Relaxed);
     }
 }
 

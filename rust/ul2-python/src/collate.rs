@@ -9,7 +9,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
-use ul2_core::{Bins, Budget, Engine, Field, Fields, Line, RowSource, Rows, Token};
+use ul2_core::{Bins, Budget, Engine, Field, Fields, KeyCounter, Line, RowSource, Rows, Token};
 
 use crate::arrays::{self, Pick, Tokens, with_tokens};
 use crate::config;
@@ -214,7 +214,7 @@ pub fn keys_arg(keys: &Bound<'_, PyAny>, n: Option<usize>) -> PyResult<Vec<u64>>
 #[pyclass(module = "ul2._ul2", name = "_Collator", frozen)]
 pub struct PyCollator {
     engine: Engine,
-    next_key: AtomicU64,
+    next_key: KeyCounter,
     /// Fill rate of the last packed batch (`f64` bits).
     fill_rate: AtomicU64,
 }
@@ -231,7 +231,7 @@ impl PyCollator {
     #[new]
     fn new(mixture: &Bound<'_, PyAny>, sentinels: &Bound<'_, PyAny>, options: &Bound<'_, PyAny>) -> PyResult<Self> {
         let engine = py(Engine::new(config::config(mixture, sentinels, options)?))?;
-        Ok(Self { engine, next_key: AtomicU64::new(0), fill_rate: AtomicU64::new(0) })
+        Ok(Self { engine, next_key: KeyCounter::default(), fill_rate: AtomicU64::new(0) })
     }
 
     #[getter]
@@ -252,10 +252,10 @@ impl PyCollator {
     }
     #[getter]
     fn next_key(&self) -> u64 {
-        self.next_key.load(Ordering::Relaxed)
+        self.next_key.next()
     }
     fn _set_next_key(&self, key: u64) {
-        self.next_key.store(key, Ordering::Relaxed);
+        self.next_key.set(key);
     }
 
     /// Fraction of the last batch's output positions holding tokens.
@@ -280,17 +280,7 @@ impl PyCollator {
             return Err(PyValueError::new_err("rows: empty batch (0 rows)"));
         }
         let keys = match keys.filter(|k| !k.is_none()) {
-            None => {
-                let start = self
-                    .next_key
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |k| k.checked_add(n as u64))
-                    .map_err(|k| {
-                        PyValueError::new_err(format!(
-                            "keys=None: the running key counter ({k}) would pass 2**64 - 1 with {n} rows; pass keys="
-                        ))
-                    })?;
-                (start..start + n as u64).collect()
-            }
+            None => py(self.next_key.take(n))?.collect(),
             Some(k) => keys_arg(k, Some(n))?,
         };
         let e = &self.engine;
