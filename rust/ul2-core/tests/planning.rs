@@ -1,8 +1,8 @@
 //! The planner at its edges: raw lengths whose counts T5 cannot realise, budgets near the
 //! 32-bit limit of a row, and PrefixLM budgets far larger than their targets.
 //!
-//! Each search is checked against a plain scan over every raw length, written out here
-//! independently of `plan.rs`.
+//! Each search is checked against a plain scan over every raw length, by SPEC §2's
+//! arithmetic (ul2-testkit's `reference`), independently of `plan.rs`.
 // Densities are compared exactly on purpose: 0.5 is a special value of the contract.
 #![allow(clippy::float_cmp)]
 
@@ -14,6 +14,7 @@ use proptest::test_runner::{Config as ProptestConfig, FileFailurePersistence};
 use ul2_core::{
     Budget, Denoiser, Error, Kind, Overflow, PlanRow, Sentinels, SpanParams, plan_denoiser, plan_span_corruption, prefix_bounds,
 };
+use ul2_testkit::reference::{spec_lengths, spec_valid};
 
 const ROW_LIMIT: usize = u32::MAX as usize;
 
@@ -195,28 +196,6 @@ fn no_plan_exceeds_the_row_limit() {
 // ---------------------------------------------------------------------------------------------
 // Span corruption where some raw lengths cannot be realised (item 13)
 // ---------------------------------------------------------------------------------------------
-
-/// SPEC §2's counts without T5's feasibility check, so the search has a length at every raw.
-fn spec_counts_unchecked(length: usize, r: f64, mu: f64, num_spans: Option<usize>) -> (usize, usize) {
-    if r == 0.0 || length < 2 {
-        return (0, 0);
-    }
-    let noise = ((length as f32 * r as f32).round_ties_even() as usize).clamp(1, length - 1);
-    let spans = num_spans.unwrap_or_else(|| ((noise as f32 / mu as f32).round_ties_even() as usize).max(1));
-    (noise, spans)
-}
-
-fn spec_valid(length: usize, r: f64, mu: f64, num_spans: Option<usize>) -> bool {
-    let (noise, spans) = spec_counts_unchecked(length, r, mu, num_spans);
-    spans <= noise && spans <= length - noise
-}
-
-/// Unrolled output lengths `(inputs, targets)` with prompt `p` and EOS `e`, valid or not.
-fn spec_lengths(raw: usize, r: f64, mu: f64, num_spans: Option<usize>, p: usize, e: usize) -> (usize, usize) {
-    let (noise, spans) = spec_counts_unchecked(raw, r, mu, num_spans);
-    let targets = if spans == 0 { usize::from(raw > 0) } else { noise + spans };
-    (p + raw - noise + spans + e, targets + e)
-}
 
 fn spec_fits(lengths: (usize, usize), budget: Budget) -> bool {
     let (i, t) = lengths;
