@@ -1,4 +1,4 @@
-//! cargo-fuzz target: see `ul2_fuzz::mask_application` for the invariants checked.
+//! cargo-fuzz target: `ul2_testkit::check::mask_application` on arbitrary cases.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| ul2_fuzz::mask_application(data));
+libfuzzer_sys::fuzz_target!(|case: ul2_testkit::cases::ApplicationCase| ul2_testkit::check::mask_application(&case));

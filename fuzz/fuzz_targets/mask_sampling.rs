@@ -1,4 +1,4 @@
-//! cargo-fuzz target: see `ul2_fuzz::mask_sampling` for the invariants checked.
+//! cargo-fuzz target: `ul2_testkit::check::mask_sampling` on arbitrary cases.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| ul2_fuzz::mask_sampling(data));
+libfuzzer_sys::fuzz_target!(|case: ul2_testkit::cases::SamplingCase| ul2_testkit::check::mask_sampling(&case));

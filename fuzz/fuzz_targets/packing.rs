@@ -1,4 +1,4 @@
-//! cargo-fuzz target: see `ul2_fuzz::packing` for the invariants checked.
+//! cargo-fuzz target: `ul2_testkit::check::packing` on arbitrary cases.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| ul2_fuzz::packing(data));
+libfuzzer_sys::fuzz_target!(|case: ul2_testkit::cases::PackCase| ul2_testkit::check::packing(&case));

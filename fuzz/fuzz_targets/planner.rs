@@ -1,4 +1,4 @@
-//! cargo-fuzz target: see `ul2_fuzz::planner` for the invariants checked.
+//! cargo-fuzz target: `ul2_testkit::check::planner` on arbitrary cases.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| ul2_fuzz::planner(data));
+libfuzzer_sys::fuzz_target!(|case: ul2_testkit::cases::PlanCase| ul2_testkit::check::planner(&case));

@@ -1,4 +1,4 @@
-//! cargo-fuzz target: see `ul2_fuzz::sample_index` for the invariants checked.
+//! cargo-fuzz target: `ul2_testkit::check::sample_index` on arbitrary cases.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| ul2_fuzz::sample_index(data));
+libfuzzer_sys::fuzz_target!(|case: ul2_testkit::cases::IndexCase<u16>| ul2_testkit::check::sample_index(&case));
