@@ -1,9 +1,10 @@
 //! Core throughput of `ul2-core` (criterion). Throughput is in raw input tokens, so
 //! `elem/s` reads as tokens/s; the planner, which does not touch tokens, is timed per call.
 //!
-//! Workload: T5's span corruption at `inputs_length = 512` (568 raw tokens, 85 noise tokens
-//! in 28 spans, 483 clean tokens), `Sentinels::t5(32128, 100)`, int32 tokens in
-//! `[2, 32028)`, EOS 1, pad 0. Batches are 256 rows.
+//! Workload: T5's span corruption at `inputs_length = 512` (the engine plans 568 raw tokens,
+//! 85 noise tokens in 28 spans, 483 clean tokens, targets 114), `Sentinels::t5(32128, 100)`,
+//! int32 tokens in `[2, 32028)`, EOS 1, pad 0. Batches are 256 rows. Lengths and widths come
+//! from the engine (`Engine::new`), never restated here.
 //!
 //! Also the sample index (10^8 tokens) and next-fit packing (4096 short examples).
 //!
@@ -20,16 +21,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use ul2_core::rng::{Purpose, Stream};
 use ul2_core::{
-    Composer, Corpus, Denoised, Denoiser, Documents, Family, Format, Kind, Layout, Mixture, Options, Overflow, RowConfig,
-    RowScratch, Rows, Runs, SampleIndex, Sentinels, SpanParams, SpanScratch, applied_lengths, apply_runs, denoise_batch,
-    denoise_row, pack_bins, plan_span_corruption,
+    Budget, Composer, Config, Corpus, Denoised, Denoiser, Documents, Dtype, Engine, Format, Kind, LongRows, Mixture, Options,
+    Overflow, RowConfig, RowScratch, Rows, Runs, SampleIndex, Sentinels, SpanParams, SpanScratch, applied_lengths, apply_runs,
+    denoise_batch, denoise_row, pack_bins, plan_span_corruption,
 };
 
-const RAW: usize = 568;
 const INPUTS: usize = 512;
-const TARGETS: usize = 114;
-const NOISE: usize = 85;
-const SPANS: usize = 28;
 const ROWS: usize = 256;
 const VOCAB: i64 = 32_128;
 const SEED: u64 = 0;
@@ -42,9 +39,48 @@ fn t5_sentinels() -> Sentinels {
     Sentinels::t5(VOCAB, 100, Overflow::Error, true).expect("valid sentinels")
 }
 
+fn span(r: f64, mu: f64) -> Denoiser {
+    Denoiser::new(Kind::SpanCorruption(SpanParams::new(r, mu, None, false).expect("valid parameters")), Vec::new())
+        .expect("valid denoiser")
+}
+
 fn t5_mixture() -> Mixture {
-    let d = Denoiser::new(Kind::SpanCorruption(t5_params()), Vec::new()).expect("valid denoiser");
-    Mixture::new(vec![(d, 1.0)]).expect("valid mixture")
+    Mixture::new(vec![(span(0.15, 3.0), 1.0)]).expect("valid mixture")
+}
+
+/// UL2 as released (`ul2.presets.ul2()`, no prompts): R(3,.15), R(8,.15), X(3,.5), X(8,.5),
+/// X(64,.15), X(64,.5), S(.5), uniform rates.
+fn ul2_mixture() -> Mixture {
+    let s = Denoiser::new(Kind::PrefixLm { suffix_density: 0.5 }, Vec::new()).expect("valid denoiser");
+    let spans = [(0.15, 3.0), (0.15, 8.0), (0.5, 3.0), (0.5, 8.0), (0.15, 64.0), (0.5, 64.0)];
+    Mixture::new(spans.iter().map(|&(r, mu)| (span(r, mu), 1.0)).chain([(s, 1.0)]).collect()).expect("valid mixture")
+}
+
+/// The engine for `mixture`, `sentinels` and `budget` (EOS 1, pad 0, int32): its plan and
+/// row widths are the workload's.
+fn engine(mixture: Mixture, sentinels: Sentinels, budget: Budget) -> Engine {
+    Engine::new(Config {
+        mixture,
+        sentinels,
+        budget,
+        eos_id: Some(1),
+        pad_id: 0,
+        format: None,
+        seed: SEED,
+        dtype: Dtype::Int32,
+        pack: false,
+        bidirectional_mask: false,
+        long_rows: LongRows::Error,
+    })
+    .expect("a valid configuration")
+}
+
+/// T5 at `inputs_length = 512`: `(engine, raw length, (noise, spans))`.
+fn t5() -> (Engine, usize, (usize, usize)) {
+    let engine = engine(t5_mixture(), t5_sentinels(), Budget::EncoderDecoder { inputs: INPUTS, targets: None });
+    let raw = engine.raw_lengths()[0];
+    let counts = t5_params().counts(raw).expect("counts");
+    (engine, raw, counts)
 }
 
 /// A pool of every core (`RAYON_NUM_THREADS` or all), entered from outside as the extension
@@ -63,9 +99,13 @@ fn tokens(rows: usize, width: usize) -> Vec<i32> {
 
 fn compose(c: &mut Criterion) {
     let mut g = c.benchmark_group("compose");
+    let (_, raw, (noise, spans)) = t5();
     let mut composer = Composer::default();
-    let mut out = Vec::with_capacity(SPANS);
-    for (total, parts, name) in [(NOISE, SPANS, "noise_85_into_28"), (RAW - NOISE, SPANS, "clean_483_into_28")] {
+    let mut out = Vec::with_capacity(spans);
+    for (total, name) in
+        [(noise, format!("noise_{noise}_into_{spans}")), (raw - noise, format!("clean_{}_into_{spans}", raw - noise))]
+    {
+        let parts = spans;
         g.throughput(Throughput::Elements(total as u64));
         let mut key = 0u64;
         g.bench_function(name, |b| {
@@ -83,17 +123,16 @@ fn compose(c: &mut Criterion) {
 
 fn layout(c: &mut Criterion) {
     let mut g = c.benchmark_group("layout");
-    g.throughput(Throughput::Elements(RAW as u64));
-    let counts = t5_params().counts(RAW).expect("counts");
-    assert_eq!(counts, (NOISE, SPANS));
+    let (_, raw, counts) = t5();
+    g.throughput(Throughput::Elements(raw as u64));
     let mut scratch = SpanScratch::default();
     let mut runs = Runs::default();
-    for (roll, name) in [(false, "t5_568"), (true, "t5_568_random_roll")] {
+    for (roll, name) in [(false, format!("t5_{raw}")), (true, format!("t5_{raw}_random_roll"))] {
         let mut key = 0u64;
         g.bench_function(name, |b| {
             b.iter(|| {
                 key = key.wrapping_add(1);
-                scratch.layout(black_box(RAW), counts, roll, SEED, key, &mut runs).unwrap();
+                scratch.layout(black_box(raw), counts, roll, SEED, key, &mut runs).unwrap();
                 black_box(runs.lengths.len())
             });
         });
@@ -103,15 +142,17 @@ fn layout(c: &mut Criterion) {
 
 fn apply(c: &mut Criterion) {
     let mut g = c.benchmark_group("apply_runs");
-    g.throughput(Throughput::Elements(RAW as u64));
+    let (engine, raw, counts) = t5();
+    g.throughput(Throughput::Elements(raw as u64));
     let sentinels = t5_sentinels();
-    let row = tokens(1, RAW);
+    let row = tokens(1, raw);
     let mut runs = Runs::default();
-    SpanScratch::default().layout(RAW, (NOISE, SPANS), false, SEED, 7, &mut runs).unwrap();
-    let (li, lt) = applied_lengths(&runs, RAW);
-    assert_eq!((li, lt), (INPUTS - 1, TARGETS - 1));
+    SpanScratch::default().layout(raw, counts, false, SEED, 7, &mut runs).unwrap();
+    let (li, lt) = applied_lengths(&runs, raw);
+    // The engine's widths hold the row and its EOS exactly.
+    assert_eq!((li + 1, lt + 1), engine.layout().widths);
     let (mut inputs, mut targets) = (vec![0i32; li], vec![0i32; lt]);
-    g.bench_function("t5_568_i32", |b| {
+    g.bench_function(format!("t5_{raw}_i32"), |b| {
         b.iter(|| black_box(apply_runs(black_box(&row), &runs, &sentinels, &mut inputs, &mut targets)));
     });
     g.finish();
@@ -129,28 +170,30 @@ fn plan(c: &mut Criterion) {
     g.finish();
 }
 
-fn batch_once(cfg: &RowConfig<'_>, rows: &Rows<'_, i32>, keys: &[u64]) -> Denoised<i32> {
-    denoise_batch(cfg, rows, keys, INPUTS, TARGETS, 0i32).expect("every row fits")
+fn batch_once(cfg: &RowConfig<'_>, rows: &Rows<'_, i32>, keys: &[u64], (inputs, targets): (usize, usize)) -> Denoised<i32> {
+    denoise_batch(cfg, rows, keys, inputs, targets, 0i32).expect("every row fits")
 }
 
 fn batch(c: &mut Criterion) {
     let mut g = c.benchmark_group("denoise_batch");
-    g.throughput(Throughput::Elements((ROWS * RAW) as u64));
-    let (mixture, sentinels) = (t5_mixture(), t5_sentinels());
-    let cfg = RowConfig { max_raw: &[], mixture: &mixture, sentinels: &sentinels, eos_id: Some(1), seed: SEED };
-    let data = tokens(ROWS, RAW);
-    let rows = Rows::Dense { data: &data, rows: ROWS, width: RAW };
+    let (engine, raw, _) = t5();
+    let widths = engine.layout().widths;
+    let (w_in, w_tg) = widths;
+    g.throughput(Throughput::Elements((ROWS * raw) as u64));
+    let cfg = engine.row_config();
+    let data = tokens(ROWS, raw);
+    let rows = Rows::Dense { data: &data, rows: ROWS, width: raw };
     let keys: Vec<u64> = (0..ROWS as u64).collect();
-    let out = batch_once(&cfg, &rows, &keys);
-    assert!(out.segments.iter().all(|l| (l.inputs as usize, l.targets as usize) == (INPUTS, TARGETS)));
+    let out = batch_once(&cfg, &rows, &keys, widths);
+    assert!(out.segments.iter().all(|l| (l.inputs as usize, l.targets as usize) == widths));
 
     // The same 256 rows, one thread, into buffers allocated once: the denoising work alone,
     // without allocating and prefilling fresh output buffers as `denoise_batch` does.
-    let (mut inputs, mut targets) = (vec![0i32; ROWS * INPUTS], vec![0i32; ROWS * TARGETS]);
+    let (mut inputs, mut targets) = (vec![0i32; ROWS * w_in], vec![0i32; ROWS * w_tg]);
     let (mut scratch, mut gather) = (RowScratch::default(), Vec::new());
-    g.bench_function("t5_256x568_rows_into_reused_buffers", |b| {
+    g.bench_function(format!("t5_{ROWS}x{raw}_rows_into_reused_buffers"), |b| {
         b.iter(|| {
-            for (i, (inp, tgt)) in inputs.chunks_mut(INPUTS).zip(targets.chunks_mut(TARGETS)).enumerate() {
+            for (i, (inp, tgt)) in inputs.chunks_mut(w_in).zip(targets.chunks_mut(w_tg)).enumerate() {
                 let l = denoise_row(&cfg, rows.row(i, &mut gather).unwrap(), keys[i], &mut scratch, inp, tgt).expect("row fits");
                 black_box(l);
             }
@@ -160,17 +203,17 @@ fn batch(c: &mut Criterion) {
     // One thread as the extension runs it: this thread is the pool's only worker, so the
     // work runs here rather than being handed over (ul2-python's detach.rs).
     let single = rayon::ThreadPoolBuilder::new().num_threads(1).use_current_thread().build().expect("pool");
-    g.bench_function("t5_256x568_1_thread", |b| {
-        b.iter(|| single.install(|| black_box(batch_once(&cfg, &rows, black_box(&keys)))));
+    g.bench_function(format!("t5_{ROWS}x{raw}_1_thread"), |b| {
+        b.iter(|| single.install(|| black_box(batch_once(&cfg, &rows, black_box(&keys), widths))));
     });
     let all = all_threads();
-    g.bench_function(format!("t5_256x568_{}_threads", all.current_num_threads()), |b| {
-        b.iter(|| all.install(|| black_box(batch_once(&cfg, &rows, black_box(&keys)))));
+    g.bench_function(format!("t5_{ROWS}x{raw}_{}_threads", all.current_num_threads()), |b| {
+        b.iter(|| all.install(|| black_box(batch_once(&cfg, &rows, black_box(&keys), widths))));
     });
     g.finish();
 
     let mut g = c.benchmark_group("format");
-    g.throughput(Throughput::Elements((ROWS * RAW) as u64));
+    g.throughput(Throughput::Elements((ROWS * raw) as u64));
     for (format, name) in [(Format::Hf, "hf_256"), (Format::Seqio, "seqio_256")] {
         g.bench_function(name, |b| {
             b.iter_batched(
@@ -187,23 +230,23 @@ fn batch(c: &mut Criterion) {
     g.finish();
 }
 
-/// The sample index over a 10^8-token stream (u16, one document) for a seven-denoiser
-/// mixture with UL2's planned raw lengths at 512/512; throughput in samples.
+/// The sample index over a 10^8-token stream (u16, one document) for UL2's seven
+/// denoisers planned at 512/512; throughput in samples.
 fn index(c: &mut Criterion) {
-    const RAW_LENGTHS: [usize; 7] = [568, 588, 766, 908, 600, 1006, 511];
     let mut g = c.benchmark_group("sample_index");
     let tokens = vec![7u16; 100_000_000];
     let corpus = Corpus { tokens: (&tokens).into(), doc_offsets: None, separator: None };
-    let d = Denoiser::new(Kind::SpanCorruption(t5_params()), Vec::new()).expect("valid denoiser");
-    let mixture = Mixture::new(RAW_LENGTHS.iter().map(|_| (d.clone(), 1.0)).collect()).expect("valid mixture");
-    let samples = SampleIndex::build(&corpus, &mixture, &RAW_LENGTHS, Documents::Concat, SEED).expect("index").len();
+    // X(3, .5) has 128 spans at 512: more than T5's 100 sentinels, so they continue below.
+    let sentinels = Sentinels::t5(VOCAB, 100, Overflow::T5, true).expect("valid sentinels");
+    let engine = engine(ul2_mixture(), sentinels, Budget::EncoderDecoder { inputs: INPUTS, targets: Some(512) });
+    let (mixture, raw_lengths) = (&engine.config().mixture, engine.raw_lengths());
+    let samples = SampleIndex::build(&corpus, mixture, raw_lengths, Documents::Concat, SEED).expect("index").len();
     g.throughput(Throughput::Elements(samples as u64));
     g.sample_size(20);
     g.bench_function(format!("ul2_lengths_1e8_tokens_{}_threads", all_threads().current_num_threads()), |b| {
         b.iter(|| {
-            all_threads().install(|| {
-                SampleIndex::build(&corpus, &mixture, &RAW_LENGTHS, Documents::Concat, black_box(SEED)).expect("index")
-            })
+            all_threads()
+                .install(|| SampleIndex::build(&corpus, mixture, raw_lengths, Documents::Concat, black_box(SEED)).expect("index"))
         });
     });
     g.finish();
@@ -214,12 +257,11 @@ fn index(c: &mut Criterion) {
 fn packing(c: &mut Criterion) {
     const EXAMPLES: usize = 4096;
     let mut g = c.benchmark_group("pack");
-    let (mixture, sentinels) = (t5_mixture(), t5_sentinels());
-    let cfg = RowConfig { max_raw: &[], mixture: &mixture, sentinels: &sentinels, eos_id: Some(1), seed: SEED };
+    let engine = engine(t5_mixture(), t5_sentinels(), Budget::Decoder { sequence: 1024 });
+    let (cfg, layout) = (engine.row_config(), engine.layout());
     let mut s = Stream::new(12_345, 1, Purpose::NoiseSpans);
     let lengths: Vec<usize> = (0..EXAMPLES).map(|_| 64 + s.below(448) as usize).collect();
     let keys: Vec<u64> = (0..EXAMPLES as u64).collect();
-    let layout = Layout { family: Family::Decoder, widths: (1024, 0) };
     g.throughput(Throughput::Elements(EXAMPLES as u64));
     g.bench_function(format!("t5_4096_examples_into_1024_{}_threads", all_threads().current_num_threads()), |b| {
         b.iter(|| all_threads().install(|| pack_bins(&cfg, |i| lengths[i], black_box(&keys), layout).expect("fits")));
