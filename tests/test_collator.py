@@ -10,6 +10,7 @@ import itertools
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
@@ -498,11 +499,11 @@ def test_row_longer_than_planned_raw_length_raises_naming_the_row():
         np.arange(2, 700, dtype=np.int32),
     ]
     with pytest.raises(ValueError, match=r"rows\[2\]") as info:
-        make()(rows)
+        make(long_rows="error")(rows)
     assert "raw_length=568" in str(info.value)
     dense = np.vstack([np.arange(2, 571, dtype=np.int32)] * 2)  # 569 tokens: one more than planned
     with pytest.raises(ValueError, match=r"rows\[0\]"):
-        make()(dense)
+        make(long_rows="error")(dense)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -725,6 +726,70 @@ def test_relations_property(lengths, in_dtype, out_dtype, seed, key0, data):
 
 
 # ---------------------------------------------------------------------------------------------
+# Rows longer than their denoiser's raw length (SPEC §8.10): cut and counted, or refused
+# ---------------------------------------------------------------------------------------------
+
+UL2_SENTINELS = ul2.Sentinels.t5(VOCAB, count=200)
+
+
+ENC_DEC_512 = dict(inputs_length=512, targets_length=512)
+
+
+@pytest.mark.parametrize(("budget", "width"), [(ENC_DEC_512, 568), (dict(sequence_length=1024), 1000)])
+@pytest.mark.parametrize("pack", [False, True])
+def test_long_rows_give_their_first_raw_length_tokens(budget, width, pack):
+    """nanoT5-style 568-token rows through ul2(): each row is the first raw-length tokens of its
+    denoiser (PrefixLM's 511 at 512), byte for byte what that prefix gives with long_rows='error'."""
+    mixture = ul2.presets.ul2()
+    rows = random_rows(64, width, seed=3, high=31000)
+    keys = np.arange(64)
+    cut = ul2.Collator(mixture, sentinels=UL2_SENTINELS, pack=pack, **budget)
+    exact = ul2.Collator(mixture, sentinels=UL2_SENTINELS, pack=pack, long_rows="error", **budget)
+    # Example k's denoiser, as a dataset over the same mixture and seed draws it.
+    ds = ul2.DenoisingDataset(np.full(64 * 1024, 5, np.int32), mixture, sentinels=UL2_SENTINELS, **budget)
+    limits = [ds.raw_lengths[ds.denoiser(k)] for k in keys]
+    assert min(limits) < width <= max(limits), limits  # some rows are cut, some are not
+    with pytest.warns(UserWarning, match=r"tokens of \d+ rows .* were cut .*DenoisingDataset"):
+        got = cut(rows, keys=keys)
+    want = exact([r[: min(len(r), lim)] for r, lim in zip(rows, limits, strict=True)], keys=keys)
+    assert got.keys() == want.keys()
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+    cut_tokens = sum(max(0, width - lim) for lim in limits)
+    assert cut.stats["cut_tokens"] == cut_tokens > 0
+    assert cut.stats["cut_rows"] == sum(lim < width for lim in limits)
+    assert cut.stats["rows"] == 64 and cut.stats["tokens"] + cut_tokens == rows.size
+
+
+def test_stats_count_every_token_and_padding_and_warn_once():
+    c = make(inputs_length=512, targets_length=114)
+    rows = [random_rows(1, n, seed=n)[0] for n in (100, 568, 700, 900)]
+    with pytest.warns(UserWarning) as caught:
+        out = c(rows, keys=[0, 1, 2, 3])
+    assert len(caught) == 1
+    padding = out["attention_mask"].size - out["attention_mask"].sum()
+    padding += out["decoder_attention_mask"].size - out["decoder_attention_mask"].sum()
+    assert c.stats == {
+        "rows": 4,
+        "tokens": 100 + 3 * 568,
+        "cut_rows": 2,
+        "cut_tokens": (700 - 568) + (900 - 568),
+        "padding": int(padding),
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        c(rows, keys=[4, 5, 6, 7])  # counted again, warned no more
+    assert c.stats["rows"] == 8 and c.stats["cut_tokens"] == 2 * ((700 - 568) + (900 - 568))
+
+
+def test_long_rows_is_checked():
+    with pytest.raises(ValueError, match=r"long_rows=\"trim\": must be 'cut' or 'error'"):
+        make(long_rows="trim")
+    with pytest.raises(TypeError, match="long_rows=None"):
+        make(long_rows=None)
+
+
+# ---------------------------------------------------------------------------------------------
 # Bad inputs (SPEC §8.7), and the accepted edges next to them
 # ---------------------------------------------------------------------------------------------
 
@@ -891,21 +956,25 @@ add("call-keys-2d", lambda: call(GOOD_ROWS, keys=[[0]]), ValueError, "keys")
 add("call-keys-str", lambda: call(GOOD_ROWS, keys="0"), TypeError, "keys")
 add(
     "call-row-too-long",
-    lambda: call([GOOD_ROWS[0], np.arange(2, 700, dtype=np.int32)]),
+    lambda: call([GOOD_ROWS[0], np.arange(2, 700, dtype=np.int32)], long_rows="error"),
     ValueError,
     "rows[1]",
     "raw_length=568",
 )
 add(
     "call-row-too-long-dense",
-    lambda: call(np.arange(2, 2 + 2 * 569, dtype=np.int32).reshape(2, 569)),
+    lambda: call(np.arange(2, 2 + 2 * 569, dtype=np.int32).reshape(2, 569), long_rows="error"),
     ValueError,
     "rows[0]",
     "raw_length=568",
 )
 add(
     "call-row-too-long-targets",  # targets_length explicitly smaller than some rows need
-    lambda: call([np.arange(2, 300, dtype=np.int32), np.arange(2, 570, dtype=np.int32)], targets_length=100),
+    lambda: call(
+        [np.arange(2, 300, dtype=np.int32), np.arange(2, 570, dtype=np.int32)],
+        targets_length=100,
+        long_rows="error",
+    ),
     ValueError,
     "rows[1]",
     "raw_length=496",  # the plan's raw length under targets_length=100
@@ -968,13 +1037,13 @@ add("call-keys-float-array", lambda: make()(LONG_ROW[None, :100], keys=np.array(
 add("call-keys-None-item", lambda: make()(LONG_ROW[None, :100], keys=[None]), TypeError, "keys")
 add(
     "call-packed-row-too-long",
-    lambda: make(pack=True)([LONG_ROW[:100], LONG_ROW[:600]]),
+    lambda: make(pack=True, long_rows="error")([LONG_ROW[:100], LONG_ROW[:600]]),
     ValueError,
     "rows[1]",
 )
 add(
     "call-decoder-row-too-long",
-    lambda: make(sequence_length=256)([LONG_ROW[:100], LONG_ROW[:1000]]),
+    lambda: make(sequence_length=256, long_rows="error")([LONG_ROW[:100], LONG_ROW[:1000]]),
     ValueError,
     "rows[1]",
 )

@@ -140,6 +140,21 @@ def test_dataloader_workers_draw_fresh_noise_every_epoch(features: list[dict]) -
     assert two_epochs(2, "spawn") == forked
 
 
+def test_fixed_length_rows_longer_than_a_raw_length_are_cut_and_counted() -> None:
+    """HF's group_texts / nanoT5 rows of 568 tokens through ul2(): the S-denoiser's raw length at
+    512 is 511, so those rows raised on the first batch that drew it; they are cut (and
+    warned about once), or refused with long_rows="error"."""
+    rows = [{"input_ids": np.arange(3, 3 + 568) % 250 + 3} for _ in range(32)]
+    c = ul2.hf.DataCollator(MIXTURE, sentinels=SENTINELS, inputs_length=512, targets_length=512)
+    with pytest.warns(UserWarning, match="were cut"):
+        batch = c(rows)
+    assert batch["input_ids"].shape[0] == 32
+    assert c.collator.stats["cut_tokens"] > 0 and c.collator.stats["rows"] == 32
+    strict = ul2.hf.DataCollator(MIXTURE, sentinels=SENTINELS, inputs_length=512, long_rows="error")
+    with pytest.raises(ValueError, match=r"raw_length=511.*long_rows='cut'"):
+        strict(rows)
+
+
 def test_rows_may_be_arrays_or_tensors(features: list[dict]) -> None:
     collate = ul2.hf.DataCollator(MIXTURE, sentinels=SENTINELS, inputs_length=64, key_column="id")
     as_lists = collate(features[:3])

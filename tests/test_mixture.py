@@ -328,11 +328,11 @@ ONE_OF_EACH = [
 @pytest.mark.parametrize("family", ["encdec", "decoder"])
 @pytest.mark.parametrize("d", ONE_OF_EACH, ids=repr)
 def test_rows_longer_than_planned_are_rejected(d, family):
-    """Collator docstring: rows longer than the planned raw length for their denoiser are an error,
-    never cut -- whatever random layout (e.g. prefix split) the key would give."""
+    """With long_rows="error", rows longer than the planned raw length for their denoiser are an
+    error -- whatever random layout (e.g. prefix split) the key would give."""
     budget_kw = budget_args(family, 128)
     (row,) = ul2.plan(d, sentinels=BIG_SENTINELS, **budget_kw)
-    collator = ul2.Collator(d, sentinels=BIG_SENTINELS, **budget_kw)
+    collator = ul2.Collator(d, sentinels=BIG_SENTINELS, long_rows="error", **budget_kw)
     rng = np.random.default_rng(0)
     ok = collator(rng.integers(2, 1000, (8, row.raw_length)).astype(np.int32), keys=list(range(8)))
     assert ok["input_ids"].shape[0] == 8

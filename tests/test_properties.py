@@ -277,7 +277,9 @@ def test_planned_lengths_are_produced(
         or (r == 0.5 and row.inputs_length == inputs_length - 1)
         or not feasible(raw + 1, r, mu)
     )
-    collator = ul2.Collator(denoiser, sentinels=SENTINELS, inputs_length=inputs_length, seed=seed)
+    collator = ul2.Collator(
+        denoiser, sentinels=SENTINELS, inputs_length=inputs_length, seed=seed, long_rows="error"
+    )
     assert collator.targets_length == row.targets_length
     tokens = tokens_for(np.random.default_rng(key % 2**32), raw, np.int32)
     out = collator(tokens[None, :], keys=[key])

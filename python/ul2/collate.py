@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -30,6 +31,9 @@ class Options(TypedDict, total=False):
     - ``dtype``: ``numpy.int32`` (default) or ``numpy.int64`` outputs.
     - ``pack``: pack consecutive examples into each output row; default ``False``.
     - ``bidirectional_mask``: decoder formats add the per-token mask; default ``False``.
+    - ``long_rows``: a row longer than its denoiser's planned raw length (``ul2.plan``) gives
+      its first raw-length tokens and the rest are counted in ``stats`` (``"cut"``, the
+      default, warned once), or is a ``ValueError`` (``"error"``).
     """
 
     inputs_length: int | None
@@ -42,6 +46,7 @@ class Options(TypedDict, total=False):
     dtype: npt.DTypeLike
     pack: bool
     bidirectional_mask: bool
+    long_rows: str
 
 
 DEFAULTS: Options = {
@@ -55,6 +60,7 @@ DEFAULTS: Options = {
     "dtype": np.int32,
     "pack": False,
     "bidirectional_mask": False,
+    "long_rows": "cut",
 }
 
 
@@ -105,9 +111,11 @@ class Collator:
     adds segment ids, positions and ``cu_seqlens``; ``fill_rate`` reports the last batch's fill.
 
     Row ``i`` is example ``keys[i]``; its denoiser and noise come from ``(seed, key)`` alone.
-    Without ``keys``, a running counter numbers the examples. Rows longer than the planned raw
-    length for their denoiser (see ``ul2.plan``) are an error, never cut. ``targets_length``
-    defaults to the planned maximum of the mixture.
+    Without ``keys``, a running counter numbers the examples. A row longer than the planned
+    raw length of its denoiser (see ``ul2.plan``) gives its first raw-length tokens; the rest
+    are counted in ``stats`` and warned about once (``long_rows="error"`` refuses such rows).
+    ``targets_length`` defaults to the planned maximum of the mixture. The options are
+    ``ul2.collate.Options``.
 
     The work runs in Rust on ul2's thread pool with the GIL released; int32, int64, uint16 and
     uint32 rows are read in place (strided views, Fortran order and misaligned arrays through
@@ -125,6 +133,7 @@ class Collator:
         self.sentinels = sentinels
         self.options = options(given, "Collator")
         self._core = native(self.mixture, sentinels, self.options)
+        self._warned_cut = False
         self.seed: int = self.options["seed"]
         self.dtype = np.dtype(dtype_name(self.options["dtype"]))
         self.eos_id: int | None = self.options["eos_id"]
@@ -136,7 +145,24 @@ class Collator:
         self.sequence_length: int | None = self._core.sequence_length
 
     def __call__(self, rows: Any, keys: Any = None) -> dict[str, npt.NDArray[Any]]:
-        return self._core(rows, keys)
+        out = self._core(rows, keys)
+        if not self._warned_cut and self._core.stats["cut_tokens"]:
+            self._warned_cut = True
+            s = self._core.stats
+            warnings.warn(
+                f"ul2.Collator: {s['cut_tokens']} tokens of {s['cut_rows']} rows longer than their "
+                "denoiser's raw length were cut (long_rows='cut'; counted in collator.stats). To use "
+                "every token, feed the token stream to ul2.DenoisingDataset, which gives each denoiser "
+                "its raw length; long_rows='error' refuses such rows.",
+                stacklevel=2,
+            )
+        return out
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counts over every call: ``rows``, raw ``tokens`` used, ``cut_rows`` and
+        ``cut_tokens`` (tokens past a denoiser's raw length), output ``padding`` positions."""
+        return self._core.stats
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Rebuilt from its arguments; the running key counter travels along so a restored

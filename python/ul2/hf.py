@@ -38,11 +38,12 @@ import numpy as np
 import numpy.typing as npt
 
 from ._ul2 import Sentinels
-from .collate import Collator
+from .collate import Collator, Options
 from .denoisers import Denoiser, Mixture
 
 if TYPE_CHECKING:
     import torch as _torch
+    from typing_extensions import Unpack
 
 __all__ = ["DataCollator"]
 
@@ -77,8 +78,8 @@ if hasattr(os, "register_at_fork"):
 class DataCollator:
     """Denoises a list of features into a batch of tensors for a Hugging Face model.
 
-    The arguments are those of :class:`ul2.Collator` (``inputs_length`` for encoder-decoder,
-    ``sequence_length`` for decoder-only), plus:
+    The arguments are those of :class:`ul2.Collator` (``ul2.collate.Options``: ``inputs_length``
+    for encoder-decoder, ``sequence_length`` for decoder-only, ``long_rows``, ...), plus:
 
     - ``input_column``: the feature holding each row's token ids (default ``"input_ids"``).
     - ``key_column``: a feature holding each row's example key (an int >= 0), or ``None`` for a
@@ -95,35 +96,17 @@ class DataCollator:
         mixture: Mixture | Denoiser | Sequence[tuple[Denoiser, float]],
         *,
         sentinels: Sentinels,
-        inputs_length: int | None = None,
-        targets_length: int | None = None,
-        sequence_length: int | None = None,
-        format: str | None = None,
-        eos_id: int | None = 1,
-        pad_id: int = 0,
-        seed: int = 0,
-        pack: bool = False,
         input_column: str = "input_ids",
         key_column: str | None = None,
         prefix_attention: str = "bidirectional",
         mask_dtype: _torch.dtype | None = None,
-        dtype: npt.DTypeLike = np.int64,
+        **given: Unpack[Options],
     ) -> None:
         if prefix_attention not in _PREFIX_ATTENTION:
             raise ValueError(f"prefix_attention={prefix_attention!r}: must be one of {_PREFIX_ATTENTION}")
-        self.collator = Collator(
-            mixture,
-            sentinels=sentinels,
-            inputs_length=inputs_length,
-            targets_length=targets_length,
-            sequence_length=sequence_length,
-            format=format,
-            eos_id=eos_id,
-            pad_id=pad_id,
-            seed=seed,
-            pack=pack,
-            dtype=dtype,
-        )
+        # int64 by default: Hugging Face models index embeddings and the loss with LongTensors.
+        opts: Options = {"dtype": np.int64, **given}
+        self.collator = Collator(mixture, sentinels=sentinels, **opts)
         if self.collator.format not in ("hf", "decoder"):
             raise ValueError(
                 f"format={self.collator.format!r}: a Hugging Face model takes 'hf' (encoder-decoder) "

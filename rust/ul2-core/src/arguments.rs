@@ -7,7 +7,7 @@
 use crate::denoise::sentinels::Sentinels;
 use crate::denoise::spans::SpanParams;
 use crate::denoise::{Denoiser, Kind, Mixture};
-use crate::engine::{Config, Dtype};
+use crate::engine::{Config, Dtype, LongRows};
 use crate::error::{Error, Result};
 use crate::format::Format;
 use crate::plan::Budget;
@@ -129,6 +129,7 @@ impl Config {
             dtype: Dtype::parse(&required(a, a.text("dtype")?, "dtype", "numpy.int32 or numpy.int64")?)?,
             pack: required(a, a.flag("pack")?, "pack", "True or False")?,
             bidirectional_mask: required(a, a.flag("bidirectional_mask")?, "bidirectional_mask", "True or False")?,
+            long_rows: LongRows::parse(&required(a, a.text("long_rows")?, "long_rows", "'cut' or 'error'")?)?,
         })
     }
 }

@@ -36,6 +36,57 @@ impl Dtype {
     }
 }
 
+/// What happens to a row longer than its denoiser's planned raw length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LongRows {
+    /// Its first raw-length tokens are used; the rest are counted in [`Stats`].
+    #[default]
+    Cut,
+    /// It is an error naming the row.
+    Error,
+}
+
+impl LongRows {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "cut" => Ok(Self::Cut),
+            "error" => Ok(Self::Error),
+            _ => Err(Error::invalid("long_rows", format!("{s:?}"), "must be 'cut' or 'error'")),
+        }
+    }
+}
+
+/// What one call read, cut and padded: nothing the caller passed goes uncounted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    /// Examples denoised.
+    pub rows: u64,
+    /// Raw tokens they used.
+    pub tokens: u64,
+    /// Rows longer than their denoiser's raw length, and the tokens cut from them.
+    pub cut_rows: u64,
+    pub cut_tokens: u64,
+    /// Output positions holding padding.
+    pub padding: u64,
+}
+
+/// [`Stats`] summed over the calls of one transform, from any thread.
+#[derive(Debug, Default)]
+pub struct RunningStats([AtomicU64; 5]);
+
+impl RunningStats {
+    pub fn add(&self, s: &Stats) {
+        for (total, v) in self.0.iter().zip([s.rows, s.tokens, s.cut_rows, s.cut_tokens, s.padding]) {
+            total.fetch_add(v, Ordering::Relaxed);
+        }
+    }
+    #[must_use]
+    pub fn get(&self) -> Stats {
+        let [rows, tokens, cut_rows, cut_tokens, padding] = self.0.each_ref().map(|v| v.load(Ordering::Relaxed));
+        Stats { rows, tokens, cut_rows, cut_tokens, padding }
+    }
+}
+
 /// Everything that fixes a batch transform's outputs; [`Engine::new`] validates it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -53,6 +104,7 @@ pub struct Config {
     pub pack: bool,
     /// Decoder formats: add the per-token `bidirectional_mask`.
     pub bidirectional_mask: bool,
+    pub long_rows: LongRows,
 }
 
 /// How examples are grouped into output rows.
@@ -75,11 +127,43 @@ pub enum Fields {
     Int64(Vec<Field<i64>>),
 }
 
-/// One call's outputs and the fraction of their positions holding tokens.
+/// One call's outputs, the fraction of their positions holding tokens, and its counts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Output {
     pub fields: Fields,
     pub fill_rate: f64,
+    pub stats: Stats,
+}
+
+/// Rows cut to their denoiser's raw length (`long_rows="cut"`).
+struct Cut<'a, S> {
+    source: &'a S,
+    keys: &'a [u64],
+    cfg: RowConfig<'a>,
+}
+
+impl<S> Cut<'_, S> {
+    /// Example `i`'s longest usable length: its denoiser's planned raw length.
+    fn limit(&self, i: usize) -> usize {
+        let d = self.cfg.mixture.choose(self.cfg.seed, self.keys[i]);
+        self.cfg.max_raw.get(d).copied().unwrap_or(usize::MAX)
+    }
+}
+
+impl<T: Token, S: RowSource<T>> RowSource<T> for Cut<'_, S> {
+    fn len(&self) -> usize {
+        self.source.len()
+    }
+    fn row_len(&self, i: usize) -> usize {
+        self.source.row_len(i).min(self.limit(i))
+    }
+    fn row<'s>(&'s self, i: usize, scratch: &'s mut Vec<T>) -> Result<&'s [T]> {
+        let row = self.source.row(i, scratch)?;
+        Ok(&row[..row.len().min(self.limit(i))])
+    }
+    fn locate(&self, i: usize, e: Error) -> Error {
+        self.source.locate(i, e)
+    }
 }
 
 /// A validated [`Config`] with its plan: what a collator or a dataset runs.
@@ -199,14 +283,40 @@ impl Engine {
         keys: &[u64],
         bins: Bins<impl Fn(usize) -> usize + Sync>,
     ) -> Result<Output> {
-        match self.config.dtype {
-            Dtype::Int32 => {
-                self.run_as::<T, i32, S>(source, keys, bins).map(|(f, fill_rate)| Output { fields: Fields::Int32(f), fill_rate })
-            }
-            Dtype::Int64 => {
-                self.run_as::<T, i64, S>(source, keys, bins).map(|(f, fill_rate)| Output { fields: Fields::Int64(f), fill_rate })
-            }
+        if self.config.long_rows == LongRows::Error || keys.len() != source.len() {
+            return self.run_counted(source, keys, bins, Stats::default());
         }
+        let cut = Cut { source, keys, cfg: self.row_config() };
+        let mut stats = Stats::default();
+        for i in 0..source.len() {
+            let (whole, used) = (source.row_len(i), cut.row_len(i));
+            stats.cut_rows += u64::from(used < whole);
+            stats.cut_tokens += (whole - used) as u64;
+        }
+        let limits = &cut;
+        let bins: Bins<Box<dyn Fn(usize) -> usize + Sync + '_>> = match bins {
+            Bins::One => Bins::One,
+            Bins::Pack(lengths) => Bins::Pack(Box::new(move |i| lengths(i).min(limits.limit(i)))),
+            Bins::Given(b) => Bins::Given(b),
+        };
+        self.run_counted(&cut, keys, bins, stats)
+    }
+
+    fn run_counted<T: Token, S: RowSource<T>>(
+        &self,
+        source: &S,
+        keys: &[u64],
+        bins: Bins<impl Fn(usize) -> usize + Sync>,
+        mut stats: Stats,
+    ) -> Result<Output> {
+        stats.rows = keys.len() as u64;
+        stats.tokens = (0..source.len()).map(|i| source.row_len(i) as u64).sum();
+        let (fields, fill_rate, padding) = match self.config.dtype {
+            Dtype::Int32 => self.run_as::<T, i32, S>(source, keys, bins).map(|(f, fill, pad)| (Fields::Int32(f), fill, pad))?,
+            Dtype::Int64 => self.run_as::<T, i64, S>(source, keys, bins).map(|(f, fill, pad)| (Fields::Int64(f), fill, pad))?,
+        };
+        stats.padding = padding;
+        Ok(Output { fields, fill_rate, stats })
     }
 
     fn run_as<T: Token, O: OutToken, S: RowSource<T>>(
@@ -214,7 +324,7 @@ impl Engine {
         source: &S,
         keys: &[u64],
         bins: Bins<impl Fn(usize) -> usize + Sync>,
-    ) -> Result<(Vec<Field<O>>, f64)> {
+    ) -> Result<(Vec<Field<O>>, f64, u64)> {
         let cfg = self.row_config();
         let pad = O::from_i64(self.config.pad_id);
         let bins = match bins {
@@ -223,8 +333,8 @@ impl Engine {
             Bins::Given(b) => b,
         };
         let d = denoise_rows(&cfg, source, keys, &bins, self.layout, pad)?;
-        let fill = d.fill_rate();
-        Ok((format(d, self.format, pad, self.options)?, fill))
+        let (fill, (used, total)) = (d.fill_rate(), d.positions());
+        Ok((format(d, self.format, pad, self.options)?, fill, total - used))
     }
 
     /// A corpus over `tokens` whose `separator` is checked as outputs carry it (see

@@ -29,7 +29,7 @@ pub use denoise::prefix::{prefix_bounds, prefix_split};
 pub use denoise::sentinels::{Overflow, Sentinels};
 pub use denoise::spans::{Composer, Runs, SpanParams, SpanScratch, noise_mask, span_counts};
 pub use denoise::{Denoiser, Kind, Mixture, RowConfig, RowLengths, RowScratch, denoise_row, example_bounds};
-pub use engine::{Bins, Config, DatasetIndex, Dtype, Engine, Fields, KeyCounter, Output};
+pub use engine::{Bins, Config, DatasetIndex, Dtype, Engine, Fields, KeyCounter, LongRows, Output, RunningStats, Stats};
 pub use error::{Error, Result, Where};
 pub use format::{Denoised, Family, Field, Format, Layout, Options, Segment, format};
 pub use index::SampleIndex;

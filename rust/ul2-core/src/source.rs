@@ -220,6 +220,8 @@ pub trait RowSource<T>: Sync {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// Example `i`'s length.
+    fn row_len(&self, i: usize) -> usize;
     /// Example `i`'s tokens: borrowed, or gathered into `scratch` when not contiguous.
     fn row<'s>(&'s self, i: usize, scratch: &'s mut Vec<T>) -> Result<&'s [T]>;
     /// Points a row's error at what the caller passed (by default `rows[i]`).
@@ -231,6 +233,9 @@ pub trait RowSource<T>: Sync {
 impl<T: Token> RowSource<T> for Rows<'_, T> {
     fn len(&self) -> usize {
         Rows::len(self)
+    }
+    fn row_len(&self, i: usize) -> usize {
+        Rows::row_len(self, i)
     }
     fn row<'s>(&'s self, i: usize, scratch: &'s mut Vec<T>) -> Result<&'s [T]> {
         Rows::row(self, i, scratch)
@@ -248,6 +253,10 @@ pub struct Samples<'a, T> {
 impl<T: Token> RowSource<T> for Samples<'_, T> {
     fn len(&self) -> usize {
         self.ids.len()
+    }
+    fn row_len(&self, i: usize) -> usize {
+        let (start, stop) = self.index.span(self.ids[i] as usize);
+        (stop - start) as usize
     }
     fn row<'s>(&'s self, i: usize, scratch: &'s mut Vec<T>) -> Result<&'s [T]> {
         let (start, stop) = self.index.span(self.ids[i] as usize);

@@ -9,7 +9,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
-use ul2_core::{Bins, Budget, Engine, Field, Fields, KeyCounter, Line, RowSource, Rows, Token};
+use ul2_core::{Bins, Budget, Engine, Field, Fields, KeyCounter, Line, RowSource, Rows, RunningStats, Stats, Token};
 
 use crate::arrays::{self, Pick, Tokens, with_tokens};
 use crate::config;
@@ -181,9 +181,9 @@ pub fn run<'py, T: Token, S: RowSource<T>>(
     source: &S,
     keys: &[u64],
     bins: Bins<impl Fn(usize) -> usize + Sync + Send>,
-) -> PyResult<(Bound<'py, PyDict>, f64)> {
+) -> PyResult<(Bound<'py, PyDict>, f64, Stats)> {
     let out = run_detached(py_, engine.work(keys.len()), || engine.run(source, keys, bins))?;
-    Ok((to_dict(py_, out.fields)?, out.fill_rate))
+    Ok((to_dict(py_, out.fields)?, out.fill_rate, out.stats))
 }
 
 /// Keys as `u64`, each in `[0, 2**64)`; `n`, when given, is how many there must be.
@@ -217,6 +217,7 @@ pub struct PyCollator {
     next_key: KeyCounter,
     /// Fill rate of the last packed batch (`f64` bits).
     fill_rate: AtomicU64,
+    stats: RunningStats,
 }
 
 impl PyCollator {
@@ -231,7 +232,24 @@ impl PyCollator {
     #[new]
     fn new(mixture: &Bound<'_, PyAny>, sentinels: &Bound<'_, PyAny>, options: &Bound<'_, PyAny>) -> PyResult<Self> {
         let engine = py(Engine::new(config::config(mixture, sentinels, options)?))?;
-        Ok(Self { engine, next_key: KeyCounter::default(), fill_rate: AtomicU64::new(0) })
+        Ok(Self { engine, next_key: KeyCounter::default(), fill_rate: AtomicU64::new(0), stats: RunningStats::default() })
+    }
+
+    /// Counts over every call: rows, raw tokens used, rows and tokens cut, padding.
+    #[getter]
+    fn stats<'py>(&self, py_: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.stats.get();
+        let d = PyDict::new(py_);
+        for (k, v) in [
+            ("rows", s.rows),
+            ("tokens", s.tokens),
+            ("cut_rows", s.cut_rows),
+            ("cut_tokens", s.cut_tokens),
+            ("padding", s.padding),
+        ] {
+            d.set_item(k, v)?;
+        }
+        Ok(d)
     }
 
     #[getter]
@@ -285,7 +303,7 @@ impl PyCollator {
         };
         let e = &self.engine;
         let packed = e.config().pack;
-        let (out, fill) = match &batch {
+        let (out, fill, stats) = match &batch {
             Batch::Dense(t, width) => with_tokens!(t, b => {
                 let rows = b.rows()?;
                 run(py_, e, &rows, &keys, if packed { Bins::Pack(|_| *width) } else { Bins::One })?
@@ -296,6 +314,7 @@ impl PyCollator {
             }),
         };
         self.fill_rate.store(fill.to_bits(), Ordering::Relaxed);
+        self.stats.add(&stats);
         Ok(out)
     }
 }

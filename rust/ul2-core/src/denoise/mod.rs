@@ -128,7 +128,9 @@ impl RowConfig<'_> {
                 length,
                 budget: "raw_length",
                 limit,
-                fix: format!("that is the planned raw length of mixture[{index}] (ul2.plan); split longer rows"),
+                fix: format!(
+                    "that is the planned raw length of mixture[{index}] (ul2.plan); split longer rows, or pass long_rows='cut'"
+                ),
             }),
             _ => Ok(()),
         }

@@ -105,12 +105,18 @@ impl<O> Denoised<O> {
         &self.segments[self.row_starts[r]..self.row_starts[r + 1]]
     }
 
+    /// Output positions holding tokens, and all of them (the rest is padding).
+    #[must_use]
+    pub fn positions(&self) -> (u64, u64) {
+        let used: u64 = self.segments.iter().map(|s| u64::from(s.inputs) + u64::from(s.targets)).sum();
+        (used, (self.rows * (self.widths.0 + self.widths.1)) as u64)
+    }
+
     /// Fraction of output positions holding tokens (not padding).
     #[must_use]
     pub fn fill_rate(&self) -> f64 {
-        let used: u64 = self.segments.iter().map(|s| u64::from(s.inputs) + u64::from(s.targets)).sum();
-        let total = (self.rows * (self.widths.0 + self.widths.1)) as f64;
-        if total == 0.0 { 0.0 } else { used as f64 / total }
+        let (used, total) = self.positions();
+        if total == 0 { 0.0 } else { used as f64 / total as f64 }
     }
 }
 
