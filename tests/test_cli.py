@@ -7,11 +7,13 @@ from __future__ import annotations
 import ast
 import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
 import types
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -650,9 +652,13 @@ def finished_shards(out: Path) -> int:
     return len(manifest["shards"]) + lines
 
 
-def interrupt_after(args: list[str], out: Path, shards: int, sig: int) -> tuple[int, str]:
-    """Run ``ul2 prepare ARGS --out OUT`` in a subprocess and send ``sig`` once ``shards`` shards
-    are finished: (exit status, stderr)."""
+def interrupt_when(
+    args: list[str], out: Path, ready: Callable[[Path], bool], sig: int
+) -> tuple[int, str] | None:
+    """Run ``ul2 prepare ARGS --out OUT`` in a subprocess and send it ``sig`` once ``ready(OUT)``:
+    (exit status, stderr), or None if the run ended first. The child is stopped (SIGSTOP) when
+    ``ready`` is seen and ``sig`` arrives as it goes on (SIGCONT), so that ``sig`` lands at that
+    moment of the run, however fast the run and however late this process polls."""
     with subprocess.Popen(
         [sys.executable, "-m", "ul2", "prepare", *args, "--out", str(out)],
         stdout=subprocess.DEVNULL,
@@ -660,11 +666,29 @@ def interrupt_after(args: list[str], out: Path, shards: int, sig: int) -> tuple[
         text=True,
     ) as proc:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and proc.poll() is None and finished_shards(out) < shards:
-            time.sleep(0.002)
+        while time.monotonic() < deadline and proc.poll() is None and not ready(out):
+            time.sleep(0.001)
+        proc.send_signal(signal.SIGSTOP)
+        if proc.poll() is not None:  # ended before it could be stopped
+            proc.communicate(timeout=30)
+            return None
         proc.send_signal(sig)
+        proc.send_signal(signal.SIGCONT)
         _, err = proc.communicate(timeout=30)
     return proc.returncode, err
+
+
+def interrupt_after(args: list[str], out: Path, shards: int, sig: int) -> tuple[int, str]:
+    """``interrupt_when`` ``shards`` shards are finished. A fresh run (no OUT yet) that ends first
+    (a fast machine, a starved test process) is started again, up to three times."""
+    fresh = not out.exists()
+    for _ in range(3 if fresh else 1):
+        got = interrupt_when(args, out, lambda o: finished_shards(o) >= shards, sig)
+        if got is not None:
+            return got
+        if fresh:
+            shutil.rmtree(out)
+    raise AssertionError(f"ul2 prepare ended before {shards} shards could be interrupted")
 
 
 def test_prepare_interrupted_killed_and_resumed_is_byte_identical(
@@ -694,6 +718,109 @@ def test_prepare_interrupted_killed_and_resumed_is_byte_identical(
     assert files == sorted(p.relative_to(parts) for p in parts.rglob("*.npy"))
     for f in files:
         assert (whole / f).read_bytes() == (parts / f).read_bytes(), f
+
+
+PREPARE_MOMENTS: dict[str, Callable[[Path], bool]] = {
+    # Tokenized and fingerprinted, the folder just made for the lock: no manifest yet, or just one.
+    "folder made": lambda out: out.exists(),
+    "manifest written": lambda out: (out / "manifest.json").exists(),
+    "1 shard": lambda out: finished_shards(out) >= 1,
+    "10 shards": lambda out: finished_shards(out) >= 10,
+    "20 shards": lambda out: finished_shards(out) >= 20,
+}
+
+
+def test_prepare_ctrl_c_at_any_moment_is_130_and_resumes(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, corpus: dict[str, Any]
+) -> None:
+    # The CI failure: a Ctrl-C that landed in numpy's ndarray.tofile became a TypeError, exit 1.
+    args = [*corpus["paths"], "--preset", "t5", "--inputs-length", "48", "--shard-size", "1", "-q"]
+    whole = tmp_path / "whole"
+    assert run(capsys, "prepare", *args, "--out", whole)[0] == 0
+    want = {p.relative_to(whole): p.read_bytes() for p in whole.rglob("*.npy")}
+    for i, (moment, ready) in enumerate(PREPARE_MOMENTS.items()):
+        out = tmp_path / f"run{i}"
+        got = interrupt_when(args, out, ready, signal.SIGINT)
+        assert got is not None, f"{moment}: the run ended before it could be interrupted"
+        code, err = got
+        line = one_line_error(err)
+        assert code == 130 and line.startswith("ul2: error: interrupted"), (moment, code, err)
+        if (out / "manifest.json").exists():
+            assert "run the same command again to resume" in line, (moment, line)
+            assert not json.loads((out / "manifest.json").read_text())["complete"], moment
+        else:
+            assert line == f"ul2: error: interrupted before any shard was written to {out}", moment
+        assert run(capsys, "prepare", *args, "--out", out)[0] == 0, moment
+        assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*.npy")} == want, moment
+
+
+def interrupt_in(monkeypatch: pytest.MonkeyPatch, module: Any, name: str, then: Any = None) -> None:
+    """Make ``module.name`` press Ctrl-C (a real SIGINT to this process) when called; ``then``
+    (an exception) stands for a library that turns the KeyboardInterrupt into another error."""
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+    def pressed(*args: Any, **kwargs: Any) -> Any:
+        try:
+            signal.raise_signal(signal.SIGINT)
+            time.sleep(0.01)  # the handler runs here, at the latest
+        except KeyboardInterrupt:
+            if then is None:
+                raise
+            raise then from None
+        raise AssertionError("SIGINT raised no KeyboardInterrupt")
+
+    monkeypatch.setattr(module, name, pressed)
+
+
+def test_prepare_interrupted_while_tokenizing_says_so(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    corpus: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ul2.cli import prepare as command
+
+    out = tmp_path / "o"
+    args = ["prepare", *corpus["paths"], "--preset", "t5", "--inputs-length", "48", "--out", out, "-q"]
+    with monkeypatch.context() as m:
+        interrupt_in(m, command, "load")
+        code, _, err = run(capsys, *args)
+    assert (
+        code == 130
+        and one_line_error(err) == f"ul2: error: interrupted before any shard was written to {out}"
+    )
+    assert not out.exists() and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert run(capsys, *args, "--max-shards", "1")[0] == 0
+    with monkeypatch.context() as m:  # a resumed run, interrupted before it resumes
+        interrupt_in(m, command, "load")
+        code, _, err = run(capsys, *args)
+    assert code == 130 and "run the same command again to resume" in one_line_error(err)
+
+
+def test_a_ctrl_c_that_a_library_turns_into_another_error_is_still_130(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    corpus: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What numpy 2.4's ndarray.tofile did to a Ctrl-C that arrived in its os.PathLike check.
+    import ul2.prepare
+
+    out = tmp_path / "o"
+    args = ["prepare", *corpus["paths"], "--preset", "t5", "--inputs-length", "48", "--shard-size", "10"]
+    swallowed = TypeError("expected str, bytes or os.PathLike object, not BufferedWriter")
+    interrupt_in(monkeypatch, ul2.prepare, "write_shard", then=swallowed)
+    code, _, err = run(capsys, *args, "--out", out, "-q")
+    assert code == 130 and "run the same command again to resume" in one_line_error(err)
+    monkeypatch.undo()
+    # Without a Ctrl-C, the same error is an error (exit status 1), and an EOFError is not a Ctrl-C
+    # (click turns both KeyboardInterrupt and EOFError into Abort).
+    monkeypatch.setattr(ul2.prepare, "write_shard", lambda *a, **k: (_ for _ in ()).throw(swallowed))
+    code, _, err = run(capsys, *args, "--out", out, "-q")
+    assert code == 1 and one_line_error(err) == f"ul2: error: {swallowed}"
+    monkeypatch.setattr(ul2.prepare, "write_shard", lambda *a, **k: (_ for _ in ()).throw(EOFError("cut")))
+    code, _, err = run(capsys, *args, "--out", out, "-q")
+    assert code == 1 and one_line_error(err).startswith("ul2: error: EOFError: cut")
 
 
 def test_prepare_refuses_a_different_job(
@@ -1047,7 +1174,7 @@ def test_unreadable_inputs_name_the_file_line_and_reason(
 
 def test_a_failed_shard_write_names_the_shard(tmp_path: Path) -> None:
     # A real short write: the child may write files of at most 20 kB (RLIMIT_FSIZE), the first shard
-    # needs 64 kB. numpy alone says only "64000 requested and ... written".
+    # needs 64 kB. The line names the shard and the system's reason (EFBIG here).
     import resource
 
     def limit() -> None:
@@ -1066,7 +1193,7 @@ def test_a_failed_shard_write_names_the_shard(tmp_path: Path) -> None:
     )
     line = one_line_error(done.stderr)
     assert done.returncode == 1
-    assert f"{out / 'shard-00000'}: writing the shard failed (64000 requested and" in line and "disk" in line
+    assert f"{out / 'shard-00000'}: writing the shard failed (File too large)" in line and "disk" in line
     assert not list(out.glob(".tmp-*"))  # the partial shard is cleaned up
 
 

@@ -242,3 +242,41 @@ def test_the_manifest_budget_rebuilds_the_same_dataset(tmp_path: Path) -> None:
     )
     assert rebuilt.raw_lengths == ds.raw_lengths
     assert cfg["targets_width"] == ds.targets_length == rebuilt.targets_length
+
+
+def test_ctrl_c_while_a_shard_is_written_stays_a_keyboard_interrupt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A Ctrl-C is raised at the first Python frame after it arrives; in ndarray.tofile that frame is
+    # its isinstance(file, os.PathLike) check, and numpy 2.4 made the KeyboardInterrupt a TypeError
+    # ("expected str, bytes or os.PathLike object, not BufferedWriter"). Here every such check
+    # during a shard write raises, as a Ctrl-C there would: the write ends with a KeyboardInterrupt
+    # or is not interrupted, never with another error.
+    import abc
+    import os
+
+    from ul2.prepare import write_shard
+
+    check = abc.ABCMeta.__instancecheck__
+
+    def interrupted(cls: abc.ABCMeta, instance: object) -> bool:
+        if cls is os.PathLike:
+            raise KeyboardInterrupt
+        return check(cls, instance)
+
+    ds = dataset(stream())
+    monkeypatch.setattr(abc.ABCMeta, "__instancecheck__", interrupted)
+    try:
+        entry = write_shard(ds, tmp_path, 0, 0, 8)
+    except KeyboardInterrupt:
+        monkeypatch.undo()
+        assert not list(tmp_path.iterdir())  # the partial shard is removed
+        entry = write_shard(ds, tmp_path, 0, 0, 8)
+    monkeypatch.undo()
+    # The files hold np.save's bytes.
+    for name, size in entry["files"].items():
+        saved = tmp_path / "np.save.npy"
+        np.save(saved, ds.batch(np.arange(8))[name.removesuffix(".npy")], allow_pickle=False)
+        assert (
+            tmp_path / "shard-00000" / name
+        ).read_bytes() == saved.read_bytes() and size == saved.stat().st_size

@@ -270,8 +270,14 @@ def _first_difference(a: Any, b: Any, where: str = "") -> str | None:
 
 
 def _save_npy(out: dict[str, npt.NDArray[Any]], folder: Path) -> None:
+    """One ``.npy`` per feature: ``np.save``'s bytes (the version 1.0 header, then the data), not
+    through ``ndarray.tofile``, which turns a Ctrl-C that arrives in its ``os.PathLike`` check
+    into a TypeError (numpy 2.4); ``write`` lets the KeyboardInterrupt through."""
     for name, array in out.items():
-        np.save(folder / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
+        a = np.ascontiguousarray(array)
+        with (folder / f"{name}.npy").open("wb") as f:
+            np.lib.format.write_array_header_1_0(f, np.lib.format.header_data_from_array_1_0(a))
+            f.write(a.data)
 
 
 def _save_parquet(out: dict[str, npt.NDArray[Any]], path: Path, rows: int) -> None:

@@ -9,9 +9,9 @@ from typing import Any
 
 import click
 
-from ..prepare import Manifest, ShardEntry, check_folder, prepare
+from ..prepare import MANIFEST, Manifest, ShardEntry, check_folder, prepare
 from . import options
-from .errors import CLIError
+from .errors import CLIError, interrupted
 from .render import console
 from .setup import Options, budget_text, corpus_line, load, setup
 
@@ -88,6 +88,28 @@ def command(o: Options, **kw: Any) -> None:
 
 
 def run(o: Options, p: PrepareOptions) -> None:
+    """The command. Ctrl-C at any moment of it ends with ``interrupted_error``'s line."""
+    try:
+        _run(o, p)
+    except BaseException as e:
+        if not isinstance(e, SystemExit) and interrupted(e):
+            raise interrupted_error(Path(p.out)) from None
+        raise
+
+
+def interrupted_error(out: Path) -> CLIError:
+    """What an interrupted ``ul2 prepare`` says (exit status 130): how to resume once ``out`` holds
+    a manifest (written before the first shard), else that nothing was written."""
+    if (out / MANIFEST).is_file():
+        return CLIError(
+            f"interrupted; the finished shards are recorded in {out / MANIFEST}: run the same "
+            "command again to resume",
+            130,
+        )
+    return CLIError(f"interrupted before any shard was written to {out}", 130)
+
+
+def _run(o: Options, p: PrepareOptions) -> None:
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -145,8 +167,8 @@ def run(o: Options, p: PrepareOptions) -> None:
     state: dict[str, Any] = {"task": None, "tokens": 0, "start": time.perf_counter(), "resumed": 0}
 
     def on_start(manifest: Manifest) -> None:
+        state["started"] = True  # first: a Ctrl-C during start() still stops the display
         progress.start()
-        state["started"] = True
         state["resumed"] = manifest["counts"]["shards"]
         state["start"] = time.perf_counter()
         state["task"] = progress.add_task(
@@ -172,12 +194,6 @@ def run(o: Options, p: PrepareOptions) -> None:
             progress=on_shard,
             on_start=on_start,
         )
-    except KeyboardInterrupt:
-        raise CLIError(
-            f"interrupted; the finished shards are recorded in {p.out}/manifest.json: run the same "
-            "command again to resume",
-            130,
-        ) from None
     finally:
         if state.get("started"):
             progress.stop()
