@@ -30,9 +30,6 @@ from .laws import LAWS, composition_pmf, prefix_bounds
 from .measure import DenoiserStats, MixtureStats, StatRow, measure, synthetic_tokens
 from .plot import plot
 
-# tests/test_stats.py's name for it (checked against SciPy), until that file reads gammaincc.
-_gammaincc = gammaincc
-
 __all__ = [
     "LAWS",
     "MIN_EXPECTED",
