@@ -31,6 +31,7 @@ import report
 import ul2
 from baselines.numpy_collator import IGNORE_INDEX, random_spans_noise_mask, t5_counts
 from report import EOS_ID, PAD_ID, Workload
+from ul2.testing import check_example
 
 GROUPS = {
     "t5": "t5: 256 rows x 568 tokens",
@@ -48,26 +49,6 @@ def workload(request: pytest.FixtureRequest) -> Workload:
 def _all_threads_afterwards() -> Iterator[None]:
     yield
     ul2.set_num_threads(None)
-
-
-def reconstruct(inputs: npt.NDArray[Any], targets: npt.NDArray[Any], floor: int, vocab_size: int) -> Any:
-    """The row behind span-corrupted ``inputs``/``targets`` (EOS removed), checking T5's
-    sentinel layout: the k-th sentinel is ``vocab_size - 1 - k`` and sits in the same order in
-    both, the targets start with a sentinel and have at most one extra trailing sentinel."""
-    s_in, s_tg = np.flatnonzero(inputs >= floor), np.flatnonzero(targets >= floor)
-    n = len(s_in)
-    ids = vocab_size - 1 - np.arange(n)
-    assert np.array_equal(inputs[s_in], ids)
-    assert len(s_tg) in (n, n + 1) and s_tg[0] == 0
-    assert np.array_equal(targets[s_tg[:n]], ids)
-    if len(s_tg) == n + 1:
-        assert s_tg[-1] == len(targets) - 1 and targets[-1] == vocab_size - 1 - n
-    clean, noise = np.split(inputs, s_in), np.split(targets, s_tg)
-    pieces = [clean[0]]
-    for k in range(n):
-        assert len(noise[k + 1]) >= 2, "a noise span is empty"
-        pieces += [noise[k + 1][1:], clean[k + 1][1:]]
-    return np.concatenate(pieces)
 
 
 def check_collated(w: Workload, out: dict[str, npt.NDArray[Any]]) -> None:
@@ -88,6 +69,8 @@ def check_collated(w: Workload, out: dict[str, npt.NDArray[Any]]) -> None:
     assert (out["decoder_input_ids"][:, 0] == PAD_ID).all()
     assert np.array_equal(out["decoder_input_ids"][:, 1:], shifted)
     floor, vocab = w.sentinel_floor, w.vocab_size
+    ids = np.asarray(w.sentinels.ids)
+    assert np.array_equal(ids, vocab - 1 - np.arange(len(ids)))  # T5's layout: the k-th is vocab - 1 - k
     for i in range(b):
         row, planned = w.rows[i], w.plan[int(w.choices[i])]
         x, y = inp[i, : li[i] - 1], lab[i, : lt[i] - 1]
@@ -98,7 +81,13 @@ def check_collated(w: Workload, out: dict[str, npt.NDArray[Any]]) -> None:
             assert len(row) == planned.raw_length
             assert (li[i], lt[i]) == (planned.inputs_length, planned.targets_length), i
             assert np.count_nonzero(x >= floor) == planned.spans
-            assert np.array_equal(reconstruct(x, y, floor, vocab), row), i
+            # Sentinels in order in both, at most one more (trailing) in the targets, the round trip
+            # gives the row back, the exact noise count; and no noise span is empty.
+            check_example(
+                row, inp[i, : li[i]], lab[i, : lt[i]], planned.denoiser, sentinels=w.sentinels, eos_id=EOS_ID
+            )
+            starts = np.append(np.flatnonzero(y >= floor), len(y))
+            assert (np.diff(starts)[: planned.spans] >= 2).all(), f"row {i}: a noise span is empty"
 
 
 def _bench(benchmark: Any, w: Workload, fn: Any) -> Any:
@@ -130,8 +119,11 @@ def test_memcpy(benchmark: Any, workload: Workload) -> None:
 
 # The baseline itself: it must do the same work as ul2, or the ratios mean nothing.
 
-MIXTURE_PARAMS = [(d.mean_span_length, d.noise_density) for d in ul2.presets.ul2().denoisers
-                  if isinstance(d, ul2.SpanCorruption)]
+MIXTURE_PARAMS = [
+    (d.mean_span_length, d.noise_density)
+    for d in ul2.presets.ul2().denoisers
+    if isinstance(d, ul2.SpanCorruption)
+]
 
 
 def test_baseline_counts_are_t5s() -> None:
@@ -166,6 +158,7 @@ def test_baseline_counting_methods_agree() -> None:
 
 def test_baseline_shapes_and_lengths_match_ul2(workload: Workload) -> None:
     ours, theirs = workload.run_ul2(), workload.run_numpy()
+
     def layout(out: dict[str, npt.NDArray[Any]]) -> dict[str, Any]:
         return {k: (v.shape, v.dtype) for k, v in out.items()}
 
