@@ -21,8 +21,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use ul2_core::rng::{Purpose, Stream};
 use ul2_core::{
-    Budget, Composer, Config, Corpus, Denoised, Denoiser, Documents, Dtype, Engine, Format, Kind, LongRows, Mixture, Options,
-    Overflow, RowConfig, RowScratch, Rows, Runs, SampleIndex, Sentinels, SpanParams, SpanScratch, applied_lengths, apply_runs,
+    Budget, Composer, Config, Corpus, Denoised, Denoiser, Documents, Engine, Format, Kind, LongRows, Mixture, Options, Overflow,
+    RowConfig, RowScratch, Rows, Runs, SampleIndex, Sentinels, SpanParams, SpanScratch, applied_lengths, apply_runs,
     denoise_batch, denoise_row, pack_bins, plan_span_corruption,
 };
 
@@ -59,20 +59,8 @@ fn ul2_mixture() -> Mixture {
 /// The engine for `mixture`, `sentinels` and `budget` (EOS 1, pad 0, int32): its plan and
 /// row widths are the workload's.
 fn engine(mixture: Mixture, sentinels: Sentinels, budget: Budget) -> Engine {
-    Engine::new(Config {
-        mixture,
-        sentinels,
-        budget,
-        eos_id: Some(1),
-        pad_id: 0,
-        format: None,
-        seed: SEED,
-        dtype: Dtype::Int32,
-        pack: false,
-        bidirectional_mask: false,
-        long_rows: LongRows::Error,
-    })
-    .expect("a valid configuration")
+    Engine::new(Config { seed: SEED, long_rows: LongRows::Error, ..Config::new(mixture, sentinels, budget) })
+        .expect("a valid configuration")
 }
 
 /// T5 at `inputs_length = 512`: `(engine, raw length, (noise, spans))`.

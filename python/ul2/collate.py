@@ -27,7 +27,8 @@ class Options(TypedDict, total=False):
     - ``format``: ``"hf"`` or ``"seqio"`` (encoder-decoder), ``"decoder"`` or
       ``"seqio_decoder"`` (decoder-only); default ``"hf"``, or ``"decoder"`` for a
       ``sequence_length`` budget.
-    - ``seed``: every draw of example ``k`` comes from ``(seed, k)``; default 0.
+    - ``seed``, ``epoch``: every draw of example ``k`` comes from ``(seed, epoch, k)``; both
+      default to 0, and epoch 0 gives exactly the draws of ``seed`` alone.
     - ``dtype``: ``numpy.int32`` (default) or ``numpy.int64`` outputs.
     - ``pack``: pack consecutive examples into each output row; default ``False``.
     - ``bidirectional_mask``: decoder formats add the per-token mask; default ``False``.
@@ -43,6 +44,7 @@ class Options(TypedDict, total=False):
     pad_id: int
     format: str | None
     seed: int
+    epoch: int
     dtype: npt.DTypeLike
     pack: bool
     bidirectional_mask: bool
@@ -57,6 +59,7 @@ DEFAULTS: Options = {
     "pad_id": 0,
     "format": None,
     "seed": 0,
+    "epoch": 0,
     "dtype": np.int32,
     "pack": False,
     "bidirectional_mask": False,
@@ -134,6 +137,7 @@ class Collator:
         self.options = options(given, "Collator")
         self._core = native(self.mixture, sentinels, self.options)
         self._warned_cut = False
+        self._earlier: dict[str, int] = {}
         self.seed: int = self.options["seed"]
         self.dtype = np.dtype(dtype_name(self.options["dtype"]))
         self.eos_id: int | None = self.options["eos_id"]
@@ -148,7 +152,7 @@ class Collator:
         out = self._core(rows, keys)
         if not self._warned_cut and self._core.stats["cut_tokens"]:
             self._warned_cut = True
-            s = self._core.stats
+            s = self.stats
             warnings.warn(
                 f"ul2.Collator: {s['cut_tokens']} tokens of {s['cut_rows']} rows longer than their "
                 "denoiser's raw length were cut (long_rows='cut'; counted in collator.stats). To use "
@@ -159,10 +163,24 @@ class Collator:
         return out
 
     @property
+    def epoch(self) -> int:
+        return self.options["epoch"]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draws fresh noise (and denoisers) for every key from now on, as ``epoch=`` would;
+        the running key counter and the counts go on."""
+        options: Options = {**self.options, "epoch": epoch}
+        core = native(self.mixture, self.sentinels, options)
+        core._set_next_key(self.next_key)
+        self._earlier = self.stats
+        self.options, self._core = options, core
+
+    @property
     def stats(self) -> dict[str, int]:
         """Counts over every call: ``rows``, raw ``tokens`` used, ``cut_rows`` and
         ``cut_tokens`` (tokens past a denoiser's raw length), output ``padding`` positions."""
-        return self._core.stats
+        now = self._core.stats
+        return {k: v + self._earlier.get(k, 0) for k, v in now.items()}
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Rebuilt from its arguments; the running key counter travels along so a restored

@@ -113,6 +113,19 @@ class DenoisingDataset:
     def __len__(self) -> int:
         return len(self._core)
 
+    @property
+    def epoch(self) -> int:
+        return self.options["epoch"]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Every draw from now on is epoch ``epoch``'s, as ``epoch=`` would give (call it before
+        each epoch, as with ``DistributedSampler``). The denoiser of each sample is drawn anew,
+        so the samples' boundaries, and their number, change with the epoch."""
+        options: Options = {**self.options, "epoch": epoch}
+        engine = native(self.mixture, self.sentinels, options)
+        self._core = _ul2._Dataset(self.tokens, engine, self.doc_offsets, self.documents, self.separator_id)
+        self.options = options
+
     def __reduce__(self) -> tuple[Any, ...]:
         # Rebuilt from its arguments in the new process (the index is recomputed, and is the same).
         # A memmap (or a view of one) travels by its file name and place in it: it costs nothing.

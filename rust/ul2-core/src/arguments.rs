@@ -126,6 +126,7 @@ impl Config {
             pad_id: required(a, a.int("pad_id")?, "pad_id", "an int")?,
             format: a.text("format")?.map(|f| Format::parse(&f)).transpose()?,
             seed: required(a, a.seed("seed")?, "seed", "an int")?,
+            epoch: required(a, a.seed("epoch")?, "epoch", "an int")?,
             dtype: Dtype::parse(&required(a, a.text("dtype")?, "dtype", "numpy.int32 or numpy.int64")?)?,
             pack: required(a, a.flag("pack")?, "pack", "True or False")?,
             bidirectional_mask: required(a, a.flag("bidirectional_mask")?, "bidirectional_mask", "True or False")?,

@@ -99,12 +99,37 @@ pub struct Config {
     /// `None`: `hf` for an encoder-decoder budget, `decoder` for a decoder-only one.
     pub format: Option<Format>,
     pub seed: u64,
+    /// Every draw is a function of `(seed, epoch, k, purpose)`; epoch 0 is the seed's own.
+    pub epoch: u64,
     pub dtype: Dtype,
     /// Pack consecutive examples into each output row.
     pub pack: bool,
     /// Decoder formats: add the per-token `bidirectional_mask`.
     pub bidirectional_mask: bool,
     pub long_rows: LongRows,
+}
+
+impl Config {
+    /// `mixture`, `sentinels` and `budget` with the other options at their defaults, as the
+    /// Python API has them: EOS 1, padding 0, the budget's default format, seed 0, epoch 0,
+    /// int32, unpacked, long rows cut.
+    #[must_use]
+    pub fn new(mixture: Mixture, sentinels: Sentinels, budget: Budget) -> Self {
+        Self {
+            mixture,
+            sentinels,
+            budget,
+            eos_id: Some(1),
+            pad_id: 0,
+            format: None,
+            seed: 0,
+            epoch: 0,
+            dtype: Dtype::Int32,
+            pack: false,
+            bidirectional_mask: false,
+            long_rows: LongRows::Cut,
+        }
+    }
 }
 
 /// How examples are grouped into output rows.
@@ -263,10 +288,22 @@ impl Engine {
         }
     }
 
+    /// The seed of this epoch's draws ([`crate::rng::epoch_seed`]).
+    #[must_use]
+    pub fn seed(&self) -> u64 {
+        crate::rng::epoch_seed(self.config.seed, self.config.epoch)
+    }
+
     #[must_use]
     pub fn row_config(&self) -> RowConfig<'_> {
         let c = &self.config;
-        RowConfig { max_raw: &self.raw_lengths, mixture: &c.mixture, sentinels: &c.sentinels, eos_id: c.eos_id, seed: c.seed }
+        RowConfig {
+            max_raw: &self.raw_lengths,
+            mixture: &c.mixture,
+            sentinels: &c.sentinels,
+            eos_id: c.eos_id,
+            seed: self.seed(),
+        }
     }
 
     /// Upper bound of the tokens a call over `examples` writes (packed rows hold several).
@@ -354,7 +391,7 @@ impl Engine {
     /// The sample index of `corpus` (and its pack index, when packing), checked so that
     /// every sample can be denoised.
     pub fn index<T: Token>(&self, corpus: &Corpus<'_, T>, documents: Documents) -> Result<DatasetIndex> {
-        let index = SampleIndex::build(corpus, &self.config.mixture, &self.raw_lengths, documents, self.config.seed)?;
+        let index = SampleIndex::build(corpus, &self.config.mixture, &self.raw_lengths, documents, self.seed())?;
         if !self.options.packed {
             if documents == Documents::Respect {
                 // Documents' short last samples may not fit their denoiser (e.g. fewer

@@ -1,4 +1,5 @@
-//! Keyed randomness: every draw for example `k` is a pure function of `(seed, k, purpose)`.
+//! Keyed randomness: every draw for example `k` is a pure function of `(seed, k, purpose)`,
+//! and of the epoch through [`epoch_seed`].
 //!
 //! # Algorithm (part of ul2's output format; pinned by golden vectors in `tests/data/`)
 //!
@@ -51,6 +52,14 @@ const fn mix(mut z: u64) -> u64 {
 #[inline]
 fn key_hash(seed: u64, key: u64, purpose: Purpose) -> u64 {
     mix(mix(mix(seed ^ 0x5851_f42d_4c95_7f2d) ^ key) ^ purpose as u64)
+}
+
+/// The seed of epoch `epoch`'s draws: `seed` itself for epoch 0 (so pinned outputs never
+/// change), else `mix(mix(seed ^ 0x2545f4914f6cdd1d) ^ epoch)`, whose draws are as independent
+/// of every other epoch's as two seeds' are.
+#[must_use]
+pub const fn epoch_seed(seed: u64, epoch: u64) -> u64 {
+    if epoch == 0 { seed } else { mix(mix(seed ^ 0x2545_f491_4f6c_dd1d) ^ epoch) }
 }
 
 /// State word `i` of the generator keyed by `h` (SplitMix64's expansion).
@@ -120,6 +129,17 @@ impl Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn epoch_0_is_the_seed_and_other_epochs_are_distinct_seeds() {
+        let mut seen = std::collections::HashSet::new();
+        for seed in [0, 1, 7, u64::MAX] {
+            assert_eq!(epoch_seed(seed, 0), seed);
+            for epoch in 0..10_000 {
+                assert!(seen.insert(epoch_seed(seed, epoch)), "seed {seed} epoch {epoch} repeats a seed");
+            }
+        }
+    }
 
     #[test]
     fn below_stays_in_range_and_hits_every_value() {

@@ -1,8 +1,8 @@
 //! SPEC §5 / §8.4 / §8.6: next-fit packing, packed rows, and the formats' arrays.
 
 use ul2_core::{
-    Bins, Config, Denoised, Dtype, Engine, Error, Family, Fields, Format, Kind, Layout, LongRows, Mixture, Options, OutToken,
-    RowConfig, Rows, Segment, denoise_row, denoise_rows, example_bounds, format, pack_bins,
+    Bins, Config, Denoised, Engine, Error, Family, Fields, Format, Kind, Layout, LongRows, Mixture, Options, OutToken, RowConfig,
+    Rows, Segment, denoise_row, denoise_rows, example_bounds, format, pack_bins,
 };
 
 use super::{EOS, MAX_ROW, not_internal};
@@ -26,18 +26,15 @@ pub fn packing(c: &PackCase) {
         (true, true) => Format::SeqioDecoder,
     };
     let config = Config {
-        mixture,
-        sentinels: c.sentinels.clone(),
-        budget: c.budget,
         eos_id: c.eos.then_some(EOS),
         pad_id: i64::from(c.pad),
         format: Some(fmt),
         seed: c.seed,
-        dtype: Dtype::Int32,
         pack: true,
         bidirectional_mask: c.bidirectional_mask,
         // Rows past their raw length are refused, as pack_bins refuses them.
         long_rows: LongRows::Error,
+        ..Config::new(mixture, c.sentinels.clone(), c.budget)
     };
     let engine = match Engine::new(config) {
         Ok(e) => e,

@@ -1,8 +1,8 @@
 //! SPEC §8.4: planned lengths are produced lengths, within the budget, and maximal.
 
 use ul2_core::{
-    Budget, Config, Denoiser, Dtype, Engine, Kind, LongRows, Mixture, Overflow, PlanRow, RowConfig, Rows, Sentinels,
-    denoise_rows, example_bounds, plan_denoiser,
+    Budget, Config, Denoiser, Engine, Kind, LongRows, Mixture, Overflow, PlanRow, RowConfig, Rows, Sentinels, denoise_rows,
+    example_bounds, plan_denoiser,
 };
 
 use super::{EOS, MAX_ROW, not_internal, run_row};
@@ -22,18 +22,11 @@ pub fn planner(c: &PlanCase) {
     let eos_id = c.eos.then_some(EOS);
     let mixture = Mixture::new(vec![(d.clone(), 1.0)]).expect("one denoiser");
     let config = Config {
-        mixture,
-        sentinels: c.sentinels.clone(),
-        budget: c.budget,
         eos_id,
-        pad_id: 0,
-        format: None,
         seed: c.seed,
-        dtype: Dtype::Int32,
-        pack: false,
-        bidirectional_mask: false,
         // Rows past their raw length are refused, as pack_bins refuses them.
         long_rows: LongRows::Error,
+        ..Config::new(mixture, c.sentinels.clone(), c.budget)
     };
     let (plan, engine) = match (plan_denoiser(d, c.budget, c.eos, &c.sentinels), Engine::new(config)) {
         (Ok(plan), Ok(engine)) => (plan, engine),
