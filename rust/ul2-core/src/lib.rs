@@ -21,6 +21,7 @@ pub mod pack;
 pub mod plan;
 pub mod rng;
 pub mod source;
+pub mod stream;
 
 pub use arguments::Arguments;
 pub use batch::{denoise_batch, denoise_rows};
@@ -33,9 +34,10 @@ pub use engine::{Bins, Config, DatasetIndex, Dtype, Engine, Fields, KeyCounter, 
 pub use error::{Error, Result, Where};
 pub use format::{Denoised, Family, Field, Format, Layout, Options, Segment, format};
 pub use index::SampleIndex;
-pub use pack::{pack, pack_bins};
+pub use pack::{NextFit, pack, pack_bins};
 pub use plan::{Budget, PlanRow, plan_denoiser, plan_span_corruption};
 pub use source::{Corpus, Documents, Line, RowSource, Rows, Samples, Strided, finish_offsets};
+pub use stream::{Resume, Stream, StreamCounts};
 
 /// An input token type (what NumPy arrays may hold: int32, int64, uint16, uint32).
 pub trait Token: Copy + Ord + Send + Sync + 'static {

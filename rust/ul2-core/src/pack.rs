@@ -32,18 +32,57 @@ pub fn pack(
         .enumerate()
         .map(|(i, &k)| example_bounds(cfg, lengths(i), k).map_err(|e| (i, e.at_row(i))))
         .collect::<Vec<_>>();
-    let (w0, w1) = layout.widths;
+    let mut fit = NextFit::new(layout);
     let mut bins = vec![0];
-    let (mut a, mut b) = (0usize, 0usize);
-    let mut used = 0u64;
     for (i, bound) in bounds.into_iter().enumerate() {
         let (_, li, lt) = bound.map_err(|(_, e)| e)?;
-        let (need_a, need_b) = match layout.family {
+        if fit.place(i, li, lt)? {
+            bins.push(i);
+        }
+    }
+    if !keys.is_empty() {
+        bins.push(keys.len());
+    }
+    let used = fit.used;
+    Ok((bins, used))
+}
+
+/// The next-fit rule one example at a time: what [`pack`] runs over a whole batch and a
+/// stream ([`crate::stream`]) runs as its samples arrive, so both close rows at the same
+/// examples.
+#[derive(Debug, Clone, Copy)]
+pub struct NextFit {
+    layout: Layout,
+    /// Positions the open row's examples take (encoder or sequence, decoder).
+    open: (usize, usize),
+    /// Examples in the open row.
+    examples: usize,
+    /// Positions every placed example takes.
+    pub used: u64,
+}
+
+impl NextFit {
+    #[must_use]
+    pub const fn new(layout: Layout) -> Self {
+        Self { layout, open: (0, 0), examples: 0, used: 0 }
+    }
+
+    /// Examples in the open row.
+    #[must_use]
+    pub const fn open_examples(&self) -> usize {
+        self.examples
+    }
+
+    /// Places example `i` (its bounded inputs and targets lengths `li`, `lt`; `i` names it in
+    /// an error). `true`: it starts a new row, closing the open one.
+    pub fn place(&mut self, i: usize, li: usize, lt: usize) -> Result<bool> {
+        let (w0, w1) = self.layout.widths;
+        let (need_a, need_b) = match self.layout.family {
             Family::EncoderDecoder => (li, lt),
             Family::Decoder => (li + lt, 0),
         };
         if need_a > w0 || need_b > w1 {
-            let (what, budget, length, limit) = match layout.family {
+            let (what, budget, length, limit) = match self.layout.family {
                 Family::Decoder => ("sequence", "sequence_length", need_a, w0),
                 Family::EncoderDecoder if need_a > w0 => ("inputs", "inputs_length", need_a, w0),
                 Family::EncoderDecoder => ("targets", "targets_length", need_b, w1),
@@ -57,17 +96,22 @@ pub fn pack(
                 fix: "pass rows no longer than the planned raw_length (ul2.plan)".into(),
             });
         }
-        if i > 0 && (a + need_a > w0 || b + need_b > w1) {
-            bins.push(i);
-            a = 0;
-            b = 0;
+        let (a, b) = self.open;
+        let new_row = self.examples > 0 && (a + need_a > w0 || b + need_b > w1);
+        if new_row {
+            self.open = (0, 0);
+            self.examples = 0;
         }
-        a += need_a;
-        b += need_b;
-        used += (need_a + need_b) as u64;
+        self.open.0 += need_a;
+        self.open.1 += need_b;
+        self.examples += 1;
+        self.used += (need_a + need_b) as u64;
+        Ok(new_row)
     }
-    if !keys.is_empty() {
-        bins.push(keys.len());
+
+    /// Closes the open row (a stream's end); the next example starts a new one.
+    pub fn close(&mut self) {
+        self.open = (0, 0);
+        self.examples = 0;
     }
-    Ok((bins, used))
 }
