@@ -61,6 +61,9 @@ fn at_row(py: Python<'_>, e: &PyErr, i: usize) -> PyErr {
 }
 
 fn batch<'py>(rows: &Bound<'py, PyAny>) -> PyResult<Batch<'py>> {
+    if let Some(batch) = int_lists(rows)? {
+        return Ok(batch);
+    }
     if rows.is_instance_of::<PyList>() || rows.is_instance_of::<PyTuple>() {
         let (mut arrays, mut spans) = (Vec::new(), Vec::new());
         let mut bases = HashMap::new();
@@ -87,6 +90,51 @@ fn batch<'py>(rows: &Bound<'py, PyAny>) -> PyResult<Batch<'py>> {
     }
     let (t, shape) = arrays::tokens(rows, "rows", 2)?;
     Ok(Batch::Dense(t, shape[1]))
+}
+
+/// A list of lists of Python ints (the features of a `datasets.Dataset` in its default
+/// format) read in one pass into one int64 array and its row spans: the dtype and bytes
+/// `numpy.asarray` gives each such row, without a NumPy call per row. `None` when any row
+/// is not a non-empty list or holds anything but an int of 64 bits (bools, NumPy scalars,
+/// huge ints): those batches take the per-row path, with its messages.
+fn int_lists<'py>(rows: &Bound<'py, PyAny>) -> PyResult<Option<Batch<'py>>> {
+    let Ok(list) = rows.cast::<PyList>() else { return Ok(None) };
+    let mut spans = Vec::with_capacity(list.len());
+    let mut total = 0;
+    for row in list.iter() {
+        match row.cast::<PyList>() {
+            Ok(row) if !row.is_empty() => {
+                spans.push((0, total, row.len()));
+                total += row.len();
+            }
+            _ => return Ok(None),
+        }
+    }
+    if spans.is_empty() {
+        return Ok(None);
+    }
+    let mut flat = Vec::with_capacity(total);
+    for row in list.iter() {
+        let row = row.cast_into::<PyList>()?;
+        for i in 0..row.len() {
+            // SAFETY: `row` is a live list and `i < len`, and the GIL is held throughout, so
+            // the borrowed item stays valid while it is read: no Python code runs between.
+            let v = unsafe {
+                let item = pyo3::ffi::PyList_GetItem(row.as_ptr(), i as pyo3::ffi::Py_ssize_t);
+                if item.is_null() || pyo3::ffi::PyLong_CheckExact(item) == 0 {
+                    pyo3::ffi::PyErr_Clear();
+                    return Ok(None);
+                }
+                pyo3::ffi::PyLong_AsLongLong(item)
+            };
+            if v == -1 && PyErr::take(rows.py()).is_some() {
+                return Ok(None);
+            }
+            flat.push(v);
+        }
+    }
+    let (tokens, _) = arrays::tokens(flat.into_pyarray(rows.py()).as_any(), "rows", 1)?;
+    Ok(Some(Batch::Ragged(vec![tokens], spans)))
 }
 
 /// `row` as `(array, start, len)` inside its base array when it is a contiguous 1-D view
