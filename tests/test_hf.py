@@ -265,3 +265,34 @@ def test_trainer_trains_t5_and_a_causal_lm_with_the_collator(features: list[dict
         trainer.train()
         losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
         assert len(losses) == 4 and all(np.isfinite(losses))
+
+
+def test_int32_outputs_keep_int64_labels_and_list_rows_are_the_arrays_bytes(features: list[dict]) -> None:
+    """dtype=int32 halves ids and masks; labels stay int64 for cross_entropy. Lists of ints (read
+    in one pass), NumPy rows and tensors give the same bytes."""
+    collate = ul2.hf.DataCollator(
+        MIXTURE, sentinels=SENTINELS, inputs_length=64, targets_length=64, key_column="id", dtype=np.int32
+    )
+    ref = ul2.Collator(MIXTURE, sentinels=SENTINELS, inputs_length=64, targets_length=64, dtype=np.int32)(
+        rows_of(features[:8]), [f["id"] for f in features[:8]]
+    )
+    batch = collate(features[:8])
+    assert batch["labels"].dtype == torch.int64 and batch["input_ids"].dtype == torch.int32
+    assert_same(batch, {**ref, "labels": ref["labels"].astype(np.int64)})
+    loss = torch.nn.functional.cross_entropy(torch.zeros(8 * 64, TOK.vocab_size), batch["labels"].reshape(-1))
+    assert torch.isfinite(loss)
+    mixed = [
+        {**f, "input_ids": np.asarray(f["input_ids"])} if i % 2 else f for i, f in enumerate(features[:8])
+    ]
+    assert_same(collate(mixed), as_numpy(batch))
+
+
+def test_dataloader_workers_send_one_storage_per_batch(features: list[dict]) -> None:
+    collate = ul2.hf.DataCollator(MIXTURE, sentinels=SENTINELS, inputs_length=64, dtype=np.int32)
+    single = list(DataLoader(features[:16], batch_size=4, collate_fn=collate))
+    collate = ul2.hf.DataCollator(MIXTURE, sentinels=SENTINELS, inputs_length=64, dtype=np.int32)
+    for ref, batch in zip(
+        single, DataLoader(features[:16], batch_size=4, num_workers=2, collate_fn=collate), strict=True
+    ):
+        assert len({t.untyped_storage().data_ptr() for t in batch.values()}) == 1
+        assert_same(batch, as_numpy(ref))

@@ -88,7 +88,13 @@ class DataCollator:
       ``attention_mask`` with a bidirectional prefix (of ``mask_dtype``, float32 by default;
       give the model's dtype), ``"causal"`` the 2-D padding mask. Packed rows always get a
       4-D mask (examples must not see each other) and ``position_ids``.
-    - ``dtype``: ``numpy.int64`` by default, so ids and labels are ``LongTensor``.
+    - ``dtype``: ``numpy.int64`` by default, so ids and labels are ``LongTensor``;
+      ``numpy.int32`` halves the bytes of ids and masks (embeddings take ``IntTensor``
+      indices), and ``labels`` are still int64, since ``cross_entropy`` takes only
+      ``LongTensor`` targets.
+
+    Inside ``DataLoader`` workers a batch's tensors are views of one shared-memory storage
+    (:func:`ul2.torch.tensors`), so each batch crosses to the main process in one piece.
     """
 
     def __init__(
@@ -136,14 +142,12 @@ class DataCollator:
         return self.collator.format
 
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, _torch.Tensor]:
-        import torch
-
         if not isinstance(features, Sequence) or not features:
             raise TypeError(
                 f"features: expected a non-empty list of dicts, got {type(features).__name__}"
                 + (" (empty)" if isinstance(features, Sequence) else "")
             )
-        rows = [_row(f, self.input_column, i) for i, f in enumerate(features)]
+        rows = _rows(features, self.input_column)
         out = self.collator(rows, self._keys(features))
         if self.format == "decoder" and (self.prefix_attention == "bidirectional" or self.collator.pack):
             from .torch import attention_mask_4d
@@ -153,11 +157,11 @@ class DataCollator:
             )  # type: ignore[assignment]
             if self.collator.pack:
                 out["position_ids"] = out["positions"]
-        return {
-            name: a if isinstance(a, torch.Tensor) else torch.from_numpy(a)
-            for name, a in out.items()
-            if name not in _DROP
-        }
+        from .torch import tensors
+
+        # cross_entropy takes only int64 targets: int32 labels are widened (in the one copy a
+        # DataLoader worker makes anyway, or as a cast in the main process).
+        return tensors({name: a for name, a in out.items() if name not in _DROP}, int64=("labels",))
 
     def _keys(self, features: Sequence[Mapping[str, Any]]) -> npt.NDArray[np.uint64]:
         n = len(features)
@@ -199,13 +203,34 @@ class DataCollator:
         )
 
 
-def _row(feature: Mapping[str, Any], column: str, i: int) -> npt.NDArray[Any]:
+def _rows(features: Sequence[Mapping[str, Any]], column: str) -> list[Any]:
+    """Every feature's row as :func:`_row` gives it. The common batch (dicts whose rows are all
+    lists, or all 1-D arrays) is read with one lookup per row: a check of each row's type costs
+    about as much as the collator's own work on it."""
+    if set(map(type, features)) == {dict}:
+        try:
+            rows = [f[column] for f in features]
+        except KeyError:
+            rows = []  # the per-row path names the feature
+        kinds = set(map(type, rows))
+        if kinds == {list} or (kinds == {np.ndarray} and all(r.ndim == 1 for r in rows)):
+            return rows
+    return [_row(f, column, i) for i, f in enumerate(features)]
+
+
+def _row(feature: Mapping[str, Any], column: str, i: int) -> Any:
+    """Row ``i``'s token ids as the collator reads them without a copy: a list of ints as is
+    (the collator reads a batch of such lists into one array in one pass), a 1-D array as is
+    (read in place, through its strides if it has any), a tensor as its NumPy view; anything
+    else as a contiguous array."""
     if not isinstance(feature, Mapping):
         raise TypeError(f"features[{i}]: expected a dict of columns, got {type(feature).__name__}")
     try:
         ids = feature[column]
     except KeyError:
         raise KeyError(f"features[{i}]: no column {column!r} (input_column)") from None
+    if type(ids) is list or (isinstance(ids, np.ndarray) and ids.ndim == 1):
+        return ids
     if hasattr(ids, "numpy") and not isinstance(ids, np.ndarray):  # a torch tensor
         ids = ids.numpy()
     return np.ascontiguousarray(ids)
