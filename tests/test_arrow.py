@@ -183,3 +183,37 @@ def test_hf_dataset_column_is_read_in_place_and_map_is_the_numpy_path() -> None:
         assert same(got, expected), (fmt, batch_size)
     with pytest.raises(ValueError, match="flatten_indices"):
         ul2.arrow.column_of(hf.shuffle(seed=0))
+
+
+def test_batch_rows_is_one_2d_view_for_rows_of_one_length_and_views_otherwise() -> None:
+    equal = list_array([np.arange(3, 3 + ROW, dtype=np.int32) + i for i in range(6)])
+    dense = ul2.arrow.batch_rows(equal)
+    assert isinstance(dense, np.ndarray) and dense.shape == (6, ROW)
+    assert np.shares_memory(dense, values_buffer(equal))
+    sliced = equal.slice(2, 3)  # offsets that do not start at 0
+    assert np.array_equal(ul2.arrow.batch_rows(sliced), dense[2:5])
+    ragged = list_array(token_rows(7))
+    rows = ul2.arrow.batch_rows(ragged)
+    assert isinstance(rows, list) and [len(r) for r in rows] == [len(r) for r in token_rows(7)]
+    assert all(np.shares_memory(r, values_buffer(ragged)) for r in rows)
+    chunked = pa.chunked_array([equal, equal])  # two buffers: one row list over both
+    assert isinstance(ul2.arrow.batch_rows(chunked), list) and len(ul2.arrow.batch_rows(chunked)) == 12
+
+
+@pytest.mark.parametrize("lengths", ["equal", "ragged"])
+def test_denoise_gives_the_numpy_paths_bytes_in_every_format(lengths: str) -> None:
+    """Arrow batches (2-D view or row views) and Python lists (read in one pass) give the bytes
+    of the collator on per-row NumPy arrays."""
+    datasets = pytest.importorskip("datasets")
+    datasets.disable_progress_bars()
+    stream = stdlib_stream(TOK, max_bytes=40_000)
+    rows = token_rows(30) if lengths == "ragged" else [stream[i * ROW : (i + 1) * ROW] for i in range(30)]
+    hf = datasets.Dataset.from_dict({"input_ids": [r.tolist() for r in rows]})
+    collator = ul2.Collator(MIXTURE, sentinels=SENTINELS, inputs_length=64, targets_length=64)
+    for fmt, dtype in (("arrow", np.int32), (None, np.int64)):
+        expected = collator([r.astype(dtype) for r in rows], np.arange(30))
+        source = hf.with_format(fmt) if fmt else hf
+        out = source.map(ul2.arrow.Denoise(collator), batched=True, batch_size=10, with_indices=True)
+        table = out.data.table
+        got = {n: np.asarray(table.column(n).to_pylist(), dtype=np.int32) for n in expected}
+        assert same(got, expected), fmt

@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._ul2 import set_num_threads
-from .arrow import rows as arrow_rows
+from .arrow import batch_rows
 from .collate import Collator
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ class _DenoiseBatch:
         ids = batch.column(self.id_column).to_numpy()
         if ids.dtype.kind not in "iu" or (ids.dtype.kind == "i" and (ids < 0).any()):
             raise ValueError(f"{self.id_column}: row ids must be integers >= 0, got {ids.dtype}")
-        out = self.collator(arrow_rows(batch.column(self.tokens_column)), ids.astype(np.uint64))
+        out = self.collator(batch_rows(batch.column(self.tokens_column)), ids.astype(np.uint64))
         columns: dict[str, Any] = {}
         if not self.collator.pack:
             columns[self.id_column] = batch.column(self.id_column)
