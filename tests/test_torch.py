@@ -245,3 +245,43 @@ def test_a_memmapped_corpus_is_read_in_place_by_the_workers(tmp_path, tokens: np
     loader = ul2.torch.data_loader(on_disk, 8, sampler=keys, num_workers=2, multiprocessing_context="spawn")
     for i, batch in enumerate(loader):
         assert_same(batch, in_memory.batch(keys[8 * i : 8 * i + 8]))
+
+
+def storages(batch: dict) -> set[int]:
+    return {t.untyped_storage().data_ptr() for t in batch.values()}
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+def test_a_worker_batch_is_views_of_one_storage(tokens: np.ndarray, dtype: type) -> None:
+    """Inside workers the fields are copied into one shared storage, so a batch crosses to the
+    main process in one piece; the bytes and dtypes are the NumPy path's."""
+    ds = ul2.DenoisingDataset(
+        tokens, ul2.presets.ul2(), sentinels=SENTINELS, inputs_length=64, targets_length=64, dtype=dtype
+    )
+    for batch, start in zip(ul2.torch.data_loader(ds, 8, num_workers=2), range(0, 48, 8), strict=False):
+        assert len(storages(batch)) == 1
+        assert_same(batch, ds.batch(range(start, start + 8)))
+    main = ul2.torch.collate_fn(ds.batch(range(8)))  # the main process: from_numpy, no copy
+    assert len(storages(main)) == len(main)
+
+
+def test_tensors_widens_the_fields_named_int64(enc_dec: ul2.DenoisingDataset) -> None:
+    batch = {"ids": np.arange(6, dtype=np.int32).reshape(2, 3), "labels": np.array([[-100, 7]], np.int32)}
+    out = ul2.torch.tensors(batch, int64=["labels"])
+    assert out["ids"].dtype == torch.int32 and out["labels"].dtype == torch.int64
+    assert out["labels"].tolist() == [[-100, 7]] and np.shares_memory(out["ids"].numpy(), batch["ids"])
+
+    class Widened(torch.utils.data.Dataset):  # type: ignore[type-arg]
+        def __len__(self) -> int:
+            return 4
+
+        def __getitems__(self, indices: list[int]) -> dict:
+            return {**batch, "mask": torch.ones(2)}  # a tensor passes as it is
+
+    loader = DataLoader(
+        Widened(), batch_size=2, num_workers=1, collate_fn=lambda b: ul2.torch.tensors(b, int64=["labels"])
+    )
+    got = next(iter(loader))
+    assert got["labels"].dtype == torch.int64 and got["labels"].tolist() == [[-100, 7]]
+    assert got["ids"].untyped_storage().data_ptr() == got["labels"].untyped_storage().data_ptr()
+    assert torch.equal(got["mask"], torch.ones(2))

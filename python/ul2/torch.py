@@ -31,7 +31,7 @@ from .dataset import DenoisingDataset
 if TYPE_CHECKING:
     import torch as _torch
 
-__all__ = ["Dataset", "attention_mask_4d", "collate_fn", "data_loader"]
+__all__ = ["Dataset", "attention_mask_4d", "collate_fn", "data_loader", "tensors"]
 
 # Per-sample fields that are not stacked row-wise (packed rows' flat boundaries).
 _FLAT = ("cu_seqlens", "decoder_cu_seqlens")
@@ -99,7 +99,7 @@ def collate_fn(batch: Any) -> dict[str, _torch.Tensor]:
     import torch
 
     if isinstance(batch, Mapping):
-        return {name: _as_tensor(a) for name, a in batch.items()}
+        return tensors(batch)
     if not isinstance(batch, Sequence) or not batch or not all(isinstance(e, Mapping) for e in batch):
         raise TypeError(
             "batch: expected a dict of arrays or a non-empty list of per-example dicts, "
@@ -113,6 +113,50 @@ def collate_fn(batch: Any) -> dict[str, _torch.Tensor]:
             "fetch the batch in one call with ul2.torch.Dataset (DataLoader uses its __getitems__)"
         )
     return {n: torch.stack([_as_tensor(e[n]) for e in batch]) for n in names}
+
+
+def tensors(batch: Mapping[str, Any], *, int64: Sequence[str] = ()) -> dict[str, _torch.Tensor]:
+    """A dict of arrays as tensors (tensors pass as they are); ``int64`` names fields to widen
+    to int64 (labels, for a loss that takes only ``LongTensor`` targets).
+
+    In the main process each array is wrapped with ``torch.from_numpy`` (no copy). Inside a
+    ``DataLoader`` worker the arrays are copied into one shared-memory storage and each tensor
+    is a view of it: a batch crosses to the main process as one storage (one file descriptor
+    and one socket handshake) rather than one per field, and since PyTorch would have copied
+    each field into shared memory to send it anyway, this copy replaces those.
+    """
+    import torch
+    from torch.utils.data import get_worker_info
+
+    arrays = {name: np.asarray(a) for name, a in batch.items() if not isinstance(a, torch.Tensor)}
+    if get_worker_info() is None:
+        views = {
+            name: torch.from_numpy(a.astype(np.int64, copy=False) if name in int64 else a)
+            for name, a in arrays.items()
+        }
+    else:
+        views = _in_one_storage(arrays, int64)
+    return {name: a if isinstance(a, torch.Tensor) else views[name] for name, a in batch.items()}
+
+
+def _in_one_storage(arrays: Mapping[str, npt.NDArray[Any]], int64: Sequence[str]) -> dict[str, _torch.Tensor]:
+    import torch
+
+    dtypes = {name: np.dtype(np.int64) if name in int64 else a.dtype for name, a in arrays.items()}
+    starts, total = {}, 0
+    for name, a in arrays.items():
+        size = dtypes[name].itemsize
+        total = -(-total // size) * size  # each view starts at a multiple of its element size
+        starts[name] = total
+        total += a.size * size
+    storage = torch.UntypedStorage._new_shared(max(total, 1))  # type: ignore[no-untyped-call]
+    out = {}
+    for name, a in arrays.items():
+        t = torch.from_numpy(np.empty(0, dtypes[name]))
+        t.set_(storage, starts[name] // dtypes[name].itemsize, a.shape)  # type: ignore[call-overload]
+        np.copyto(t.numpy(), a, casting="safe")
+        out[name] = t
+    return out
 
 
 def _as_tensor(a: Any) -> _torch.Tensor:
