@@ -25,6 +25,7 @@ from .collate import Collator
 from .dataset import DenoisingDataset
 from .denoisers import CausalLM, Denoiser, Mixture, PrefixLM, SpanCorruption
 from .plan import Plan, PlanRow, plan
+from .stream import DenoisingStream
 
 # A forked child (e.g. a DataLoader worker) inherits no threads: drop the parent's pool
 # so the child builds its own on first use.
@@ -36,6 +37,7 @@ __all__ = [
     "Collator",
     "Denoiser",
     "DenoisingDataset",
+    "DenoisingStream",
     "Mixture",
     "Plan",
     "PlanRow",

@@ -13,6 +13,7 @@ mod dataset;
 mod detach;
 mod errors;
 mod spans;
+mod stream;
 
 /// ul2's native module (private; use the `ul2` package).
 #[pyo3::pymodule]
@@ -29,6 +30,8 @@ mod _ul2 {
     use super::errors::SentinelOverflowError;
     #[pymodule_export]
     use super::spans::{_prefix_bounds, PySentinels, apply_mask, noise_mask, plan_span_corruption, prefix_split, span_counts};
+    #[pymodule_export]
+    use super::stream::PyStream;
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
