@@ -163,16 +163,8 @@ pub struct Output {
 /// Rows cut to their denoiser's raw length (`long_rows="cut"`).
 struct Cut<'a, S> {
     source: &'a S,
-    keys: &'a [u64],
-    cfg: RowConfig<'a>,
-}
-
-impl<S> Cut<'_, S> {
     /// Example `i`'s longest usable length: its denoiser's planned raw length.
-    fn limit(&self, i: usize) -> usize {
-        let d = self.cfg.mixture.choose(self.cfg.seed, self.keys[i]);
-        self.cfg.max_raw.get(d).copied().unwrap_or(usize::MAX)
-    }
+    limits: Vec<usize>,
 }
 
 impl<T: Token, S: RowSource<T>> RowSource<T> for Cut<'_, S> {
@@ -180,11 +172,11 @@ impl<T: Token, S: RowSource<T>> RowSource<T> for Cut<'_, S> {
         self.source.len()
     }
     fn row_len(&self, i: usize) -> usize {
-        self.source.row_len(i).min(self.limit(i))
+        self.source.row_len(i).min(self.limits[i])
     }
     fn row<'s>(&'s self, i: usize, scratch: &'s mut Vec<T>) -> Result<&'s [T]> {
         let row = self.source.row(i, scratch)?;
-        Ok(&row[..row.len().min(self.limit(i))])
+        Ok(&row[..row.len().min(self.limits[i])])
     }
     fn locate(&self, i: usize, e: Error) -> Error {
         self.source.locate(i, e)
@@ -323,17 +315,27 @@ impl Engine {
         if self.config.long_rows == LongRows::Error || keys.len() != source.len() {
             return self.run_counted(source, keys, bins, Stats::default());
         }
-        let cut = Cut { source, keys, cfg: self.row_config() };
+        // Only a row longer than the shortest raw length can be too long: its denoiser is
+        // drawn to know, and the rows of a batch that fits go through untouched.
+        let (cfg, shortest) = (self.row_config(), self.raw_lengths.iter().copied().min().unwrap_or(usize::MAX));
+        let limit = |i: usize| {
+            if source.row_len(i) <= shortest { usize::MAX } else { self.raw_lengths[cfg.mixture.choose(cfg.seed, keys[i])] }
+        };
         let mut stats = Stats::default();
         for i in 0..source.len() {
-            let (whole, used) = (source.row_len(i), cut.row_len(i));
-            stats.cut_rows += u64::from(used < whole);
-            stats.cut_tokens += (whole - used) as u64;
+            let whole = source.row_len(i);
+            let cut = whole.saturating_sub(limit(i));
+            stats.cut_rows += u64::from(cut > 0);
+            stats.cut_tokens += cut as u64;
         }
-        let limits = &cut;
+        if stats.cut_rows == 0 {
+            return self.run_counted(source, keys, bins, stats);
+        }
+        let cut = Cut { source, limits: (0..source.len()).map(limit).collect() };
+        let limits = &cut.limits;
         let bins: Bins<Box<dyn Fn(usize) -> usize + Sync + '_>> = match bins {
             Bins::One => Bins::One,
-            Bins::Pack(lengths) => Bins::Pack(Box::new(move |i| lengths(i).min(limits.limit(i)))),
+            Bins::Pack(lengths) => Bins::Pack(Box::new(move |i| lengths(i).min(limits[i]))),
             Bins::Given(b) => Bins::Given(b),
         };
         self.run_counted(&cut, keys, bins, stats)
@@ -451,8 +453,9 @@ impl Engine {
                 (samples, Bins::Given(bins))
             }
         };
+        // A sample is its denoiser's raw length or shorter: nothing to cut.
         let source = Samples { corpus: *corpus, index: &index.index, ids: &samples };
-        self.run(&source, &samples, bins)
+        self.run_counted(&source, &samples, bins, Stats::default())
     }
 }
 
