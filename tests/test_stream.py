@@ -245,3 +245,31 @@ def test_documents_of_any_token_dtype_and_strided_views() -> None:
     )
     for k, g in enumerate(ul2.DenoisingStream(docs, MIXTURE, sentinels=SENTINELS, inputs_length=32)):
         _assert_same(g, ds[k])
+
+
+def test_a_document_wider_than_the_first_ones_widens_the_buffer() -> None:
+    """uint16 documents, then one with an id past 65535: the stream widens, as np.concatenate does."""
+    sentinels = ul2.Sentinels.t5(100_000, 60, on_overflow="cap")
+    docs: list[Any] = [
+        np.full(300, 7, np.uint16),
+        np.array([70_000] * 50 + [-1], np.int64),
+        np.arange(2, 200, dtype=np.uint16),
+    ]
+    flat = np.concatenate(docs)
+    with pytest.raises(ValueError) as want:
+        ds = ul2.DenoisingDataset(
+            flat, MIXTURE, sentinels=sentinels, inputs_length=32, doc_offsets=_offsets(docs)
+        )
+        ds.batch(list(range(len(ds))))
+    with pytest.raises(ValueError) as got:
+        list(ul2.DenoisingStream(docs, MIXTURE, sentinels=sentinels, inputs_length=32))
+    assert str(got.value) == str(want.value)
+    docs[1] = docs[1][:-1]
+    flat = np.concatenate(docs)
+    ds = ul2.DenoisingDataset(
+        flat, MIXTURE, sentinels=sentinels, inputs_length=32, doc_offsets=_offsets(docs)
+    )
+    got_all = list(ul2.DenoisingStream(docs, MIXTURE, sentinels=sentinels, inputs_length=32))
+    assert len(got_all) == len(ds)
+    for k, g in enumerate(got_all):
+        _assert_same(g, ds[k])

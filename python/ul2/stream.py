@@ -74,6 +74,7 @@ class DenoisingStream:
         ):
             raise ValueError(f"batch_size={batch_size!r}: must be an int >= 1 or None")
         self.source = documents
+        self._stateful = hasattr(documents, "state_dict") and hasattr(documents, "load_state_dict")
         self.mixture = as_mixture(mixture)
         self.sentinels = sentinels
         self.documents_mode, self.separator_id, self.batch_size = documents_mode, separator_id, batch_size
@@ -122,7 +123,7 @@ class DenoisingStream:
             for _ in range(self._skip):
                 if next(self._it, _END) is _END:
                     break
-        before = self.source.state_dict() if hasattr(self.source, "state_dict") else None
+        before = self.source.state_dict() if self._stateful else None
         doc = next(self._it, _END)
         if doc is _END:
             self._core.finish()
@@ -132,10 +133,20 @@ class DenoisingStream:
         return True
 
     def __next__(self) -> dict[str, npt.NDArray[Any]]:
-        n = self.batch_size or 1
-        while self._core.ready < n and not self._core.finished:
-            self._pull()
-        out = self._core.emit(n)
+        n, core = self.batch_size or 1, self._core
+        if core.ready < n and not core.finished:
+            if self._it is None or self._stateful:
+                while core.ready < n and self._pull():
+                    pass
+            else:
+                it, push = self._it, core.push
+                while core.ready < n:
+                    doc = next(it, _END)
+                    if doc is _END:
+                        core.finish()
+                        break
+                    push(doc)
+        out = core.emit(n)
         if out is None:
             raise StopIteration
         if self.batch_size is None:
@@ -189,7 +200,7 @@ class DenoisingStream:
         self._core.resume(
             state["key"], state["document"], state["offset"], pending, state["position"], state["items"]
         )
-        if state["source"] is not None and hasattr(self.source, "load_state_dict"):
+        if state["source"] is not None and self._stateful:
             self.source.load_state_dict(state["source"])
             self._skip = 0
         else:

@@ -66,22 +66,22 @@ type FixedBins = Bins<fn(usize) -> usize>;
 
 /// Samples of the buffer as rows to denoise; a bad token is named by its stream position, as
 /// a dataset names it in its `tokens`.
-struct Pending<'a> {
-    buffer: &'a [i64],
+struct Pending<'a, T> {
+    buffer: &'a [T],
     /// Each sample's `(start in buffer, length)`.
     spans: &'a [(usize, usize)],
     /// Stream position of `buffer[0]`.
     base: u64,
 }
 
-impl RowSource<i64> for Pending<'_> {
+impl<T: Token> RowSource<T> for Pending<'_, T> {
     fn len(&self) -> usize {
         self.spans.len()
     }
     fn row_len(&self, i: usize) -> usize {
         self.spans[i].1
     }
-    fn row<'s>(&'s self, i: usize, _: &'s mut Vec<i64>) -> Result<&'s [i64]> {
+    fn row<'s>(&'s self, i: usize, _: &'s mut Vec<T>) -> Result<&'s [T]> {
         let (s, n) = self.spans[i];
         Ok(&self.buffer[s..s + n])
     }
@@ -99,14 +99,15 @@ impl RowSource<i64> for Pending<'_> {
     }
 }
 
-/// A sampler and denoiser over documents pushed one at a time.
+/// A sampler and denoiser over documents pushed one at a time, holding tokens as `T` (the
+/// documents' dtype: what a dataset over their concatenation would read).
 #[derive(Debug, Clone)]
-pub struct Stream {
+pub struct Stream<T> {
     engine: Engine,
     documents: Documents,
     separator: Option<i64>,
     /// Tokens from `base` on: samples cut but not emitted, then tokens no sample has taken.
-    buffer: Vec<i64>,
+    buffer: Vec<T>,
     base: u64,
     /// Buffer index where the next sample starts.
     cut: usize,
@@ -125,7 +126,7 @@ pub struct Stream {
     counts: StreamCounts,
 }
 
-impl Stream {
+impl<T: Token> Stream<T> {
     /// A stream of `engine`'s examples (a dataset's engine, with the `denoiser` field).
     pub fn new(engine: Engine, documents: Documents, separator: Option<i64>) -> Result<Self> {
         if documents == Documents::Respect && separator.is_some() {
@@ -176,7 +177,10 @@ impl Stream {
         self.base = resume.position;
         self.counts.documents = resume.document;
         self.skip = Some(resume.offset);
-        self.buffer.clone_from(&resume.pending);
+        self.buffer = resume.pending.iter().map_while(|&t| T::try_from_i64(t)).collect();
+        if self.buffer.len() < resume.pending.len() {
+            return Err(Error::invalid("state['pending']", "given", "holds tokens outside the documents' dtype"));
+        }
         self.counts.tokens = resume.position;
         self.counts.samples = resume.key;
         self.counts.items = resume.items;
@@ -206,41 +210,103 @@ impl Stream {
                 }
             }
         };
-        Resume { key: self.key, document, offset, pending: self.buffer[start..stop].to_vec(), position, items: self.counts.items }
+        Resume {
+            key: self.key,
+            document,
+            offset,
+            pending: self.buffer[start..stop].iter().map(|t| t.to_i64()).collect(),
+            position,
+            items: self.counts.items,
+        }
     }
 
-    /// Appends the next document; cuts every sample it completes.
-    pub fn push<T: Token>(&mut self, doc: Line<'_, T>) -> Result<()> {
+    /// Appends the next document; cuts every sample it completes. `Ok(false)`: a token (or the
+    /// separator) does not fit `T`, and nothing changed: [`Stream::retype`] to a wider type.
+    pub fn push<U: Token>(&mut self, doc: Line<'_, U>) -> Result<bool> {
         if self.finished {
             return Err(Error::invalid("documents", "pushed", "the stream has finished"));
         }
-        let skip = self.skip.take().unwrap_or(0);
+        let skip = self.skip.unwrap_or(0);
         let sep = usize::from(self.documents == Documents::Concat && self.pushed > 0 && self.separator.is_some());
         let end = self.base + self.buffer.len() as u64;
         let segment_len = (sep + doc.len()) as u64;
         let skip = skip.min(segment_len);
-        self.segment = end - skip.min(end); // virtual when part of it was consumed before a resume
-        self.pushed += 1;
-        self.counts.documents = self.pushed;
         let first = self.buffer.len();
         alloc::reserve(&mut self.buffer, (segment_len - skip) as usize, "documents")?;
         if sep == 1 && skip == 0 {
-            self.buffer.push(self.separator.unwrap_or_default());
-        }
-        let from = (skip as usize).saturating_sub(sep);
-        match doc {
-            Line::Slice(s) => self.buffer.extend(s[from..].iter().map(|t| t.to_i64())),
-            Line::Strided(s) => {
-                let mut tmp = Vec::new();
-                alloc::reserve(&mut tmp, s.len() - from, "documents")?;
-                s.extend_into(from, s.len(), &mut tmp);
-                self.buffer.extend(tmp.into_iter().map(Token::to_i64));
+            match self.separator.and_then(T::try_from_i64) {
+                Some(t) => self.buffer.push(t),
+                None => return Ok(false),
             }
         }
-        match self.documents {
-            Documents::Concat => self.cut_concat(),
-            Documents::Respect => self.cut_document(first),
+        let from = (skip as usize).saturating_sub(sep);
+        let mut tmp = Vec::new();
+        let d: &[U] = match doc {
+            Line::Slice(d) => &d[from..],
+            Line::Strided(d) => {
+                alloc::reserve(&mut tmp, d.len() - from, "documents")?;
+                d.extend_into(from, d.len(), &mut tmp);
+                &tmp
+            }
+        };
+        // Two passes that vectorise (and fold away when `U` is `T`): every token fits, then the copy.
+        if !d.iter().all(|u| T::try_from_i64(u.to_i64()).is_some()) {
+            self.buffer.truncate(first);
+            return Ok(false);
         }
+        let Some(zero) = T::try_from_i64(0) else { return Ok(false) };
+        self.buffer.extend(d.iter().map(|u| T::try_from_i64(u.to_i64()).unwrap_or(zero)));
+        self.skip = None;
+        self.segment = end - skip.min(end); // virtual when part of it was consumed before a resume
+        self.pushed += 1;
+        self.counts.documents = self.pushed;
+        match self.documents {
+            Documents::Concat => self.cut_concat()?,
+            Documents::Respect => self.cut_document(first)?,
+        }
+        Ok(true)
+    }
+
+    /// This stream holding its tokens as `U`; `Err(self)` when one does not fit.
+    pub fn retype<U: Token>(self) -> std::result::Result<Stream<U>, Box<Self>> {
+        let buffer: Vec<U> = self.buffer.iter().map_while(|t| U::try_from_i64(t.to_i64())).collect();
+        if buffer.len() < self.buffer.len() {
+            return Err(Box::new(self));
+        }
+        let Self {
+            engine,
+            documents,
+            separator,
+            base,
+            cut,
+            ready,
+            key,
+            fit,
+            closed,
+            pushed,
+            segment,
+            skip,
+            finished,
+            counts,
+            ..
+        } = self;
+        Ok(Stream {
+            engine,
+            documents,
+            separator,
+            buffer,
+            base,
+            cut,
+            ready,
+            key,
+            fit,
+            closed,
+            pushed,
+            segment,
+            skip,
+            finished,
+            counts,
+        })
     }
 
     fn raw_length(&self, key: u64) -> usize {
@@ -416,7 +482,7 @@ mod tests {
 
     /// The stream's batches of `n` items; stopped after `stop` batches, resumed in a new stream.
     fn stream(e: &Engine, docs: &[Vec<i64>], mode: Documents, sep: Option<i64>, n: usize, stop: usize) -> Result<Vec<Output>> {
-        let (mut s, mut out, mut next) = (Stream::new(e.clone(), mode, sep)?, Vec::new(), 0usize);
+        let (mut s, mut out, mut next) = (Stream::<i32>::new(e.clone(), mode, sep)?, Vec::new(), 0usize);
         loop {
             if out.len() == stop {
                 let r = s.resume_point();
@@ -427,7 +493,7 @@ mod tests {
             }
             while s.ready_items() < n && !s.is_finished() {
                 match docs.get(next) {
-                    Some(d) => s.push(Line::Slice(d))?,
+                    Some(d) => assert!(s.push(Line::Slice(d))?),
                     None => s.finish(),
                 }
                 next += 1;
@@ -471,10 +537,10 @@ mod tests {
     fn the_buffer_stays_within_a_raw_length_and_a_document() {
         let e = engine(false, false);
         let max_raw = *e.raw_lengths().iter().max().unwrap();
-        let mut s = Stream::new(e, Documents::Concat, Some(1)).unwrap();
+        let mut s = Stream::<u16>::new(e, Documents::Concat, Some(1)).unwrap();
         for d in 0..5000usize {
             let doc: Vec<i64> = (0..(d * 37) % 150).map(|i| 2 + (i % 500) as i64).collect();
-            s.push(Line::Slice(&doc)).unwrap();
+            assert!(s.push(Line::Slice(&doc)).unwrap());
             assert!(s.counts().buffered <= max_raw + doc.len() + 1 + s.ready.iter().map(|r| r.1).sum::<usize>());
             while s.emit(4).unwrap().is_some_and(|_| s.ready_items() > 0) {}
             assert!(s.counts().buffered < max_raw, "{} tokens held after emitting", s.counts().buffered);
