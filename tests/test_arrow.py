@@ -210,6 +210,7 @@ def test_denoise_gives_the_numpy_paths_bytes_in_every_format(lengths: str) -> No
     rows = token_rows(30) if lengths == "ragged" else [stream[i * ROW : (i + 1) * ROW] for i in range(30)]
     hf = datasets.Dataset.from_dict({"input_ids": [r.tolist() for r in rows]})
     collator = ul2.Collator(MIXTURE, sentinels=SENTINELS, inputs_length=64, targets_length=64)
+    schemas = []  # an Arrow batch comes back as a table over the collator's buffers, of the same type
     for fmt, dtype in (("arrow", np.int32), (None, np.int64)):
         expected = collator([r.astype(dtype) for r in rows], np.arange(30))
         source = hf.with_format(fmt) if fmt else hf
@@ -217,3 +218,6 @@ def test_denoise_gives_the_numpy_paths_bytes_in_every_format(lengths: str) -> No
         table = out.data.table
         got = {n: np.asarray(table.column(n).to_pylist(), dtype=np.int32) for n in expected}
         assert same(got, expected), fmt
+        schemas.append(table.schema)
+    assert schemas[0] == schemas[1]
+    assert isinstance(ul2.arrow.Denoise(collator)(pa.table({"input_ids": list_array(rows)})), pa.Table)
