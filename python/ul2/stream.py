@@ -123,7 +123,7 @@ class DenoisingStream:
             for _ in range(self._skip):
                 if next(self._it, _END) is _END:
                     break
-        before = self.source.state_dict() if self._stateful else None
+        before = self.source.state_dict() if self._stateful else None  # type: ignore[attr-defined]
         doc = next(self._it, _END)
         if doc is _END:
             self._core.finish()
@@ -201,7 +201,7 @@ class DenoisingStream:
             state["key"], state["document"], state["offset"], pending, state["position"], state["items"]
         )
         if state["source"] is not None and self._stateful:
-            self.source.load_state_dict(state["source"])
+            self.source.load_state_dict(state["source"])  # type: ignore[attr-defined]
             self._skip = 0
         else:
             self._skip = state["document"]
