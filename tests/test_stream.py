@@ -273,3 +273,33 @@ def test_a_document_wider_than_the_first_ones_widens_the_buffer() -> None:
     assert len(got_all) == len(ds)
     for k, g in enumerate(got_all):
         _assert_same(g, ds[k])
+
+
+def test_a_hugging_face_streaming_dataset_resumes_through_its_own_state() -> None:
+    datasets = pytest.importorskip("datasets")
+    docs = _docs([int(n) for n in np.random.default_rng(5).integers(0, 300, size=40)], 5)
+    table = datasets.Dataset.from_dict({"input_ids": docs})
+
+    def stream() -> ul2.DenoisingStream:
+        # A new dataset object each time, as a restarted job builds (HF keeps a loaded state
+        # for every later pass of the same object).
+        hf = table.to_iterable_dataset(num_shards=4).with_format("numpy")
+        return ul2.DenoisingStream(
+            hf, MIXTURE, sentinels=SENTINELS, inputs_length=32, batch_size=3, column="input_ids"
+        )
+
+    want = list(stream())
+    ds = ul2.DenoisingDataset(np.concatenate(docs), MIXTURE, sentinels=SENTINELS, inputs_length=32)
+    for w, e in zip(want, _expected(ds, 3), strict=True):
+        _assert_same(w, e)
+    for stop in (0, 1, 5, len(want) - 1):
+        first = stream()
+        got = [b for _, b in zip(range(stop), first, strict=False)]
+        state = first.state_dict()
+        assert (state["source"] is None) == (state["document"] == 0)  # its own state, before that document
+        resumed = stream()
+        resumed.load_state_dict(state)
+        got += list(resumed)
+        assert len(got) == len(want)
+        for g, w in zip(got, want, strict=True):
+            _assert_same(g, w)

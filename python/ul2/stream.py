@@ -44,7 +44,8 @@ class DenoisingStream:
     sample's key, the documents read, the offset into the document to read next, the few tokens
     before it not yet emitted, a fingerprint of the configuration and, when ``documents`` has
     ``state_dict()`` / ``load_state_dict()`` (``datasets.IterableDataset``), its state before
-    that document. To resume, build the stream again over the source opened from its start (a
+    that document. ``column``: each item of ``documents`` is a mapping (a dataset's example) and
+    its ``column`` is the document. To resume, build the stream again over the source opened from its start (a
     new generator, the same dataset object): a source with a state of its own is loaded from the
     saved one; any other is read from its start and the documents before the resume point are
     skipped (read and dropped).
@@ -60,6 +61,7 @@ class DenoisingStream:
         documents_mode: str = "concat",
         separator_id: int | None = None,
         batch_size: int | None = None,
+        column: str | None = None,
         **given: Unpack[Options],
     ) -> None:
         if "documents" in given:
@@ -74,6 +76,7 @@ class DenoisingStream:
         ):
             raise ValueError(f"batch_size={batch_size!r}: must be an int >= 1 or None")
         self.source = documents
+        self.column = column
         self._stateful = hasattr(documents, "state_dict") and hasattr(documents, "load_state_dict")
         self.mixture = as_mixture(mixture)
         self.sentinels = sentinels
@@ -118,24 +121,31 @@ class DenoisingStream:
 
     def _pull(self) -> bool:
         """Pushes the next document into the core; ``False`` when the source is exhausted."""
+        first = self._it is None
         if self._it is None:
             self._it = iter(self.source)
             for _ in range(self._skip):
                 if next(self._it, _END) is _END:
                     break
-        before = self.source.state_dict() if self._stateful else None  # type: ignore[attr-defined]
-        doc = next(self._it, _END)
+        # Before the first document the state is the start (or the one loaded): a dataset's
+        # state_dict() is reset only once its iterator runs (HF keeps the last pass's until then).
+        before = (
+            self.source.state_dict()  # type: ignore[attr-defined]
+            if self._stateful and not (first and self._skip == 0)
+            else self._source_state
+        )
+        doc: Any = next(self._it, _END)
         if doc is _END:
             self._core.finish()
             return False
         self._source_state = before
-        self._core.push(doc)
+        self._core.push(doc if self.column is None else doc[self.column])
         return True
 
     def __next__(self) -> dict[str, npt.NDArray[Any]]:
         n, core = self.batch_size or 1, self._core
         if core.ready < n and not core.finished:
-            if self._it is None or self._stateful:
+            if self._it is None or self._stateful or self.column is not None:
                 while core.ready < n and self._pull():
                     pass
             else:
