@@ -303,3 +303,21 @@ def test_a_hugging_face_streaming_dataset_resumes_through_its_own_state() -> Non
         assert len(got) == len(want)
         for g, w in zip(got, want, strict=True):
             _assert_same(g, w)
+
+
+def test_the_readme_snippets_run(tmp_path: Any) -> None:
+    pytest.importorskip("datasets")
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Streams of documents\n", 1)[1].split("\n## ", 1)[0]
+    code = "\n".join(re.findall(r"```python\n(.*?)```", section, re.S))
+    code += "\nassert len(first) == 3 and rest and sorted(batch) == sorted(first[0]) and state['source']\n"
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=240, check=False
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "'tail'" in done.stdout
