@@ -150,7 +150,7 @@ class Collator:
 
     def __call__(self, rows: Any, keys: Any = None) -> dict[str, npt.NDArray[Any]]:
         out = self._core(rows, keys)
-        if not self._warned_cut and self._core.stats["cut_tokens"]:
+        if not self._warned_cut and self._core.cut_tokens:
             self._warned_cut = True
             s = self.stats
             warnings.warn(

@@ -283,6 +283,12 @@ impl PyCollator {
         Ok(Self { engine, next_key: KeyCounter::default(), fill_rate: AtomicU64::new(0), stats: RunningStats::default() })
     }
 
+    /// Tokens cut so far (what `__call__` checks to warn, without building `stats`).
+    #[getter]
+    fn cut_tokens(&self) -> u64 {
+        self.stats.get().cut_tokens
+    }
+
     /// Counts over every call: rows, raw tokens used, rows and tokens cut, padding.
     #[getter]
     fn stats<'py>(&self, py_: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
