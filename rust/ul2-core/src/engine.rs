@@ -341,7 +341,7 @@ impl Engine {
         self.run_counted(&cut, keys, bins, stats)
     }
 
-    fn run_counted<T: Token, S: RowSource<T>>(
+    pub(crate) fn run_counted<T: Token, S: RowSource<T>>(
         &self,
         source: &S,
         keys: &[u64],

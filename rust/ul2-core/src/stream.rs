@@ -419,7 +419,8 @@ impl<T: Token> Stream<T> {
         let spans: Vec<(usize, usize)> = self.ready.iter().take(samples).copied().collect();
         let keys: Vec<u64> = (self.key..self.key + samples as u64).collect();
         let source = Pending { buffer: &self.buffer, spans: &spans, base: self.base };
-        let out = self.engine.run(&source, &keys, bins)?;
+        // A sample is its denoiser's raw length or shorter: nothing to cut (as a dataset's items).
+        let out = self.engine.run_counted(&source, &keys, bins, crate::Stats::default())?;
         self.closed.drain(..if self.fit.is_some() { items } else { 0 });
         self.ready.drain(..samples);
         self.key += samples as u64;
