@@ -3,8 +3,11 @@
 ``import ul2`` never imports PyTorch; this module imports it inside its functions, so it is
 needed only once a batch is turned into tensors. Batches are computed by Rust in one call per
 batch (``DataLoader`` fetches a batch through ``Dataset.__getitems__``) and handed to PyTorch
-with ``torch.from_numpy``: no copy. Give the underlying dataset ``dtype=numpy.int64`` where the
-model wants ``LongTensor`` ids and labels (embeddings, ``cross_entropy``, Hugging Face models)::
+with ``torch.from_numpy``: no copy; inside ``DataLoader`` workers a batch is one shared-memory
+storage, its tensors views of it (:func:`tensors`). ``dtype=numpy.int32`` halves the bytes
+(embeddings take int32 ids); ``cross_entropy`` takes only int64 targets, so widen the labels
+(``labels.long()``, or ``tensors(batch, int64=["labels"])`` in the same copy), or give the
+dataset ``dtype=numpy.int64`` where everything must be ``LongTensor`` (Hugging Face models)::
 
     ds = ul2.DenoisingDataset(tokens, ul2.presets.ul2(), sentinels=..., inputs_length=512, dtype=np.int64)
     loader = torch.utils.data.DataLoader(
