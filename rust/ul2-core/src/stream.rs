@@ -547,4 +547,27 @@ mod tests {
             assert!(s.counts().buffered < max_raw, "{} tokens held after emitting", s.counts().buffered);
         }
     }
+
+    #[test]
+    fn a_token_too_wide_refuses_the_push_and_a_wider_stream_takes_it() {
+        let e = engine(false, false);
+        let docs: Vec<Vec<i64>> = vec![(2..400).collect(), vec![900; 40], (2..300).collect()];
+        let want = dataset(&e, &docs, Documents::Concat, Some(1), 2).unwrap();
+        let mut s = Stream::<u16>::new(e.clone(), Documents::Concat, Some(1)).unwrap();
+        let narrow: Vec<u16> = (2..400).collect();
+        assert!(s.push(Line::Slice(&narrow)).unwrap());
+        let before = s.resume_point();
+        assert!(!s.push(Line::Slice(&[900i64, 70_000])).unwrap(), "70000 is no u16");
+        assert_eq!(s.resume_point(), before, "a refused push changes nothing");
+        let mut s: Stream<i64> = s.retype().unwrap();
+        for d in &docs[1..] {
+            assert!(s.push(Line::Slice(d)).unwrap());
+        }
+        s.finish();
+        let mut got = Vec::new();
+        while let Some(o) = s.emit(2).unwrap() {
+            got.push(o.fields);
+        }
+        assert_eq!(got, want.into_iter().map(|o| o.fields).collect::<Vec<_>>());
+    }
 }
