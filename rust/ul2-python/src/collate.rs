@@ -268,11 +268,11 @@ pub struct PyCollator {
     stats: RunningStats,
 }
 
-impl PyCollator {
-    /// The configuration, for a dataset built on the same arguments.
-    pub fn engine(&self) -> &Engine {
-        &self.engine
-    }
+/// The engine of `collator` (a `_Collator` built from the same arguments by the Python
+/// class) for a dataset or a stream: its items also say which denoiser made each example.
+pub fn items_engine(collator: &Bound<'_, PyAny>) -> PyResult<Engine> {
+    let c = collator.cast::<PyCollator>().map_err(|_| PyTypeError::new_err("collator: expected ul2._ul2._Collator"))?;
+    Ok(c.get().engine.clone().with_denoiser_field())
 }
 
 #[pymethods]

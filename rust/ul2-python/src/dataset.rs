@@ -6,7 +6,7 @@ use pyo3::types::PyDict;
 use ul2_core::{Corpus, DatasetIndex, Documents, Engine, Line, Token};
 
 use crate::arrays::{self, with_tokens};
-use crate::collate::{PyCollator, keys_arg, to_dict};
+use crate::collate::{items_engine, keys_arg, to_dict};
 use crate::detach::run_detached;
 use crate::errors::py;
 
@@ -62,13 +62,7 @@ impl PyDataset {
         documents: &Bound<'_, PyAny>,
         separator_id: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let engine = collator
-            .cast::<PyCollator>()
-            .map_err(|_| PyTypeError::new_err("collator: expected ul2._ul2._Collator"))?
-            .get()
-            .engine()
-            .clone()
-            .with_denoiser_field();
+        let engine = items_engine(collator)?;
         let documents: String = documents
             .extract()
             .map_err(|_| PyTypeError::new_err(format!("documents={}: must be 'concat' or 'respect'", arrays::repr(documents))))?;

@@ -3,13 +3,13 @@
 use std::any::TypeId;
 
 use numpy::{IntoPyArray, PyArray1};
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use ul2_core::{Documents, Line, Resume, Stream, Token};
 
 use crate::arrays::{self, with_tokens};
-use crate::collate::{PyCollator, to_dict};
+use crate::collate::{items_engine, to_dict};
 use crate::detach::run_detached;
 use crate::errors::py;
 
@@ -102,13 +102,7 @@ impl PyStream {
     #[new]
     #[pyo3(signature = (collator, documents, separator_id))]
     fn new(collator: &Bound<'_, PyAny>, documents: &str, separator_id: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
-        let engine = collator
-            .cast::<PyCollator>()
-            .map_err(|_| PyTypeError::new_err("collator: expected ul2._ul2._Collator"))?
-            .get()
-            .engine()
-            .clone()
-            .with_denoiser_field();
+        let engine = items_engine(collator)?;
         let documents = py(Documents::parse(documents))?;
         let separator = arrays::optional(separator_id, |s| arrays::count(s, "separator_id"))?.map(|s| s as i64);
         Ok(Self { stream: Some(Typed::I64(py(Stream::new(engine, documents, separator))?, true)) })
