@@ -1,4 +1,6 @@
-"""PyTorch adapter: a map-style dataset over :class:`ul2.DenoisingDataset` and a ``collate_fn``.
+"""PyTorch adapter: a map-style dataset over :class:`ul2.DenoisingDataset`, an iterable one over
+:class:`ul2.DenoisingStream` (:class:`IterableDataset`: split over workers and ranks, resumable
+with torchdata's ``StatefulDataLoader``) and a ``collate_fn``.
 
 ``import ul2`` never imports PyTorch; this module imports it inside its functions, so it is
 needed only once a batch is turned into tensors. Batches are computed by Rust in one call per
@@ -21,8 +23,10 @@ by default (``worker_threads``), so ``num_workers`` workers do not each start a 
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,11 +34,24 @@ import numpy.typing as npt
 
 from ._ul2 import set_num_threads
 from .dataset import DenoisingDataset
+from .denoisers import Denoiser, Mixture
+from .stream import DenoisingStream
 
 if TYPE_CHECKING:
     import torch as _torch
+    from torch.utils.data import IterableDataset as _IterableBase
 
-__all__ = ["Dataset", "attention_mask_4d", "collate_fn", "data_loader", "tensors"]
+    from . import _ul2
+else:
+
+    class _IterableBase:
+        # At run time IterableDataset is registered as a virtual subclass of torch's on first use
+        # (see _register_iterable), so that importing ul2.torch does not import torch.
+        def __class_getitem__(cls, item: object) -> type:
+            return cls
+
+
+__all__ = ["Dataset", "IterableDataset", "attention_mask_4d", "collate_fn", "data_loader", "tensors"]
 
 # Per-sample fields that are not stacked row-wise (packed rows' flat boundaries).
 _FLAT = ("cu_seqlens", "decoder_cu_seqlens")
@@ -89,6 +106,169 @@ class Dataset:
 
     def __repr__(self) -> str:
         return f"ul2.torch.Dataset({self.dataset!r}, worker_threads={self.worker_threads})"
+
+
+class IterableDataset(_IterableBase[dict[str, npt.NDArray[Any]]]):
+    """A ``torch.utils.data.IterableDataset`` of :class:`ul2.DenoisingStream` examples, split over
+    ``DataLoader`` workers and distributed ranks, resumable through torchdata's ``StatefulDataLoader``.
+
+    ``make_documents()`` returns a fresh iterable of documents (1-D token arrays, or mappings
+    with ``column``); it is called once per iteration in each worker, so every worker reads the
+    source from its start. ``stream_options`` go to ``DenoisingStream`` (``inputs_length``,
+    ``documents_mode``, ``batch_size``, ``seed``, ``dtype``, ...). With ``batch_size`` each item is
+    a batch: use ``DataLoader(ds, batch_size=None, collate_fn=ul2.torch.collate_fn)``; without it
+    each item is one example for the loader's own batching (not with ``pack=True``).
+
+    The split: there are ``shards = world_size * num_workers`` shards, shard
+    ``rank * num_workers + worker_id`` takes documents ``shard, shard + shards, ...`` (every
+    ``shards``-th document of ``make_documents()``) and runs its own ``DenoisingStream`` over them
+    with seed :meth:`shard_seed` (the given ``seed`` itself when there is one shard). What is
+    guaranteed: each shard's items are ``DenoisingStream(docs[shard::shards], mixture,
+    seed=shard_seed(shard), ...)``'s, byte for byte, so every document goes to exactly one shard
+    and no sample is produced twice or lost; the items are deterministic for a fixed
+    ``(world_size, num_workers)``. They are not those of one stream over all documents: samples
+    never join documents of two shards, each shard has its own tail, and the order across
+    shards is the ``DataLoader``'s round-robin over workers. Another worker or rank count gives
+    other (equally valid) examples, and a state saved with one count cannot be loaded with another.
+
+    ``rank`` / ``world_size`` default to ``torch.distributed``'s when it is initialised, else 0 / 1.
+    ``state_dict()`` / ``load_state_dict()`` are the ``StatefulDataLoader`` protocol: it calls them
+    on the dataset inside each worker; the state is the worker's stream's ``state_dict()`` with its
+    shard, and a loaded state makes the next iteration continue that stream exactly.
+    ``worker_threads``: ul2's thread count inside each ``DataLoader`` worker (``None``: ul2's default).
+    """
+
+    def __init__(
+        self,
+        make_documents: Callable[[], Iterable[Any]],
+        mixture: Mixture | Denoiser | Sequence[tuple[Denoiser, float]],
+        *,
+        sentinels: _ul2.Sentinels,
+        rank: int | None = None,
+        world_size: int | None = None,
+        worker_threads: int | None = 1,
+        **stream_options: Any,
+    ) -> None:
+        if not callable(make_documents):
+            raise TypeError(
+                f"make_documents: expected a function returning a fresh iterable of documents, "
+                f"got {type(make_documents).__name__}"
+            )
+        if worker_threads is not None and (not isinstance(worker_threads, int) or worker_threads < 1):
+            raise ValueError(f"worker_threads={worker_threads!r}: must be an int >= 1 or None")
+        if (rank is None) != (world_size is None):
+            raise ValueError("rank and world_size: give both or neither")
+        if rank is None or world_size is None:
+            rank, world_size = _distributed_rank()
+        if not (
+            isinstance(world_size, int)
+            and world_size >= 1
+            and isinstance(rank, int)
+            and 0 <= rank < world_size
+        ):
+            raise ValueError(f"rank={rank!r}, world_size={world_size!r}: need 0 <= rank < world_size")
+        _register_iterable()
+        self.make_documents = make_documents
+        self.mixture = mixture
+        self.sentinels = sentinels
+        self.rank, self.world_size = rank, world_size
+        self.worker_threads = worker_threads
+        self.stream_options = stream_options
+        self.seed: int = int(stream_options.get("seed", 0))
+        # Bad options fail here, in the main process, rather than in a worker (no documents read).
+        self._new_stream(iter(()), 0, 1)
+        self._stream: DenoisingStream | None = None
+        self._shard: tuple[int, int] | None = None
+        self._pending: dict[str, Any] | None = None
+
+    def shard_seed(self, shard: int, shards: int) -> int:
+        """The seed of shard ``shard`` of ``shards``: ``seed`` for one shard, else a hash of
+        ``(seed, shard, shards)`` so that the shards' denoisers and noise are independent."""
+        if shards == 1:
+            return self.seed
+        digest = hashlib.sha256(f"ul2.torch.IterableDataset {self.seed} {shard} {shards}".encode()).digest()
+        return int.from_bytes(digest[:8], "little")
+
+    def shard_documents(self, shard: int, shards: int) -> Iterator[Any]:
+        """Shard ``shard``'s documents: every ``shards``-th of a fresh ``make_documents()``."""
+        return itertools.islice(iter(self.make_documents()), shard, None, shards)
+
+    def stream(self, shard: int, shards: int) -> DenoisingStream:
+        """A fresh ``DenoisingStream`` of shard ``shard`` of ``shards`` (what that worker iterates)."""
+        return self._new_stream(self.shard_documents(shard, shards), shard, shards)
+
+    def _new_stream(self, documents: Iterable[Any], shard: int, shards: int) -> DenoisingStream:
+        options = {**self.stream_options, "seed": self.shard_seed(shard, shards)}
+        return DenoisingStream(documents, self.mixture, sentinels=self.sentinels, **options)
+
+    def _where(self) -> tuple[int, int]:
+        from torch.utils.data import get_worker_info
+
+        info = get_worker_info()
+        worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
+        if info is not None and self.worker_threads is not None:
+            set_num_threads(self.worker_threads)
+        return self.rank * workers + worker, self.world_size * workers
+
+    def __iter__(self) -> Iterator[dict[str, npt.NDArray[Any]]]:
+        shard, shards = self._where()
+        stream = self.stream(shard, shards)
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            if (pending["shard"], pending["shards"]) != (shard, shards):
+                raise ValueError(
+                    f"state: saved by shard {pending['shard']} of {pending['shards']}, loaded into shard "
+                    f"{shard} of {shards}; resume with the same world_size and num_workers"
+                )
+            if pending["stream"] is not None:
+                stream.load_state_dict(pending["stream"])
+        self._stream, self._shard = stream, (shard, shards)
+        # A plain generator, not the stream: StatefulDataLoader would otherwise restore the
+        # iterator too; the dataset's state_dict() is the one place the state lives.
+        return _items(stream)
+
+    def state_dict(self) -> dict[str, Any]:
+        """This worker's place: its shard and its stream's ``state_dict()`` (``None`` before it starts)."""
+        if self._stream is None or self._shard is None:
+            if self._pending is not None:
+                return self._pending
+            shard, shards = self._where()
+            return {"shard": shard, "shards": shards, "stream": None}
+        return {"shard": self._shard[0], "shards": self._shard[1], "stream": self._stream.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Makes the next iteration continue from ``state`` (from ``state_dict()`` in the same shard)."""
+        if not isinstance(state, dict) or not {"shard", "shards", "stream"} <= set(state):
+            raise ValueError("state: not a ul2.torch.IterableDataset state")
+        self._pending = state
+        self._stream = self._shard = None
+
+    def __repr__(self) -> str:
+        return (
+            f"ul2.torch.IterableDataset(rank={self.rank}, world_size={self.world_size}, "
+            f"seed={self.seed}, worker_threads={self.worker_threads})"
+        )
+
+
+def _items(stream: DenoisingStream) -> Iterator[dict[str, npt.NDArray[Any]]]:
+    yield from stream
+
+
+def _distributed_rank() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _register_iterable() -> None:
+    # A virtual subclass of torch's IterableDataset (an ABC), so that DataLoader takes its iterable
+    # path; registered on first use so that importing ul2.torch does not import torch.
+    from torch.utils.data import IterableDataset as _Iterable
+
+    if not issubclass(IterableDataset, _Iterable):
+        _Iterable.register(IterableDataset)
 
 
 def collate_fn(batch: Any) -> dict[str, _torch.Tensor]:
