@@ -87,16 +87,20 @@ impl Error {
 
     /// Attach a row index to an error raised for a single row.
     #[must_use]
-    pub fn at_row(mut self, row: usize) -> Self {
-        match &mut self {
-            Self::SentinelOverflow { where_, .. }
-            | Self::SentinelCollision { where_, .. }
-            | Self::TokenOutOfRange { where_, .. }
-            | Self::DoesNotFit { where_, .. } => where_.row = Some(row),
-            Self::InMixture { index, error } => return (*error).clone().at_row(row).in_mixture(*index),
-            Self::Invalid { .. } | Self::OutOfRange { .. } | Self::OutOfMemory { .. } | Self::Internal(_) => {}
+    pub fn at_row(self, row: usize) -> Self {
+        match self {
+            Self::InMixture { index, error } => (*error).at_row(row).in_mixture(index),
+            mut e => {
+                if let Self::SentinelOverflow { where_, .. }
+                | Self::SentinelCollision { where_, .. }
+                | Self::TokenOutOfRange { where_, .. }
+                | Self::DoesNotFit { where_, .. } = &mut e
+                {
+                    where_.row = Some(row);
+                }
+                e
+            }
         }
-        self
     }
 }
 
