@@ -147,16 +147,26 @@ impl Sentinels {
     pub fn check_id(&self, arg: &'static str, id: i64, max_id: i64) -> Result<()> {
         let reason = if id < 0 {
             "must be >= 0".to_owned()
-        } else if let Some(v) = self.vocab_size.filter(|&v| id >= v) {
-            format!("is outside the vocabulary (vocab_size={v})")
-        } else if id > max_id {
-            format!("does not fit the output dtype (max {max_id}); use dtype=numpy.int64")
+        } else if let Some(reason) = self.out_of_range(id, max_id) {
+            reason
         } else if let Some(k) = self.ids.iter().position(|&s| s == id).filter(|_| self.check_collisions) {
             format!("is the sentinel <extra_id_{k}>; give another id (or pass check_collisions=False to Sentinels)")
         } else {
             return Ok(());
         };
         Err(Error::invalid(arg, id, reason))
+    }
+
+    /// Why an id `>= 0` cannot be output (outside the vocabulary, or wider than `max_id`),
+    /// as token and id checks both say it.
+    fn out_of_range(&self, id: i64, max_id: i64) -> Option<String> {
+        if let Some(v) = self.vocab_size.filter(|&v| id >= v) {
+            Some(format!("is outside the vocabulary (vocab_size={v})"))
+        } else if id > max_id {
+            Some(format!("does not fit the output dtype (max {max_id}); use dtype=numpy.int64"))
+        } else {
+            None
+        }
     }
 
     /// Checks that every sentinel id fits outputs of ids up to `max_id` (a wider id would
@@ -238,10 +248,8 @@ impl Sentinels {
             let token = t.to_i64();
             let reason = if token < 0 {
                 "is negative".to_owned()
-            } else if self.vocab_size.is_some_and(|v| token >= v) {
-                format!("is outside the vocabulary (vocab_size={})", self.vocab_size.unwrap_or(0))
-            } else if token > max_id {
-                format!("does not fit the output dtype (max {max_id}); use dtype=numpy.int64")
+            } else if let Some(reason) = self.out_of_range(token, max_id) {
+                reason
             } else if self.check_collisions && self.contains(token) {
                 return Err(Error::SentinelCollision { where_: Where::arg(arg), position, token });
             } else {
