@@ -316,22 +316,24 @@ impl Engine {
             return self.run_counted(source, keys, bins, Stats::default());
         }
         // Only a row longer than the shortest raw length can be too long: its denoiser is
-        // drawn to know, and the rows of a batch that fits go through untouched.
+        // drawn to know, and a batch with nothing to cut runs on its own rows.
         let (cfg, shortest) = (self.row_config(), self.raw_lengths.iter().copied().min().unwrap_or(usize::MAX));
-        let limit = |i: usize| {
-            if source.row_len(i) <= shortest { usize::MAX } else { self.raw_lengths[cfg.mixture.choose(cfg.seed, keys[i])] }
-        };
         let mut stats = Stats::default();
-        for i in 0..source.len() {
+        let mut limits: Option<Vec<usize>> = None;
+        for (i, &key) in keys.iter().enumerate() {
             let whole = source.row_len(i);
-            let cut = whole.saturating_sub(limit(i));
-            stats.cut_rows += u64::from(cut > 0);
-            stats.cut_tokens += cut as u64;
+            if whole <= shortest {
+                continue;
+            }
+            let limit = self.raw_lengths[cfg.mixture.choose(cfg.seed, key)];
+            if whole > limit {
+                stats.cut_rows += 1;
+                stats.cut_tokens += (whole - limit) as u64;
+                limits.get_or_insert_with(|| vec![usize::MAX; source.len()])[i] = limit;
+            }
         }
-        if stats.cut_rows == 0 {
-            return self.run_counted(source, keys, bins, stats);
-        }
-        let cut = Cut { source, limits: (0..source.len()).map(limit).collect() };
+        let Some(limits) = limits else { return self.run_counted(source, keys, bins, stats) };
+        let cut = Cut { source, limits };
         let limits = &cut.limits;
         let bins: Bins<Box<dyn Fn(usize) -> usize + Sync + '_>> = match bins {
             Bins::One => Bins::One,
