@@ -85,8 +85,7 @@ class DenoisingDataset:
         self.pack: bool = self.options["pack"]
         self.bidirectional_mask: bool = self.options["bidirectional_mask"]
         self.dtype = np.dtype(dtype_name(self.options["dtype"]))
-        engine = native(self.mixture, sentinels, self.options)
-        self._core = _ul2._Dataset(self.tokens, engine, self.doc_offsets, documents, separator_id)
+        self._core = self._native(self.options)
         self.format: str = self._core.format
         # The budget as given: targets_length=None lets the plan choose each denoiser's raw
         # length; planning again with the resolved width below would give CausalLM another one.
@@ -122,9 +121,12 @@ class DenoisingDataset:
         each epoch, as with ``DistributedSampler``). The denoiser of each sample is drawn anew,
         so the samples' boundaries, and their number, change with the epoch."""
         options: Options = {**self.options, "epoch": epoch}
+        self._core, self.options = self._native(options), options
+
+    def _native(self, options: Options) -> _ul2._Dataset:
+        """The native index over ``tokens`` under ``options``."""
         engine = native(self.mixture, self.sentinels, options)
-        self._core = _ul2._Dataset(self.tokens, engine, self.doc_offsets, self.documents, self.separator_id)
-        self.options = options
+        return _ul2._Dataset(self.tokens, engine, self.doc_offsets, self.documents, self.separator_id)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Rebuilt from its arguments in the new process (the index is recomputed, and is the same).
