@@ -27,15 +27,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .collate import Collator
+from .collate import BATCH_FIELDS, Collator
 from .dataset import DenoisingDataset
 from .denoisers import Denoiser, Mixture
 
 __all__ = ["Denoise", "batch_rows", "column_of", "dataset", "rows", "values_and_offsets"]
 
 _TOKEN_TYPES = ("int32", "int64", "uint16", "uint32")
-# Collator outputs that are not one value per output row.
-_NOT_PER_ROW = ("cu_seqlens", "decoder_cu_seqlens")
 
 
 def column_of(obj: Any, column: str = "input_ids") -> Any:
@@ -188,7 +186,7 @@ class Denoise:
                 f"batch: expected a dict of columns or a pyarrow Table, got {type(batch).__name__}"
             )
         keys = None if indices is None else np.asarray(indices, dtype=np.uint64)
-        out = {name: a for name, a in self.collator(row_list, keys).items() if name not in _NOT_PER_ROW}
+        out = {name: a for name, a in self.collator(row_list, keys).items() if name not in BATCH_FIELDS}
         return _table(out) if isinstance(batch, (pa.Table, pa.RecordBatch)) else out
 
     def __repr__(self) -> str:

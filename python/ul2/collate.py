@@ -67,6 +67,15 @@ DEFAULTS: Options = {
 }
 
 
+# Outputs that describe the whole batch (offsets into its flattened rows), not one row each.
+BATCH_FIELDS = ("cu_seqlens", "decoder_cu_seqlens")
+
+
+def one_example(batch: Mapping[str, npt.NDArray[Any]]) -> dict[str, npt.NDArray[Any]]:
+    """A one-example batch as that example's 1-D arrays (batch-level fields kept whole)."""
+    return {name: (a if name in BATCH_FIELDS else a[0]) for name, a in batch.items()}
+
+
 def options(given: Mapping[str, Any], owner: str) -> Options:
     """``given`` with the defaults filled in; a name that is no option is a ``TypeError``,
     as for any keyword argument."""

@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _ul2
-from .collate import Options, budget_text, dtype_name, native, options
+from .collate import Options, budget_text, dtype_name, native, one_example, options
 from .denoisers import Denoiser, Mixture, as_mixture
 from .plan import Plan, plan
 
@@ -135,10 +135,7 @@ class DenoisingDataset:
         return (_restore_dataset, (self.tokens if ref is None else ref, self.mixture, self._args))
 
     def __getitem__(self, k: int) -> dict[str, npt.NDArray[Any]]:
-        out = self._core.batch([_index(k, len(self), "k")])
-        return {
-            name: (a if name in ("cu_seqlens", "decoder_cu_seqlens") else a[0]) for name, a in out.items()
-        }
+        return one_example(self._core.batch([_index(k, len(self), "k")]))
 
     def batch(self, keys: npt.ArrayLike) -> dict[str, npt.NDArray[Any]]:
         """Items ``keys`` as one batch dict of arrays."""

@@ -25,15 +25,13 @@ import numpy.typing as npt
 
 from ._ul2 import set_num_threads
 from .arrow import batch_rows
-from .collate import Collator
+from .collate import BATCH_FIELDS, Collator
 
 if TYPE_CHECKING:
     import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
     import ray.data
 
 __all__ = ["denoise"]
-
-_NOT_PER_ROW = ("cu_seqlens", "decoder_cu_seqlens")
 
 
 class _DenoiseBatch:
@@ -64,7 +62,7 @@ class _DenoiseBatch:
         if not self.collator.pack:
             columns[self.id_column] = batch.column(self.id_column)
         for name, a in out.items():
-            if name not in _NOT_PER_ROW:
+            if name not in BATCH_FIELDS:
                 columns[name] = _column(a)
         return pa.table(columns)
 

@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _ul2
-from .collate import Options, dtype_name, native, options
+from .collate import Options, dtype_name, native, one_example, options
 from .denoisers import Denoiser, Mixture, as_mixture
 
 if TYPE_CHECKING:
@@ -160,7 +160,7 @@ class DenoisingStream:
         if out is None:
             raise StopIteration
         if self.batch_size is None:
-            return {k: (a if k in ("cu_seqlens", "decoder_cu_seqlens") else a[0]) for k, a in out.items()}
+            return one_example(out)
         return out
 
     @property

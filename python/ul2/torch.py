@@ -33,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._ul2 import set_num_threads
+from .collate import BATCH_FIELDS
 from .dataset import DenoisingDataset
 from .denoisers import Denoiser, Mixture
 from .stream import DenoisingStream
@@ -52,9 +53,6 @@ else:
 
 
 __all__ = ["Dataset", "IterableDataset", "attention_mask_4d", "collate_fn", "data_loader", "tensors"]
-
-# Per-sample fields that are not stacked row-wise (packed rows' flat boundaries).
-_FLAT = ("cu_seqlens", "decoder_cu_seqlens")
 
 
 class Dataset:
@@ -289,7 +287,7 @@ def collate_fn(batch: Any) -> dict[str, _torch.Tensor]:
             f"got {type(batch).__name__}"
         )
     names = list(batch[0])
-    flat = [n for n in names if n in _FLAT]
+    flat = [n for n in names if n in BATCH_FIELDS]
     if flat:
         raise ValueError(
             f"batch: per-example dicts with {flat[0]!r} (packed rows) cannot be stacked; "
