@@ -1,7 +1,7 @@
 # Everyday targets. Each sets itself up from nothing: a .venv, the extension built in
 # release mode with maturin, and only the packages the target uses: `make demo` the cli and
 # plot extras (click, rich, matplotlib); `make test` the test and integrations extras as well
-# (PyTorch with its CUDA libraries, Ray, transformers: several GB the first time). Installs
+# (PyTorch with its CUDA libraries, Ray, transformers, JAX: several GB the first time). Installs
 # are logged to .venv/install.log, which is shown only when one fails.
 PYTHON ?= python3
 VENV := .venv
@@ -30,7 +30,7 @@ $(VENV)/.built: $(BIN)/maturin $(RUST_SRC)
 
 # What the tests, benches and examples import besides (a rebuild of the extension keeps it).
 $(VENV)/.test-deps: $(BIN)/maturin pyproject.toml
-	@echo "make: installing the test and integrations extras (PyTorch with CUDA, Ray, transformers)"
+	@echo "make: installing the test and integrations extras (PyTorch with CUDA, Ray, transformers, JAX)"
 	@$(DEVELOP) test,integrations >$(INSTALL_LOG) 2>&1 || { cat $(INSTALL_LOG); exit 1; }
 	@touch $@
 
