@@ -7,8 +7,8 @@ cluster: grain.sharding.ShardByJaxProcess()) and gets a disjoint share of the ex
 same examples for any worker count (grain's workers each batch their own share). Grain
 batches the example indices and ul2.grain.Denoise turns each index batch into NumPy arrays with
 one Rust call. With JAX
-installed, the first batch is also put on the default device. Data: the built-in corpus as
-byte-level ids; nothing is downloaded.
+installed, the first batch also becomes global jax.Arrays split over the devices
+(ul2.jax.global_batch). Data: the built-in corpus as byte-level ids; nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import importlib.util
 import grain
 import ul2
 import ul2.grain
+import ul2.jax  # imports JAX only when called
 from ul2.sources import ByteTokenizer, stdlib_stream
 
 
@@ -65,8 +66,12 @@ def main() -> None:
     if importlib.util.find_spec("jax") is not None:
         import jax
 
-        first = next(iter(ul2.grain.data_loader(ds, args.batch_size)))
-        print("on", jax.devices()[0], {n: a.shape for n, a in jax.device_put(first).items()})
+        mesh = jax.sharding.Mesh(jax.devices(), ("data",))
+        rows = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+        arrays = ul2.jax.global_batch(next(iter(ul2.grain.data_loader(ds, args.batch_size))), rows)
+        print(
+            f"on {mesh.size} {jax.devices()[0].platform} device(s):", {n: a.shape for n, a in arrays.items()}
+        )
 
 
 if __name__ == "__main__":
