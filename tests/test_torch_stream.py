@@ -46,7 +46,7 @@ def per_shard(ds: ul2.torch.IterableDataset, shards: int) -> list[list[dict[str,
             DOCS[s::shards],
             ul2.presets.ul2(),
             sentinels=SENTINELS,
-            **{**ds.stream_options, "seed": ds.shard_seed(s, shards)},
+            **{**ds.stream_options, "seed": ds.shard_seed(s, shards), "epoch": ds.epoch},
         )
         out.append([as_bytes(b) for b in stream])
     return out
@@ -87,6 +87,23 @@ def test_ranks_and_workers_split_the_documents_without_overlap() -> None:
     # Every document's tokens are in exactly one shard.
     shard_docs = [list(dataset().shard_documents(s, 4)) for s in range(4)]
     assert sum(len(d) for d in shard_docs) == len(DOCS)
+
+
+def test_set_epoch_reaches_persistent_workers() -> None:
+    ds = dataset(batch_size=4)
+    loader = DataLoader(
+        ds, batch_size=None, num_workers=2, persistent_workers=True, collate_fn=ul2.torch.collate_fn
+    )
+    passes = []
+    for epoch in (0, 5, 2**64 - 1):
+        ds.set_epoch(epoch)
+        got = [as_bytes(b) for b in loader]
+        assert sorted(map(repr, got)) == sorted(repr(b) for s in per_shard(ds, 2) for b in s)
+        passes.append({repr(b) for b in got})
+    assert not passes[0] & passes[1] and not passes[1] & passes[2]
+    assert ds.epoch == 2**64 - 1 and dataset(epoch=7).epoch == 7 and "epoch" not in ds.stream_options
+    with pytest.raises(TypeError, match=r"epoch=1\.5"):
+        ds.set_epoch(1.5)
 
 
 def test_examples_batched_by_the_loader() -> None:

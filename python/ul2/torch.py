@@ -132,7 +132,8 @@ class IterableDataset(_IterableBase[dict[str, npt.NDArray[Any]]]):
     ``rank`` / ``world_size`` default to ``torch.distributed``'s when it is initialised, else 0 / 1.
     ``state_dict()`` / ``load_state_dict()`` are the ``StatefulDataLoader`` protocol: it calls them
     on the dataset inside each worker; the state is the worker's stream's ``state_dict()`` with its
-    shard, and a loaded state makes the next iteration continue that stream exactly.
+    shard, and a loaded state makes the next iteration continue that stream exactly (at the epoch
+    it was saved in). :meth:`set_epoch` gives the next iteration the noise of another epoch.
     ``worker_threads``: ul2's thread count inside each ``DataLoader`` worker (``None``: ul2's default).
     """
 
@@ -171,10 +172,12 @@ class IterableDataset(_IterableBase[dict[str, npt.NDArray[Any]]]):
         self.sentinels = sentinels
         self.rank, self.world_size = rank, world_size
         self.worker_threads = worker_threads
+        epoch = stream_options.pop("epoch", 0)
         self.stream_options = stream_options
         self.seed: int = int(stream_options.get("seed", 0))
         # Bad options fail here, in the main process, rather than in a worker (no documents read).
-        self._new_stream(iter(()), 0, 1)
+        self._new_stream(iter(()), 0, 1, epoch)
+        self._epoch = _shared_epoch(epoch)
         self._stream: DenoisingStream | None = None
         self._shard: tuple[int, int] | None = None
         self._pending: dict[str, Any] | None = None
@@ -187,16 +190,28 @@ class IterableDataset(_IterableBase[dict[str, npt.NDArray[Any]]]):
         digest = hashlib.sha256(f"ul2.torch.IterableDataset {self.seed} {shard} {shards}".encode()).digest()
         return int.from_bytes(digest[:8], "little")
 
-    def shard_documents(self, shard: int, shards: int) -> Iterator[Any]:
+    def shard_documents(self, shard: int, shards: int) -> Iterable[Any]:
         """Shard ``shard``'s documents: every ``shards``-th of a fresh ``make_documents()``."""
         return itertools.islice(iter(self.make_documents()), shard, None, shards)
 
     def stream(self, shard: int, shards: int) -> DenoisingStream:
-        """A fresh ``DenoisingStream`` of shard ``shard`` of ``shards`` (what that worker iterates)."""
-        return self._new_stream(self.shard_documents(shard, shards), shard, shards)
+        """A fresh ``DenoisingStream`` of shard ``shard`` of ``shards`` at the current epoch (what
+        that worker iterates)."""
+        return self._new_stream(self.shard_documents(shard, shards), shard, shards, self.epoch)
 
-    def _new_stream(self, documents: Iterable[Any], shard: int, shards: int) -> DenoisingStream:
-        options = {**self.stream_options, "seed": self.shard_seed(shard, shards)}
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch) % (1 << 64)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Makes every later iteration draw epoch ``epoch``'s denoisers and noise, as ``epoch=``
+        would (call it before each epoch, as with ``DistributedSampler``). It reaches the
+        ``DataLoader`` workers, persistent ones too: the epoch is held in shared memory."""
+        self._new_stream(iter(()), 0, 1, epoch)
+        self._epoch.fill_(_signed(epoch))
+
+    def _new_stream(self, documents: Iterable[Any], shard: int, shards: int, epoch: int) -> DenoisingStream:
+        options = {**self.stream_options, "seed": self.shard_seed(shard, shards), "epoch": epoch}
         return DenoisingStream(documents, self.mixture, sentinels=self.sentinels, **options)
 
     def _where(self) -> tuple[int, int]:
@@ -244,12 +259,28 @@ class IterableDataset(_IterableBase[dict[str, npt.NDArray[Any]]]):
     def __repr__(self) -> str:
         return (
             f"ul2.torch.IterableDataset(rank={self.rank}, world_size={self.world_size}, "
-            f"seed={self.seed}, worker_threads={self.worker_threads})"
+            f"seed={self.seed}, epoch={self.epoch}, worker_threads={self.worker_threads})"
         )
 
 
 def _items(stream: DenoisingStream) -> Iterator[dict[str, npt.NDArray[Any]]]:
     yield from stream
+
+
+def _shared_epoch(epoch: int) -> _torch.Tensor:
+    # A tensor in shared memory, so that set_epoch in the main process reaches workers forked
+    # (or pickled) before it: persistent workers keep their copy of the dataset across epochs.
+    import torch
+
+    shared = torch.tensor(_signed(epoch))
+    shared.share_memory_()  # type: ignore[no-untyped-call]
+    return shared
+
+
+def _signed(epoch: int) -> int:
+    # int64 holds the epoch's 64 bits (epochs from 2**63 as negatives): torch cannot pickle
+    # uint64 tensors.
+    return epoch - (1 << 64) if epoch >= 1 << 63 else epoch
 
 
 def _distributed_rank() -> tuple[int, int]:
