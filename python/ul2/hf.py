@@ -1,4 +1,5 @@
-"""Hugging Face adapter: :class:`DataCollator`, the ``data_collator=`` of a ``transformers.Trainer``.
+"""Hugging Face adapter: :class:`DataCollator`, the ``data_collator=`` of a ``transformers.Trainer``,
+and :class:`StreamingDataset`, denoised batches of a streaming ``datasets.IterableDataset``.
 
 It takes what a tokenised ``datasets.Dataset`` gives the Trainer — a list of features, each with
 ``input_ids`` (a list or array of token ids, one training row) — denoises the rows with
@@ -25,13 +26,22 @@ the collator, for every pass (epoch); each set of copies counts from a key range
 (2**40 keys further on for each copy handed out), so a later pass never replays the noise of
 an earlier one, and the keys depend only on the order in which copies are handed out, never
 on timing.
+
+A streaming dataset (``load_dataset(..., streaming=True)``, ``Dataset.to_iterable_dataset()``)
+is a stream of documents rather than of training rows: :class:`StreamingDataset` runs
+:class:`ul2.DenoisingStream` over it in each ``DataLoader`` worker of each rank, resumable
+through torchdata's ``StatefulDataLoader``::
+
+    ds = ul2.hf.StreamingDataset(load_dataset(..., streaming=True).map(tokenize), ul2.presets.ul2(),
+                                 sentinels=sentinels, inputs_length=512, batch_size=32)
+    loader = StatefulDataLoader(ds, batch_size=None, num_workers=4, collate_fn=ul2.torch.collate_fn)
 """
 
 from __future__ import annotations
 
 import os
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -40,12 +50,14 @@ import numpy.typing as npt
 from ._ul2 import Sentinels
 from .collate import Collator, Options
 from .denoisers import Denoiser, Mixture
+from .torch import IterableDataset
 
 if TYPE_CHECKING:
+    import datasets as _datasets  # type: ignore[import-untyped]
     import torch as _torch
     from typing_extensions import Unpack
 
-__all__ = ["DataCollator"]
+__all__ = ["DataCollator", "StreamingDataset"]
 
 _PREFIX_ATTENTION = ("bidirectional", "causal")
 # Collator outputs a Hugging Face model never takes as a keyword.
@@ -58,6 +70,9 @@ _DROP = (
     "decoder_cu_seqlens",
     "denoiser",
 )
+
+# The token dtypes a DenoisingStream reads, as datasets names them.
+_TOKEN_DTYPES = ("int32", "int64", "uint16", "uint32")
 
 # Keys of one set of DataLoader workers (one pass): far more than any epoch's examples.
 _GENERATION_KEYS = 1 << 40
@@ -234,3 +249,137 @@ def _row(feature: Mapping[str, Any], column: str, i: int) -> Any:
     if hasattr(ids, "numpy") and not isinstance(ids, np.ndarray):  # a torch tensor
         ids = ids.numpy()
     return np.ascontiguousarray(ids)
+
+
+class StreamingDataset(IterableDataset):
+    """A ``torch.utils.data.IterableDataset`` of denoised examples (or, with ``batch_size``,
+    batches) of a Hugging Face streaming dataset, split over ranks and ``DataLoader`` workers
+    the way ``datasets`` splits it, resumable through torchdata's ``StatefulDataLoader``.
+
+    ``dataset`` is a ``datasets.IterableDataset`` whose ``column`` holds each example's token ids
+    (a document); ``stream_options`` go to :class:`ul2.DenoisingStream` (``inputs_length``,
+    ``documents_mode``, ``batch_size``, ``seed``, ``epoch``, ``dtype``, ...). Only ``column`` is
+    read, as NumPy arrays. Use ``DataLoader(ds, batch_size=None, collate_fn=ul2.torch.collate_fn)``
+    with ``batch_size``, or the loader's batching without it (not with ``pack=True``).
+
+    The split is the one ``datasets`` makes: ``split_dataset_by_node(dataset, rank, world_size)``
+    gives this rank its part (whole shards when ``world_size`` divides ``num_shards``, else every
+    ``world_size``-th example), and inside a ``DataLoader`` worker the dataset gives the worker
+    every ``num_workers``-th of those shards. Each (rank, worker) runs its own ``DenoisingStream``
+    over what it is given, with the seed :meth:`shard_seed` of shard ``rank * num_workers +
+    worker`` of ``world_size * num_workers``, so every document goes to one worker of one rank
+    and no sample is produced twice or lost. A worker with no shard would idle, so a rank with
+    fewer shards than ``num_workers`` is a ``ValueError`` (raised by the workers): make more
+    shards (``Dataset.to_iterable_dataset(num_shards=...)``, ``IterableDataset.reshard()``) or
+    use fewer workers. Give the whole dataset, not one already split by node: the shard seeds
+    come from ``rank`` and ``world_size``.
+
+    ``rank`` / ``world_size`` default to ``torch.distributed``'s when it is initialised, else
+    0 / 1. ``set_epoch(e)`` sets the epoch of both the noise (``epoch=``) and the dataset (its
+    shuffles: ``dataset.shuffle(seed=...)`` reorders the shards and its buffer by epoch), in
+    every worker, persistent ones too. The state of each worker (``StatefulDataLoader`` calls
+    ``state_dict()`` / ``load_state_dict()`` in the workers) is its stream's, which holds the
+    dataset's own ``state_dict()`` before the document it reads next: a loader restored from
+    ``loader.state_dict()`` continues with the items the first would have given, byte for byte,
+    when resumed with the same ``num_workers``, ``world_size`` and epoch, except that the
+    examples held in a shuffle buffer are lost, as ``datasets`` says of its own resumption.
+    ``worker_threads``: ul2's thread count inside each ``DataLoader`` worker (``None``: ul2's default).
+    """
+
+    def __init__(
+        self,
+        dataset: _datasets.IterableDataset,
+        mixture: Mixture | Denoiser | Sequence[tuple[Denoiser, float]],
+        *,
+        sentinels: Sentinels,
+        column: str = "input_ids",
+        rank: int | None = None,
+        world_size: int | None = None,
+        worker_threads: int | None = 1,
+        **stream_options: Any,
+    ) -> None:
+        import datasets
+
+        if not isinstance(dataset, datasets.IterableDataset):
+            hint = (
+                "; make one with dataset.to_iterable_dataset(num_shards=...)"
+                if isinstance(dataset, datasets.Dataset)
+                else ""
+            )
+            raise TypeError(
+                "dataset: expected a datasets.IterableDataset (a streaming dataset), "
+                f"got {type(dataset).__name__}{hint}"
+            )
+        if not isinstance(column, str):
+            raise TypeError(f"column={column!r}: must be a str")
+        if dataset.features is not None:
+            if column not in dataset.features:
+                raise ValueError(
+                    f"column={column!r}: not a column of the dataset (columns: {list(dataset.features)})"
+                )
+            feature = dataset.features[column]
+            values = getattr(feature, "feature", None)  # a List's (or LargeList's) items
+            if not (isinstance(values, datasets.Value) and values.dtype in _TOKEN_DTYPES):
+                raise ValueError(
+                    f"column={column!r}: holds {feature!r}, not lists of token ids "
+                    f"({', '.join(_TOKEN_DTYPES)}); tokenize it first (dataset.map)"
+                )
+        self.dataset, self.column = dataset, column
+        # Of the examples, only the documents are decoded, straight into NumPy.
+        self._documents = dataset.select_columns([column]).with_format("numpy")
+        super().__init__(
+            self._node,
+            mixture,
+            sentinels=sentinels,
+            rank=rank,
+            world_size=world_size,
+            worker_threads=worker_threads,
+            column=column,
+            **stream_options,
+        )
+
+    def _node(self) -> _datasets.IterableDataset:
+        """This rank's part of the dataset at the current epoch, a new object each time: a
+        ``datasets.IterableDataset`` applies a loaded state to every later pass of the same object."""
+        from datasets.distributed import split_dataset_by_node  # type: ignore[import-untyped]
+
+        node = split_dataset_by_node(self._documents, rank=self.rank, world_size=self.world_size)
+        node.set_epoch(self.epoch)
+        return node
+
+    def shard_documents(self, shard: int, shards: int) -> _datasets.IterableDataset:
+        """Shard ``shard``'s documents: this rank's part of the dataset, which gives a
+        ``DataLoader`` worker iterating it that worker's shards (the whole part elsewhere)."""
+        node = self._node()
+        workers = shards // self.world_size
+        if node.num_shards < workers:
+            raise ValueError(
+                f"num_workers={workers}: more DataLoader workers than the dataset's shards on rank "
+                f"{self.rank} (num_shards={node.num_shards}); each worker reads whole shards, so "
+                f"{workers - node.num_shards} would get none. Use num_workers <= {node.num_shards}, "
+                "or more shards (Dataset.to_iterable_dataset(num_shards=...), IterableDataset.reshard())"
+            )
+        return node
+
+    def __iter__(self) -> Iterator[dict[str, npt.NDArray[Any]]]:
+        return _naming_column(super().__iter__(), self.column)
+
+    def __repr__(self) -> str:
+        return (
+            f"ul2.hf.StreamingDataset(<datasets.IterableDataset, {self.dataset.num_shards} shards>, "
+            f"column={self.column!r}, rank={self.rank}, world_size={self.world_size}, seed={self.seed}, "
+            f"epoch={self.epoch}, worker_threads={self.worker_threads})"
+        )
+
+
+def _naming_column(
+    items: Iterator[dict[str, npt.NDArray[Any]]], column: str
+) -> Iterator[dict[str, npt.NDArray[Any]]]:
+    # A dataset whose features are unknown (after map()) shows a missing column only when an
+    # example is read, as a bare KeyError.
+    try:
+        yield from items
+    except KeyError as e:
+        if e.args != (column,):
+            raise
+        raise ValueError(f"column={column!r}: not a column of the dataset's examples") from None
