@@ -144,7 +144,7 @@ def test_readme_integration_snippets_run(tmp_path: Path) -> None:
     readme = (EXAMPLES.parent / "README.md").read_text(encoding="utf-8")
     section = readme.split("\n## Integrations\n", 1)[1].split("\n## ", 1)[0]
     code = "\n".join(re.findall(r"```python\n(.*?)```", section, re.S))
-    assert code.count("import ul2.") == 5  # torch, hf, grain, arrow, ray
+    assert code.count("import ul2.") == 6  # torch, hf, grain and jax, arrow, ray
     code += "\nprint(sorted(batch), denoised.num_rows)\n"
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=240, check=False

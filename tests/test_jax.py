@@ -235,3 +235,26 @@ def test_importing_ul2_jax_does_not_import_jax() -> None:
     code = "import sys, ul2.jax; print('jax' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_the_readme_grain_and_jax_snippet_runs_without_a_warning(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    setup, *snippets = re.findall(
+        r"```python\n(.*?)```", readme.split("\n## Integrations\n", 1)[1].split("\n## ", 1)[0], re.S
+    )
+    (snippet,) = [s for s in snippets if "import ul2.jax" in s]
+    check = (
+        "\nassert mask.shape == (8, 1, 128, 128)"
+        "\nahead, again = next(it), next(restored)"
+        "\nassert ahead.keys() == again.keys() and all(np.array_equal(ahead[n], again[n]) for n in ahead)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", setup + snippet + check],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert done.stderr == ""  # no warning, not even absl's (grain's "No module named 'jax'" once)
