@@ -1,6 +1,10 @@
 """ul2.jax: a host's batch as global jax.Arrays on a mesh, and the decoder-only attention mask
 built in JAX; a grain checkpoint restored mid-epoch feeds the uninterrupted global batches; the
-JAX training example trains (loss falls) and its two-device run sees one device's batches."""
+JAX training example trains (loss falls) and its two-device run sees one device's batches.
+
+What starts JAX's backend runs in a fresh process (the ``check_*`` functions, through
+:func:`in_a_fresh_process`): once started, JAX warns of a deadlock at every fork, rightly, and
+later tests in pytest's process fork (torch's ``DataLoader`` workers, Ray)."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +55,7 @@ def per_row(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {n: a for n, a in batch.items() if n != "cu_seqlens"}
 
 
-def test_global_batch_is_the_host_batch_laid_out_by_the_sharding() -> None:
+def check_global_batch_is_the_host_batch_laid_out_by_the_sharding() -> None:
     batch = per_row(packed_batches(documents(20, 60), sequence_length=64, batch_size=4)[0])
     sharding = rows_sharding()
     arrays = ul2.jax.global_batch(batch, sharding)
@@ -61,7 +66,7 @@ def test_global_batch_is_the_host_batch_laid_out_by_the_sharding() -> None:
         assert np.array_equal(np.asarray(a), batch[name]), name
 
 
-def test_global_batch_bad_input_names_the_argument() -> None:
+def check_global_batch_bad_input_names_the_argument() -> None:
     batch = packed_batches(documents(20, 60), sequence_length=64, batch_size=4)[0]
     sharding = rows_sharding()
     with pytest.raises(TypeError, match=r"sharding: expected a jax\.sharding\.Sharding .*, got str"):
@@ -96,8 +101,7 @@ def allowed_by_definition(batch: dict[str, np.ndarray], bidirectional: bool) -> 
     return out
 
 
-@pytest.mark.parametrize("pack", [True, False], ids=["packed", "prefix_lengths"])
-def test_attention_mask_4d_is_the_segment_and_prefix_rule(pack: bool) -> None:
+def check_attention_mask_4d_is_the_segment_and_prefix_rule(pack: bool) -> None:
     # Short documents: several examples a packed row, and padding after them.
     docs = documents(40, 30, seed=2)
     stream = ul2.DenoisingStream(
@@ -124,7 +128,7 @@ def test_attention_mask_4d_is_the_segment_and_prefix_rule(pack: bool) -> None:
         ul2.jax.attention_mask_4d({"attention_mask": batch["attention_mask"]})
 
 
-def test_a_grain_checkpoint_restored_mid_epoch_gives_the_uninterrupted_global_batches() -> None:
+def check_a_grain_checkpoint_restored_mid_epoch_gives_the_uninterrupted_global_batches() -> None:
     docs = documents(60, 200, seed=4)
 
     def pipeline() -> grain.IterDataset:
@@ -176,28 +180,48 @@ def run(args: list[str], devices: int, timeout: int = 120) -> subprocess.Complet
     return done
 
 
-TWO_DEVICES = """
-import json, numpy as np, jax, ul2.jax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
-sharding = NamedSharding(Mesh(np.array(jax.devices()), ("data",)), PartitionSpec("data"))
-ids, denoiser = np.arange(24, dtype=np.int32).reshape(4, 6), np.array([3, 1, 0, 6], np.int32)
-batch = {"input_ids": ids, "denoiser": denoiser}
-arrays = ul2.jax.global_batch(batch, sharding)
-shards = {n: [np.asarray(s.data).tolist() for s in a.addressable_shards] for n, a in arrays.items()}
-try:
-    ul2.jax.global_batch({"input_ids": batch["input_ids"][:3]}, sharding)
-except ValueError as e:
-    error = str(e)
-print(json.dumps({"devices": jax.device_count(), "shards": shards, "error": error}))
-"""
+def check_global_batch_splits_the_rows_over_two_devices() -> None:
+    assert jax.device_count() == 2
+    ids, denoiser = np.arange(24, dtype=np.int32).reshape(4, 6), np.array([3, 1, 0, 6], np.int32)
+    arrays = ul2.jax.global_batch({"input_ids": ids, "denoiser": denoiser}, rows_sharding())
+    shards = {n: [np.asarray(s.data).tolist() for s in a.addressable_shards] for n, a in arrays.items()}
+    assert shards == {"input_ids": [ids[:2].tolist(), ids[2:].tolist()], "denoiser": [[3, 1], [0, 6]]}
+    with pytest.raises(ValueError, match=r"batch\['input_ids'\]: shape \(3, 6\) does not fit NamedSharding"):
+        ul2.jax.global_batch({"input_ids": ids[:3]}, rows_sharding())
+
+
+def in_a_fresh_process(check: Callable[..., None], *args: Any, devices: int = 1) -> None:
+    """Runs ``check(*args)``, a function of this file, in a new Python process with ``devices``
+    CPU devices and warnings as errors (as pytest's configuration has them)."""
+    code = (
+        "import importlib.util\n"
+        f"spec = importlib.util.spec_from_file_location('test_jax', {__file__!r})\n"
+        "module = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(module)\n"
+        f"module.{check.__name__}(*{args!r})\n"
+    )
+    run(["-W", "error", "-c", code], devices=devices)
+
+
+def test_global_batch_is_the_host_batch_laid_out_by_the_sharding() -> None:
+    in_a_fresh_process(check_global_batch_is_the_host_batch_laid_out_by_the_sharding)
+
+
+def test_global_batch_bad_input_names_the_argument() -> None:
+    in_a_fresh_process(check_global_batch_bad_input_names_the_argument)
 
 
 def test_global_batch_splits_the_rows_over_two_devices() -> None:
-    out = json.loads(run(["-c", TWO_DEVICES], devices=2).stdout)
-    rows = np.arange(24).reshape(4, 6).tolist()
-    assert out["devices"] == 2
-    assert out["shards"] == {"input_ids": [rows[:2], rows[2:]], "denoiser": [[3, 1], [0, 6]]}
-    assert out["error"].startswith("batch['input_ids']: shape (3, 6) does not fit NamedSharding")
+    in_a_fresh_process(check_global_batch_splits_the_rows_over_two_devices, devices=2)
+
+
+@pytest.mark.parametrize("pack", [True, False], ids=["packed", "prefix_lengths"])
+def test_attention_mask_4d_is_the_segment_and_prefix_rule(pack: bool) -> None:
+    in_a_fresh_process(check_attention_mask_4d_is_the_segment_and_prefix_rule, pack)
+
+
+def test_a_grain_checkpoint_restored_mid_epoch_gives_the_uninterrupted_global_batches() -> None:
+    in_a_fresh_process(check_a_grain_checkpoint_restored_mid_epoch_gives_the_uninterrupted_global_batches)
 
 
 STEP = re.compile(r"^step +(\d+)  loss ([\d.]+)  batch ([0-9a-f]{12})$", re.M)
