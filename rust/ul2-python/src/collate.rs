@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use numpy::{IntoPyArray, PyArray1, PyArrayDescrMethods, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
-use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 use ul2_core::{Bins, Budget, Engine, Field, Fields, KeyCounter, Line, RowSource, Rows, RunningStats, Stats, Token};
@@ -99,13 +98,15 @@ fn batch<'py>(rows: &Bound<'py, PyAny>) -> PyResult<Batch<'py>> {
 /// huge ints): those batches take the per-row path, with its messages.
 fn int_lists<'py>(rows: &Bound<'py, PyAny>) -> PyResult<Option<Batch<'py>>> {
     let Ok(list) = rows.cast::<PyList>() else { return Ok(None) };
+    let mut lists = Vec::with_capacity(list.len());
     let mut spans = Vec::with_capacity(list.len());
     let mut total = 0;
     for row in list.iter() {
-        match row.cast::<PyList>() {
+        match row.cast_into::<PyList>() {
             Ok(row) if !row.is_empty() => {
                 spans.push((0, total, row.len()));
                 total += row.len();
+                lists.push(row);
             }
             _ => return Ok(None),
         }
@@ -113,16 +114,19 @@ fn int_lists<'py>(rows: &Bound<'py, PyAny>) -> PyResult<Option<Batch<'py>>> {
     if spans.is_empty() {
         return Ok(None);
     }
-    let mut flat = Vec::with_capacity(total);
-    for row in list.iter() {
-        let row = row.cast_into::<PyList>()?;
-        for i in 0..row.len() {
-            // SAFETY: `row` is a live list and `i < len`, and the GIL is held throughout, so
-            // the borrowed item stays valid while it is read: no Python code runs between.
+    let mut flat: Vec<i64> = Vec::with_capacity(total);
+    for row in &lists {
+        let (ptr, len) = (row.as_ptr(), row.len());
+        // Filled in place, one store per int: the two C-API calls are most of the cost, and
+        // a push's capacity check would be a third of what is left.
+        let out = &mut flat.spare_capacity_mut()[..len];
+        for (i, slot) in out.iter_mut().enumerate() {
+            // SAFETY: `ptr` is a live list of `len` items and `i < len`; the GIL is held
+            // throughout and no Python code runs in between (exact ints never call
+            // `__index__`), so the list and the borrowed item stay as they are.
             let v = unsafe {
-                let item = pyo3::ffi::PyList_GetItem(row.as_ptr(), i as pyo3::ffi::Py_ssize_t);
-                if item.is_null() || pyo3::ffi::PyLong_CheckExact(item) == 0 {
-                    pyo3::ffi::PyErr_Clear();
+                let item = pyo3::ffi::PyList_GetItem(ptr, i as pyo3::ffi::Py_ssize_t);
+                if pyo3::ffi::PyLong_CheckExact(item) == 0 {
                     return Ok(None);
                 }
                 pyo3::ffi::PyLong_AsLongLong(item)
@@ -130,8 +134,10 @@ fn int_lists<'py>(rows: &Bound<'py, PyAny>) -> PyResult<Option<Batch<'py>>> {
             if v == -1 && PyErr::take(rows.py()).is_some() {
                 return Ok(None);
             }
-            flat.push(v);
+            slot.write(v);
         }
+        // SAFETY: the `len` slots after the old length were all written just above.
+        unsafe { flat.set_len(flat.len() + len) };
     }
     let (tokens, _) = arrays::tokens(flat.into_pyarray(rows.py()).as_any(), "rows", 1)?;
     Ok(Some(Batch::Ragged(vec![tokens], spans)))
@@ -155,7 +161,16 @@ fn view_of_base<'py>(
     if len > 1 && usize::try_from(view.strides()[0]).ok() != Some(view.dtype().itemsize()) {
         return Ok(None);
     }
-    let base = row.getattr(intern!(row.py(), "base"))?;
+    // SAFETY: `view` is a live NumPy array, whose `base` field is null or an owned reference
+    // that lives as long as the view; read directly, as `view.base` would cost an attribute
+    // lookup per row.
+    let base = unsafe {
+        let base = (*view.as_array_ptr()).base;
+        if base.is_null() {
+            return Ok(None);
+        }
+        Bound::from_borrowed_ptr(row.py(), base)
+    };
     let Ok(owner) = base.cast::<PyUntypedArray>() else { return Ok(None) };
     if !owner.dtype().is_equiv_to(&view.dtype()) || !owner.is_c_contiguous() {
         return Ok(None);
