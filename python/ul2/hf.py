@@ -219,17 +219,17 @@ class DataCollator:
 
 
 def _rows(features: Sequence[Mapping[str, Any]], column: str) -> list[Any]:
-    """Every feature's row as :func:`_row` gives it. The common batch (dicts whose rows are all
-    lists, or all 1-D arrays) is read with one lookup per row: a check of each row's type costs
+    """Every feature's row as :func:`_row` gives it. The common batch (mappings whose rows are
+    all lists, or all arrays) is read with one lookup per row: a check of each row's type costs
     about as much as the collator's own work on it."""
-    if set(map(type, features)) == {dict}:
-        try:
-            rows = [f[column] for f in features]
-        except KeyError:
-            rows = []  # the per-row path names the feature
-        kinds = set(map(type, rows))
-        if kinds == {list} or (kinds == {np.ndarray} and all(r.ndim == 1 for r in rows)):
-            return rows
+    try:
+        rows = [f[column] for f in features]
+    except (KeyError, TypeError, IndexError):
+        rows = []  # not all dicts with the column: the per-row path names the feature
+    kinds = set(map(type, rows))
+    # Arrays of another rank are left to the collator, which refuses them as _row's copies.
+    if kinds == {list} or kinds == {np.ndarray}:
+        return rows
     return [_row(f, column, i) for i, f in enumerate(features)]
 
 

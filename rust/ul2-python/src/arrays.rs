@@ -183,9 +183,12 @@ pub fn as_array<'py>(obj: &Bound<'py, PyAny>, arg: &str) -> PyResult<Bound<'py, 
     Err(PyTypeError::new_err(format!("{arg}: expected a numpy array of integers, got {}", type_name(obj))))
 }
 
+/// Borrows `arr`, whose dtype the caller has checked to be `T`'s.
 fn borrow<'py, T: Element>(arr: &Bound<'py, PyUntypedArray>, arg: &'static str) -> PyResult<Borrowed<'py, T>> {
-    let array = arr
-        .cast::<PyArrayDyn<T>>()?
+    debug_assert!(arr.dtype().is_equiv_to(&numpy::dtype::<T>(arr.py())));
+    // SAFETY: `arr` is an array (its type is `PyUntypedArray`) of `T`'s dtype, checked by
+    // every caller: a checked cast would look the dtype up a second time, on every row.
+    let array = unsafe { arr.cast_unchecked::<PyArrayDyn<T>>() }
         .try_readonly()
         .map_err(|_| PyValueError::new_err(format!("{arg}: array is being written to elsewhere")))?;
     Ok(Borrowed { array })
