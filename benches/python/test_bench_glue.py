@@ -18,6 +18,9 @@ kept here as the reference it is measured against:
   ``DenoisingDataset`` of the ``ul2()`` mixture at 512/512: output tokens per CPU second of the
   main process (the one that trains). Before: int64 outputs, one ``torch.from_numpy`` per field
   (six storages per batch, each sent to the main process on its own).
+- ``stream``: ``DenoisingStream(iter(documents), ul2(), batch_size=64)`` at 512/512 over 4 M
+  tokens in 2700 NumPy documents, one thread, against ``DenoisingDataset.batch`` over their
+  concatenation (the same batches, checked), in both document modes.
 """
 
 from __future__ import annotations
@@ -261,3 +264,52 @@ def test_loader(benchmark: Any, path: str) -> None:
     if not benchmark.disabled:
         for r in rates:
             _ratio(f"loader {path}: M output tokens per main-process CPU s", r / 1e6)
+
+
+@pytest.fixture(scope="module")
+def documents() -> dict[str, Any]:
+    """4 M tokens in documents of 100 to 3000 tokens, the stream's input and the dataset's."""
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(100, 3000, 2700)
+    docs = [rng.integers(2, 32000, n).astype(np.int32) for n in lengths]
+    args: dict[str, Any] = {
+        "sentinels": ul2.Sentinels.t5(32228, 128),
+        "inputs_length": 512,
+        "targets_length": 512,
+    }
+    return {"docs": docs, "args": args}
+
+
+@pytest.mark.parametrize("path", ["stream", "dataset_batch"])
+@pytest.mark.parametrize("mode", ["concat", "respect"])
+def test_stream(benchmark: Any, documents: dict[str, Any], path: str, mode: str) -> None:
+    benchmark.group = (
+        f"stream: ul2() at 512/512 over 4 M tokens of documents, batches of 64, 1 thread, {mode}"
+    )
+    ul2.set_num_threads(1)
+    docs, args = documents["docs"], documents["args"]
+    offsets = np.concatenate([[0], np.cumsum([len(d) for d in docs])])
+    ds = ul2.DenoisingDataset(
+        np.concatenate(docs), ul2.presets.ul2(), doc_offsets=offsets, documents=mode, **args
+    )
+
+    def stream() -> list[dict[str, npt.NDArray[Any]]]:
+        return list(
+            ul2.DenoisingStream(iter(docs), ul2.presets.ul2(), documents_mode=mode, batch_size=64, **args)
+        )
+
+    def dataset_batch() -> list[dict[str, npt.NDArray[Any]]]:
+        return [ds.batch(np.arange(k, min(k + 64, len(ds)))) for k in range(0, len(ds), 64)]
+
+    calls = {"stream": stream, "dataset_batch": dataset_batch}
+    got = benchmark(calls[path])
+    ref = dataset_batch()
+    assert len(got) == len(ref)
+    for g, r in zip(got[:3] + got[-1:], ref[:3] + ref[-1:], strict=True):
+        _same(g, r)
+    if path == "stream" and not benchmark.disabled:
+        for _ in range(3):
+            _ratio(
+                f"stream {mode} / DenoisingDataset.batch, 1 thread (target >= 0.7)",
+                _best(dataset_batch, 1.0) / _best(stream, 1.0),
+            )
