@@ -22,8 +22,9 @@ PRESETS = {
     "ul2": ul2.presets.ul2,
     "ul2_paper": ul2.presets.ul2_paper,
     "ul2r": ul2.presets.ul2r,
+    "ul2r_legacy": ul2.presets.ul2r_legacy,
 }
-PROMPTED = ("ul2", "ul2_paper", "ul2r")
+PROMPTED = ("ul2", "ul2_paper", "ul2r", "ul2r_legacy")
 MODES = ("[NLU]", "[NLG]", "[S2S]")
 
 
@@ -138,8 +139,20 @@ def test_ul2_presets_contents(name, s_density):
 
 def test_ul2r_and_t5_presets_contents():
     m = ul2.presets.ul2r()
-    assert m.denoisers == (ul2.PrefixLM(0.5), ul2.SpanCorruption(3.0, 0.15), ul2.SpanCorruption(32.0, 0.5))
-    assert m.rates == (0.5, 0.25, 0.25)
+    assert m.denoisers == (
+        ul2.PrefixLM(0.5),
+        ul2.SpanCorruption(3.0, 0.15),
+        ul2.SpanCorruption(32.0, 0.15),
+        ul2.SpanCorruption(3.0, 0.5),
+    )
+    assert m.rates == (0.5, 0.25, 0.125, 0.125)
+    legacy = ul2.presets.ul2r_legacy()
+    assert legacy.denoisers == (
+        ul2.PrefixLM(0.5),
+        ul2.SpanCorruption(3.0, 0.15),
+        ul2.SpanCorruption(32.0, 0.5),
+    )
+    assert legacy.rates == (0.5, 0.25, 0.25)
     assert ul2.presets.t5() == ul2.Mixture([(ul2.SpanCorruption(3.0, 0.15), 1.0)])
 
 
@@ -164,10 +177,12 @@ def test_preset_prompts(name, kind):
         assert d.prefix == PROMPT_IDS[mode]
         # Same denoiser otherwise.
         assert type(d)(**{**{f.name: getattr(d, f.name) for f in fields(d)}, "prefix": ()}) == p
-    if name != "ul2r":
-        assert modes == ["[NLU]", "[NLU]", "[NLG]", "[NLG]", "[NLG]", "[NLG]", "[S2S]"]
-    else:
+    if name == "ul2r":
+        assert modes == ["[S2S]", "[NLU]", "[NLG]", "[NLG]"]
+    elif name == "ul2r_legacy":
         assert modes == ["[S2S]", "[NLU]", "[NLG]"]
+    else:
+        assert modes == ["[NLU]", "[NLU]", "[NLG]", "[NLG]", "[NLG]", "[NLG]", "[S2S]"]
     if kind == "callable":
         assert set(calls) <= set(MODES) and set(calls) == set(modes)
 

@@ -65,7 +65,29 @@ def ul2_paper(prompts: Prompts = None) -> Mixture:
 
 
 def ul2r(prompts: Prompts = None) -> Mixture:
-    """UL2R (U-PaLM continued training of decoder-only models): 50% S, 25% R(3,.15), 25% X(32,.5)."""
+    """UL2R (U-PaLM continued training of decoder-only models): 50% S, 25% R(3,.15), 12.5%
+    X(32,.15), 12.5% X(3,.5).
+
+    U-PaLM (Tay et al. 2022, arXiv:2210.11399, §3.3) trains on "a mixture of three denoisers": a
+    regular denoiser (mean span 3, corruption rate 15%), an extreme one ("mean span length of 32
+    or a corruption rate of up to 50%"), and the prefix LM on 50% of the examples. The extreme
+    denoiser is read as two, X(32,.15) and X(3,.5), as Levanter's merged UL2R does
+    (marin-community/marin, ``lib/levanter/src/levanter/data/ul2r.py``, ``ul2r_configs``:
+    ``r`` (.15, 3), ``x1`` (.15, 32), ``x2`` (.5, 3), ``s``). :func:`ul2r_legacy` is the mixture
+    ``ul2r()`` gave before (one X(32,.5)), for runs trained with it."""
+    return Mixture(
+        [
+            (PrefixLM(0.5, prefix=encode_prompt(prompts, S_PROMPT)), 0.5),
+            (_span(3.0, 0.15, prompts), 0.25),
+            (_span(32.0, 0.15, prompts), 0.125),
+            (_span(3.0, 0.5, prompts), 0.125),
+        ]
+    )
+
+
+def ul2r_legacy(prompts: Prompts = None) -> Mixture:
+    """What :func:`ul2r` gave in ul2 0.1: 50% S, 25% R(3,.15), 25% X(32,.5) (U-PaLM's extreme
+    denoiser read as one, with both its mean span and its corruption rate)."""
     return Mixture(
         [
             (PrefixLM(0.5, prefix=encode_prompt(prompts, S_PROMPT)), 0.5),

@@ -24,6 +24,7 @@ PRESETS: dict[str, Callable[..., Mixture]] = {
     "ul2": presets.ul2,
     "ul2_paper": presets.ul2_paper,
     "ul2r": presets.ul2r,
+    "ul2r_legacy": presets.ul2r_legacy,
 }
 FORMATS = ("hf", "seqio", "decoder", "seqio_decoder")
 FAR = 1.25  # a capped mean span this many times the requested one is worth a warning
