@@ -22,11 +22,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .collate import BATCH_FIELDS
+from .loss import DenoiserLoss, check_arguments, out_of_range
 
 if TYPE_CHECKING:
     import jax
 
-__all__ = ["attention_mask_4d", "global_batch"]
+__all__ = ["attention_mask_4d", "global_batch", "loss_by_denoiser"]
 
 
 def global_batch(batch: Mapping[str, Any], sharding: jax.sharding.Sharding) -> dict[str, jax.Array]:
@@ -111,3 +112,64 @@ def attention_mask_4d(batch: Mapping[str, Any], *, bidirectional: bool = True) -
             both &= same
         allowed |= both
     return allowed[:, None]
+
+
+def loss_by_denoiser(
+    logits: Any,
+    labels: Any,
+    denoiser: Any,
+    num_denoisers: int,
+    *,
+    ignore_index: int = -100,
+    shift: bool = False,
+) -> DenoiserLoss:
+    """Each denoiser's token cross-entropy of ``logits`` ``[B, T, vocab]`` against ``labels``
+    ``[B, T]``, split by the batch's ``denoiser`` (``[B]`` per row, or ``[B, T]`` per token, -1
+    on padding), for ``num_denoisers`` denoisers (``len(mixture)``, static under ``jit``): a
+    :class:`ul2.loss.DenoiserLoss` of ``[D]`` arrays, ``sum`` (differentiable, at least float32)
+    and ``tokens`` (int32), with ``mean`` per denoiser and ``loss`` over all of them::
+
+        def loss_fn(params, batch):
+            logits = model(params, batch)
+            per = ul2.jax.loss_by_denoiser(logits, batch["labels"], batch["denoiser"], len(mixture),
+                                           shift=True)   # decoder-only rows
+            return per.loss, per                          # value_and_grad(loss_fn, has_aux=True)
+
+    A token counts where its label is not ``ignore_index`` and its denoiser is not -1.
+    ``shift=True`` is for decoder-only rows whose labels sit under their own tokens (ul2's
+    ``"decoder"`` format): the logits at ``t`` predict the label (and the per-token denoiser) at
+    ``t + 1``. Shapes and dtypes are checked always; the values of ``denoiser`` and the counted
+    labels only outside ``jit`` (traced values cannot raise: inside ``jit`` a denoiser out of
+    range is dropped, as ``jax.ops.segment_sum`` drops it).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    logits, labels, denoiser = (jnp.asarray(a) for a in (logits, labels, denoiser))
+    check_arguments(
+        (logits.shape, str(logits.dtype), jnp.issubdtype(logits.dtype, jnp.floating)),
+        (labels.shape, str(labels.dtype), jnp.issubdtype(labels.dtype, jnp.integer)),
+        (denoiser.shape, str(denoiser.dtype), jnp.issubdtype(denoiser.dtype, jnp.integer)),
+        num_denoisers,
+    )
+    concrete = not isinstance(labels, jax.core.Tracer) and not isinstance(denoiser, jax.core.Tracer)
+    if concrete and denoiser.size and (denoiser.min() < -1 or denoiser.max() >= num_denoisers):
+        raise out_of_range(int(denoiser.min()), int(denoiser.max()), num_denoisers)
+    b, t, vocab = logits.shape
+    denoiser = jnp.broadcast_to(denoiser[:, None] if denoiser.ndim == 1 else denoiser, (b, t))
+    if shift:
+        # Padded, then cut: labels [B, T] again, the last one ignored (also when T is 0).
+        labels = jnp.pad(labels, ((0, 0), (0, 1)), constant_values=ignore_index)[:, 1:]
+        denoiser = jnp.pad(denoiser, ((0, 0), (0, 1)), constant_values=-1)[:, 1:]
+    counted = (labels != ignore_index) & (denoiser >= 0)
+    if concrete and (counted & ((labels < 0) | (labels >= vocab))).any():
+        raise ValueError(f"labels: a counted label is outside the vocabulary [0, {vocab}) of the logits")
+    picked = jnp.take_along_axis(logits, jnp.where(counted, labels, 0)[..., None], axis=-1)[..., 0]
+    dtype = jnp.promote_types(logits.dtype, jnp.float32)
+    nll = jnp.where(counted, jax.nn.logsumexp(logits, axis=-1) - picked, 0).astype(dtype)
+    # Uncounted tokens have a loss of 0, so any denoiser can take them.
+    index = jnp.maximum(denoiser, 0).ravel()
+    return DenoiserLoss(
+        jax.ops.segment_sum(nll.ravel(), index, num_segments=num_denoisers),
+        jax.ops.segment_sum(counted.ravel().astype(jnp.int32), index, num_segments=num_denoisers),
+    )

@@ -36,6 +36,7 @@ from ._ul2 import set_num_threads
 from .collate import BATCH_FIELDS
 from .dataset import DenoisingDataset
 from .denoisers import Denoiser, Mixture
+from .loss import DenoiserLoss, check_arguments, out_of_range
 from .stream import DenoisingStream
 
 if TYPE_CHECKING:
@@ -52,7 +53,15 @@ else:
             return cls
 
 
-__all__ = ["Dataset", "IterableDataset", "attention_mask_4d", "collate_fn", "data_loader", "tensors"]
+__all__ = [
+    "Dataset",
+    "IterableDataset",
+    "attention_mask_4d",
+    "collate_fn",
+    "data_loader",
+    "loss_by_denoiser",
+    "tensors",
+]
 
 
 class Dataset:
@@ -439,3 +448,89 @@ def attention_mask_4d(
         allowed |= both
     mask = torch.zeros((b, 1, s, s), dtype=dtype, device=real.device)
     return mask.masked_fill_(~allowed[:, None], torch.finfo(dtype).min)
+
+
+def loss_by_denoiser(
+    logits: _torch.Tensor,
+    labels: Any,
+    denoiser: Any,
+    num_denoisers: int,
+    *,
+    ignore_index: int = -100,
+    shift: bool = False,
+) -> DenoiserLoss:
+    """Each denoiser's token cross-entropy of ``logits`` ``[B, T, vocab]`` against ``labels``
+    ``[B, T]``, split by the batch's ``denoiser`` (``[B]`` per row, or ``[B, T]`` per token, -1
+    on padding), for ``num_denoisers`` denoisers (``len(mixture)``): a
+    :class:`ul2.loss.DenoiserLoss` of ``[D]`` tensors, ``sum`` (differentiable, at least
+    float32) and ``tokens`` (int64), with ``mean`` per denoiser and ``loss`` over all of them::
+
+        out = model(input_ids=batch["input_ids"], attention_mask=mask)   # no labels: one loss pass
+        per = ul2.torch.loss_by_denoiser(out.logits, batch["labels"], batch["denoiser"], len(mixture),
+                                         shift=True)                      # decoder-only rows
+        per.loss.backward()                                               # the model's own loss
+        logged = ul2.loss.DenoiserLoss(per.sum.detach(), per.tokens)
+        for t in logged: torch.distributed.all_reduce(t)                  # logged.mean: all ranks'
+
+    A token counts where its label is not ``ignore_index`` and its denoiser is not -1.
+    ``shift=True`` is for decoder-only rows whose labels sit under their own tokens (ul2's
+    ``"decoder"`` format, as Hugging Face causal LMs take them): the logits at ``t`` predict the
+    label (and the per-token denoiser) at ``t + 1``; the labels are shifted (as Hugging Face's
+    causal-LM loss does it), not the logits, so no ``[B, T - 1, vocab]`` copy is made. One
+    ``cross_entropy`` over all tokens, then ``index_add`` into the denoisers, with no
+    data-dependent shapes. ``labels`` and ``denoiser`` may be NumPy arrays and may live on
+    another device (they are moved to the logits'). The range checks of the denoiser indices
+    and counted labels read two flags back from the device in one transfer (a sync, as
+    ``loss.item()`` is).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(f"logits: expected a torch.Tensor, got {type(logits).__name__}")
+    labels, denoiser = (_as_tensor(a).to(logits.device) for a in (labels, denoiser))
+    check_arguments(
+        (tuple(logits.shape), str(logits.dtype), logits.is_floating_point()),
+        (tuple(labels.shape), str(labels.dtype), _is_integer(labels)),
+        (tuple(denoiser.shape), str(denoiser.dtype), _is_integer(denoiser)),
+        num_denoisers,
+    )
+    b, t, vocab = logits.shape
+    given = denoiser
+    labels = labels.long()
+    denoiser = (denoiser[:, None] if denoiser.ndim == 1 else denoiser).long().expand(b, t)
+    if shift:
+        # Padded, then cut: labels [B, T] again, the last one ignored (also when T is 0).
+        labels = F.pad(labels, (0, 1), value=ignore_index)[:, 1:]
+        denoiser = F.pad(denoiser, (0, 1), value=-1)[:, 1:]
+    counted = (labels != ignore_index) & (denoiser >= 0)
+    bad_denoiser, bad_label = torch.stack(
+        [
+            ((given < -1) | (given >= num_denoisers)).any(),
+            (counted & ((labels < 0) | (labels >= vocab))).any(),
+        ]
+    ).tolist()
+    if bad_denoiser:
+        raise out_of_range(int(given.min()), int(given.max()), num_denoisers)
+    if bad_label:
+        raise ValueError(f"labels: a counted label is outside the vocabulary [0, {vocab}) of the logits")
+    nll = F.cross_entropy(
+        logits.reshape(b * t, vocab),
+        torch.where(counted, labels, ignore_index).reshape(-1),
+        ignore_index=ignore_index,
+        reduction="none",
+    )
+    # Uncounted tokens have a loss of 0, so any denoiser can take them.
+    index = denoiser.clamp(min=0).reshape(-1)
+    dtype = torch.promote_types(logits.dtype, torch.float32)
+    sums = torch.zeros(num_denoisers, dtype=dtype, device=logits.device).index_add(0, index, nll.to(dtype))
+    tokens = torch.zeros(num_denoisers, dtype=torch.int64, device=logits.device).index_add(
+        0, index, counted.reshape(-1).long()
+    )
+    return DenoiserLoss(sums, tokens)
+
+
+def _is_integer(t: _torch.Tensor) -> bool:
+    import torch
+
+    return not (t.is_floating_point() or t.is_complex() or t.dtype == torch.bool)
