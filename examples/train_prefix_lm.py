@@ -6,9 +6,12 @@ ul2.DenoisingDataset in the decoder-only format gives rows of [inputs + EOS] + [
 with labels on the targets only (-100 elsewhere; the model shifts them itself) and
 prefix_lengths, the length of each row's inputs. ul2.torch.attention_mask_4d turns that into
 the model's 4-D attention mask: the prefix attends both ways, the targets causally — the
-prefix-LM of UL2. --causal trains with plain causal attention instead. Data: the built-in corpus
-as byte-level ids; nothing is downloaded. Prints the loss of every step and, at the end, the
-mean of the first and last five.
+prefix-LM of UL2. --causal trains with plain causal attention instead. The loss is
+ul2.torch.loss_by_denoiser's with shift=True (the logits at t predict the label at t + 1, as
+the model's own loss shifts them), one cross-entropy split by each row's denoiser (each token's,
+packed). Data: the built-in corpus as byte-level ids; nothing is downloaded. Prints the loss of
+every step, each denoiser's loss every --log-every steps, a table of each denoiser's loss over
+the first and last steps, and the mean loss of the first and last five steps.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ def main() -> None:
     parser.add_argument("--causal", action="store_true", help="causal attention over the prefix too")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--max-bytes", type=int, default=1 << 20, help="how much of the corpus to read")
+    parser.add_argument("--log-every", type=int, default=10, help="steps between per-denoiser losses")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--device", default="cpu", help="e.g. cuda: batches are pinned and copied asynchronously"
@@ -43,9 +47,10 @@ def main() -> None:
 
     tok = ByteTokenizer()
     tokens = stdlib_stream(tok, max_bytes=args.max_bytes)
+    mixture = ul2.presets.ul2r(prompts=tok.encode)
     data = ul2.DenoisingDataset(
         tokens,
-        ul2.presets.ul2r(prompts=tok.encode),
+        mixture,
         sentinels=tok.sentinels(on_overflow="cap"),
         sequence_length=args.sequence_length,
         pack=args.pack,
@@ -80,7 +85,10 @@ def main() -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
     model.train()
 
+    for i, d in enumerate(mixture.denoisers):
+        print(f"denoiser {i}: {d.label}")
     losses: list[float] = []
+    sums, counts = np.zeros((args.steps, len(mixture))), np.zeros((args.steps, len(mixture)))
     while len(losses) < args.steps:
         for batch in loader:
             batch = {name: t.to(args.device, non_blocking=True) for name, t in batch.items()}
@@ -88,19 +96,32 @@ def main() -> None:
             # never across examples); position ids restart at each packed example.
             mask = ul2.torch.attention_mask_4d(batch, bidirectional=not args.causal)
             position_ids = batch["positions"] if args.pack else None
-            loss = model(
-                input_ids=batch["input_ids"],
-                attention_mask=mask,
-                position_ids=position_ids,
-                labels=batch["labels"],
-            ).loss
-            loss.backward()
+            # No labels for the model, so the loss is computed once, here, split by denoiser.
+            logits = model(
+                input_ids=batch["input_ids"], attention_mask=mask, position_ids=position_ids
+            ).logits
+            per = ul2.torch.loss_by_denoiser(
+                logits, batch["labels"], batch["denoiser"], len(mixture), shift=True
+            )
+            per.loss.backward()
             optimizer.step()
             optimizer.zero_grad()
-            losses.append(loss.item())
-            print(f"step {len(losses):3d}  loss {losses[-1]:.4f}", flush=True)
+            step = len(losses)
+            losses.append(per.loss.item())
+            sums[step], counts[step] = per.sum.detach().cpu(), per.tokens.cpu()
+            print(f"step {step + 1:3d}  loss {losses[-1]:.4f}", flush=True)
+            if (step + 1) % args.log_every == 0:
+                window = slice(step + 1 - args.log_every, step + 1)
+                mean = sums[window].sum(0) / np.maximum(counts[window].sum(0), 1)
+                print("  per denoiser " + "  ".join(f"{i}:{m:.3f}" for i, m in enumerate(mean)))
             if len(losses) == args.steps:
                 break
+    n = max(1, min(10, args.steps // 2))
+    print(f"\n{'denoiser':44s} {'first ' + str(n):>9s} {'last ' + str(n):>9s}")
+    for i, d in enumerate(mixture.denoisers):
+        first = sums[:n, i].sum() / max(counts[:n, i].sum(), 1)
+        last = sums[-n:, i].sum() / max(counts[-n:, i].sum(), 1)
+        print(f"{d.label:44s} {first:9.3f} {last:9.3f}")
     first, last = np.mean(losses[:5]), np.mean(losses[-5:])
     print(f"loss first5 {first:.4f} last5 {last:.4f}")
 

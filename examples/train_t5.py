@@ -5,8 +5,11 @@ Run: python examples/train_t5.py [--steps 50] [--batch-size 16] [--workers 2]
 Data: the built-in corpus (the Python standard library's sources) as byte-level ids (ByT5's
 convention: 384 ids, the top 125 are sentinels). ul2.DenoisingDataset turns the token stream
 into UL2 examples (R, X and S denoisers with their mode prompts); ul2.torch feeds them to a
-PyTorch DataLoader, one Rust call per batch, tensors handed over without a copy. Nothing is
-downloaded. Prints the loss of every step and, at the end, the mean of the first and last five.
+PyTorch DataLoader, one Rust call per batch, tensors handed over without a copy. The loss is
+ul2.torch.loss_by_denoiser's, one cross-entropy over the logits split by each row's denoiser.
+Nothing is downloaded. Prints the loss of every step, each denoiser's loss every --log-every
+steps, a table of each denoiser's loss over the first and last steps, and the mean loss of the
+first and last five steps.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--max-bytes", type=int, default=1 << 20, help="how much of the corpus to read")
+    parser.add_argument("--log-every", type=int, default=10, help="steps between per-denoiser losses")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--device", default="cpu", help="e.g. cuda: batches are pinned and copied asynchronously"
@@ -40,9 +44,10 @@ def main() -> None:
 
     tok = ByteTokenizer()
     tokens = stdlib_stream(tok, max_bytes=args.max_bytes)
+    mixture = ul2.presets.ul2(prompts=tok.encode)
     data = ul2.DenoisingDataset(
         tokens,
-        ul2.presets.ul2(prompts=tok.encode),
+        mixture,
         sentinels=tok.sentinels(on_overflow="cap"),
         inputs_length=args.inputs_length,
         targets_length=args.targets_length,
@@ -78,19 +83,36 @@ def main() -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
     model.train()
 
+    for i, d in enumerate(mixture.denoisers):
+        print(f"denoiser {i}: {d.label}")
     losses: list[float] = []
+    sums, counts = np.zeros((args.steps, len(mixture))), np.zeros((args.steps, len(mixture)))
     while len(losses) < args.steps:
         for batch in loader:
-            batch.pop("denoiser")  # the index into the mixture: for per-denoiser metrics, not the model
             batch = {name: t.to(args.device, non_blocking=True) for name, t in batch.items()}
-            loss = model(**batch).loss
-            loss.backward()
+            # The model gets no labels, so the loss is computed once, here: each row's tokens
+            # go to its denoiser (the index into the mixture), and their mean is the model's loss.
+            labels, denoiser = batch.pop("labels"), batch.pop("denoiser")
+            per = ul2.torch.loss_by_denoiser(model(**batch).logits, labels, denoiser, len(mixture))
+            per.loss.backward()
             optimizer.step()
             optimizer.zero_grad()
-            losses.append(loss.item())
-            print(f"step {len(losses):3d}  loss {losses[-1]:.4f}", flush=True)
+            step = len(losses)
+            losses.append(per.loss.item())
+            sums[step], counts[step] = per.sum.detach().cpu(), per.tokens.cpu()
+            print(f"step {step + 1:3d}  loss {losses[-1]:.4f}", flush=True)
+            if (step + 1) % args.log_every == 0:
+                window = slice(step + 1 - args.log_every, step + 1)
+                mean = sums[window].sum(0) / np.maximum(counts[window].sum(0), 1)
+                print("  per denoiser " + "  ".join(f"{i}:{m:.3f}" for i, m in enumerate(mean)))
             if len(losses) == args.steps:
                 break
+    n = max(1, min(10, args.steps // 2))
+    print(f"\n{'denoiser':44s} {'first ' + str(n):>9s} {'last ' + str(n):>9s}")
+    for i, d in enumerate(mixture.denoisers):
+        first = sums[:n, i].sum() / max(counts[:n, i].sum(), 1)
+        last = sums[-n:, i].sum() / max(counts[-n:, i].sum(), 1)
+        print(f"{d.label:44s} {first:9.3f} {last:9.3f}")
     first, last = np.mean(losses[:5]), np.mean(losses[-5:])
     print(f"loss first5 {first:.4f} last5 {last:.4f}")
 

@@ -39,6 +39,15 @@ def first_and_last(out: str) -> tuple[float, float]:
     return float(m.group(1)), float(m.group(2))
 
 
+def assert_every_denoiser_learns(out: str, denoisers: int) -> None:
+    """Each --log-every window's per-denoiser losses, and each denoiser's loss falling between
+    the first and last steps (the table at the end)."""
+    windows = re.findall(r"^  per denoiser((?: \d:[\d.]+ ?)+)$", out, re.M)
+    assert len(windows) == 5 and all(len(w.split()) == denoisers for w in windows), out[-1500:]
+    table = re.findall(r"^\S.*? \+5 prompt +([\d.]+) +([\d.]+)$", out, re.M)
+    assert len(table) == denoisers and all(float(last) < float(first) for first, last in table), out[-1500:]
+
+
 def test_import_ul2_needs_only_numpy() -> None:
     code = (
         "import sys, ul2; heavy = {'torch', 'transformers', 'grain', 'pyarrow', 'ray', 'datasets', 'jax'};"
@@ -66,6 +75,7 @@ def test_train_t5_loss_falls() -> None:
     assert len(re.findall(r"^step +\d+ +loss", out, re.M)) == 50
     first, last = first_and_last(out)
     assert last < first - 0.5, out[-1500:]
+    assert_every_denoiser_learns(out, 7)  # ul2()
 
 
 @needs("torch", "transformers")
@@ -86,6 +96,7 @@ def test_train_prefix_lm_loss_falls_with_a_bidirectional_prefix() -> None:
     assert len(re.findall(r"^step +\d+ +loss", out, re.M)) == 50
     first, last = first_and_last(out)
     assert last < first - 0.5, out[-1500:]
+    assert_every_denoiser_learns(out, 4)  # ul2r()
 
 
 @needs("torch", "transformers", "datasets", "accelerate")
