@@ -9,9 +9,10 @@ ul2.grain.DenoiseIterDataset denoises them with the ul2() mixture into packed de
 and bidirectional_mask, the prefix that attends both ways. ul2.jax.global_batch makes global
 jax.Arrays of the host's rows, split over the mesh's "data" axis (the XLA flag above gives the
 CPU two devices; on GPUs or TPUs the mesh is theirs), and ul2.jax.attention_mask_4d builds the
-segment-and-prefix attention mask inside the jitted step. The model is a small transformer in
-plain JAX, trained with optax's AdamW; parameters are replicated, the batch sharded, and XLA
-inserts the gradient all-reduce.
+segment-and-prefix attention mask inside the jitted step, and ul2.jax.loss_by_denoiser the loss
+split by each token's denoiser. The model is a small transformer in plain JAX, trained with
+optax's AdamW; parameters are replicated, the batch sharded, and XLA inserts the gradient and
+per-denoiser all-reduces.
 
 Prints each step's loss and a digest of the global batch as the devices hold it (the same for any
 device count), the loss per denoiser every --log-every steps, a table of each denoiser's loss over
@@ -34,6 +35,7 @@ import optax
 import ul2
 import ul2.grain
 import ul2.jax
+import ul2.loss
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from ul2.sources import ByteTokenizer, stdlib_documents
 
@@ -97,17 +99,13 @@ def forward(params: Params, batch: dict[str, jax.Array], heads: int) -> jax.Arra
 
 def loss_terms(
     params: Params, batch: dict[str, jax.Array], heads: int, denoisers: int
-) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+) -> tuple[jax.Array, ul2.loss.DenoiserLoss]:
     """Mean next-token loss over the target tokens, and each denoiser's loss sum and token count."""
     # The decoder format's labels sit under their own tokens (as Hugging Face models read them),
-    # so position t predicts the label at t + 1.
-    logits = forward(params, batch, heads)[:, :-1]
-    labels, denoiser = batch["labels"][:, 1:], batch["denoiser"][:, 1:]
-    weight = (labels != -100).astype(jnp.float32)
-    nll = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.where(labels < 0, 0, labels)) * weight
-    sums = jax.ops.segment_sum(nll.ravel(), denoiser.ravel(), num_segments=denoisers)
-    counts = jax.ops.segment_sum(weight.ravel(), denoiser.ravel(), num_segments=denoisers)
-    return nll.sum() / jnp.maximum(weight.sum(), 1.0), (sums, counts)
+    # so position t predicts the label at t + 1: shift=True.
+    logits = forward(params, batch, heads)
+    per = ul2.jax.loss_by_denoiser(logits, batch["labels"], batch["denoiser"], denoisers, shift=True)
+    return per.loss, per
 
 
 def digest(batch: dict[str, jax.Array]) -> str:
