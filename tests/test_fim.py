@@ -4,6 +4,7 @@ denoisers, documents, keyed draws, serialisation and bad arguments."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -215,3 +216,12 @@ BAD.add(
 @pytest.mark.parametrize("case", BAD, ids=str)
 def test_bad_arguments(case: testing.BadInput) -> None:
     case.check()
+
+
+def test_the_readme_snippet_runs() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n### Fill-in-the-middle\n", 1)[1].split("\n### ", 1)[0]
+    (code,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    exec(compile(code, "README.md", "exec"), {})
