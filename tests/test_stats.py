@@ -181,3 +181,54 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
     assert stats.plot(st, path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert image.imread(path).shape[2] in (3, 4)
+
+
+def test_fim_laws_are_the_sorted_pair_law() -> None:
+    # By enumeration of the (L+1)^2 equally likely pairs of draws.
+    for L in (0, 1, 5, 12):
+        pairs = [(min(x, y), max(x, y)) for x in range(L + 1) for y in range(L + 1)]
+        total = len(pairs)
+        prefix = np.bincount([a for a, _ in pairs], minlength=L + 1) / total
+        middle = np.bincount([b - a for a, b in pairs], minlength=L + 1) / total
+        suffix = np.bincount([L - b for _, b in pairs], minlength=L + 1) / total
+        np.testing.assert_allclose(stats.fim_end_pmf(L), prefix)
+        np.testing.assert_allclose(stats.fim_end_pmf(L), suffix)
+        np.testing.assert_allclose(stats.fim_middle_pmf(L), middle)
+        empty = sum(a == 0 for a, _ in pairs) / total
+        assert stats.fim_spm_seen(L, 0.3) == pytest.approx(0.3 + 0.7 * empty)
+    assert stats.fim_spm_seen(9, 1.0) == 1.0
+
+
+def test_fim_in_a_ul2_mixture_matches_its_laws() -> None:
+    sentinels = ul2.Sentinels.t5(32128, 100)
+    mix = ul2.presets.ul2()
+    fims = [
+        ul2.FillInTheMiddle(32000, 32001, 32002, loss="middle", prefix=(5,)),
+        ul2.FillInTheMiddle(32000, 32001, 32002, spm_rate=0.2),
+    ]
+    mixture = ul2.Mixture([*mix.entries, (fims[0], 4.0), (fims[1], 4.0)])
+    for lengths in ({"sequence_length": 64}, {"inputs_length": 64, "targets_length": 64}):
+        st = stats.measure(mixture, sentinels=sentinels, samples=6000, seed=5, **lengths)  # type: ignore[arg-type]
+        assert st.min_pvalue > P_MIN, str(st)
+        assert all(d.mismatches == [] for d in st.denoisers), str(st)
+        for d in st.denoisers[len(mix) :]:
+            assert d.samples > 1500
+            assert d.fim_suffix_fit is not None and d.fim_spm_seen_fit is not None
+            target_middle = "inputs_length" in lengths or d.denoiser.loss == "middle"  # type: ignore[union-attr]
+            assert (d.fim_prefix_fit is not None) == target_middle
+            assert (d.fim_middle_fit is not None) == target_middle
+            assert (d.fim_spm_fit is not None) == target_middle
+        text = str(st)
+        assert "suffix law" in text and "<pre> <suf> rows" in text
+
+
+def test_measured_fim_pieces_reject_a_wrong_law() -> None:
+    sentinels = ul2.Sentinels.t5(1000, 100)
+    d = ul2.FillInTheMiddle(897, 898, 899, loss="middle", spm_rate=0.5)
+    st = stats.measure(d, sentinels=sentinels, sequence_length=40, samples=3000, seed=1)
+    (fim,) = st.denoisers
+    assert fim.fim_suffix_counts is not None and fim.fim_suffix_fit is not None
+    assert fim.fim_suffix_fit.pvalue > P_MIN and fim.fim_spm_fit is not None
+    L = fim.raw_length
+    uniform = np.full(L + 1, 1 / (L + 1))  # one uniform cut would give this
+    assert stats.chisquare(fim.fim_suffix_counts, uniform).pvalue < 1e-6

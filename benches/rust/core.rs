@@ -21,9 +21,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use ul2_core::rng::{Purpose, Stream};
 use ul2_core::{
-    Budget, Composer, Config, Corpus, Denoised, Denoiser, Documents, Engine, Format, Kind, LongRows, Mixture, Options, Overflow,
-    RowConfig, RowScratch, Rows, Runs, SampleIndex, Sentinels, SpanParams, SpanScratch, applied_lengths, apply_runs,
-    denoise_batch, denoise_row, pack_bins, plan_span_corruption,
+    Budget, Composer, Config, Corpus, Denoised, Denoiser, Documents, Engine, FimLoss, FimParams, Format, Kind, LongRows, Mixture,
+    Options, Overflow, RowConfig, RowScratch, Rows, Runs, SampleIndex, Sentinels, SpanParams, SpanScratch, applied_lengths,
+    apply_runs, denoise_batch, denoise_row, pack_bins, plan_span_corruption,
 };
 
 const INPUTS: usize = 512;
@@ -218,6 +218,51 @@ fn batch(c: &mut Criterion) {
     g.finish();
 }
 
+/// Fill-in-the-middle against T5 in one run, per raw token: 256 rows through `denoise_row`
+/// into buffers allocated once, one thread. T5 at `inputs_length = 512` (568 raw tokens);
+/// FIM (ids 32000..32002, spm_rate 0.5) encoder-decoder at 512 (509 raw, middle targets) and
+/// decoder-only at `sequence_length = 512` with `loss="all"` (508 raw).
+fn fim_vs_t5(c: &mut Criterion) {
+    let mut g = c.benchmark_group("fim_vs_t5");
+    let fim = |loss| {
+        let p = FimParams::new(32_000, 32_001, 32_002, 0.5, loss).expect("valid FIM parameters");
+        Mixture::new(vec![(Denoiser::new(Kind::FillInTheMiddle(p), Vec::new()).expect("valid denoiser"), 1.0)])
+            .expect("valid mixture")
+    };
+    let cases = [
+        ("t5_512", t5().0),
+        (
+            "fim_enc_dec_512",
+            engine(fim(FimLoss::Middle), t5_sentinels(), Budget::EncoderDecoder { inputs: INPUTS, targets: None }),
+        ),
+        ("fim_decoder_512_loss_all", engine(fim(FimLoss::All), t5_sentinels(), Budget::Decoder { sequence: INPUTS })),
+    ];
+    for (name, engine) in &cases {
+        let raw = engine.raw_lengths()[0];
+        // Decoder rows: a targets buffer as wide as the sequence (denoise_row's view of one).
+        let (w_in, w_tg) = match engine.layout().widths {
+            (w, 0) => (w, w),
+            widths => widths,
+        };
+        let cfg = engine.row_config();
+        let data = tokens(ROWS, raw);
+        let rows = Rows::Dense { data: &data, rows: ROWS, width: raw };
+        let keys: Vec<u64> = (0..ROWS as u64).collect();
+        let (mut inputs, mut targets) = (vec![0i32; ROWS * w_in], vec![0i32; ROWS * w_tg]);
+        let (mut scratch, mut gather) = (RowScratch::default(), Vec::new());
+        g.throughput(Throughput::Elements((ROWS * raw) as u64));
+        g.bench_function(format!("{name}_{ROWS}x{raw}_rows_into_reused_buffers"), |b| {
+            b.iter(|| {
+                for (i, (inp, tgt)) in inputs.chunks_mut(w_in).zip(targets.chunks_mut(w_tg)).enumerate() {
+                    let row = rows.row(i, &mut gather).unwrap();
+                    black_box(denoise_row(&cfg, row, keys[i], &mut scratch, inp, tgt).expect("row fits"));
+                }
+            });
+        });
+    }
+    g.finish();
+}
+
 /// The sample index over a 10^8-token stream (u16, one document) for UL2's seven
 /// denoisers planned at 512/512; throughput in samples.
 fn index(c: &mut Criterion) {
@@ -257,5 +302,5 @@ fn packing(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, compose, layout, apply, plan, batch, index, packing);
+criterion_group!(benches, compose, layout, apply, plan, batch, fim_vs_t5, index, packing);
 criterion_main!(benches);

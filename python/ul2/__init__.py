@@ -23,7 +23,7 @@ from ._ul2 import (
 )
 from .collate import Collator
 from .dataset import DenoisingDataset
-from .denoisers import CausalLM, Denoiser, Mixture, PrefixLM, SpanCorruption
+from .denoisers import CausalLM, Denoiser, FillInTheMiddle, Mixture, PrefixLM, SpanCorruption
 from .plan import Plan, PlanRow, plan
 from .stream import DenoisingStream
 
@@ -38,6 +38,7 @@ __all__ = [
     "Denoiser",
     "DenoisingDataset",
     "DenoisingStream",
+    "FillInTheMiddle",
     "Mixture",
     "Plan",
     "PlanRow",

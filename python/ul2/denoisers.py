@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import numbers
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import KW_ONLY, asdict, dataclass, field, fields
 from typing import Any, TypeAlias
 
 from . import _ul2
@@ -101,8 +101,50 @@ class CausalLM(_Denoiser):
         return "CausalLM()" + _prompted(self.prefix)
 
 
-Denoiser: TypeAlias = SpanCorruption | PrefixLM | CausalLM
-_KINDS: dict[str, type[_Denoiser]] = {c.__name__: c for c in (SpanCorruption, PrefixLM, CausalLM)}
+@dataclass(frozen=True)
+class FillInTheMiddle(_Denoiser):
+    """Fill-in-the-middle (Bavarian et al. 2022; StarCoder), at the token level.
+
+    Each example's ``n`` raw tokens are cut at ``a <= b``, two independent uniform draws on
+    ``{0, ..., n}`` sorted (Megatron-LM's and StarCoder's law, there over characters): prefix
+    ``tokens[:a]``, middle ``tokens[a:b]``, suffix ``tokens[b:]``, each possibly empty. With
+    probability ``spm_rate`` the row is SPM ``<pre> <suf> suffix <mid> prefix middle`` (the FIM
+    paper's variant StarCoder trains with), else PSM ``<pre> prefix <suf> suffix <mid> middle``;
+    ``prefix_id``, ``middle_id`` and ``suffix_id`` are ``<pre>``, ``<mid>`` and ``<suf>``. The cuts
+    and the order are keyed draws of ``(seed, epoch, k)`` like every other draw.
+
+    Decoder-only rows hold ``prompt + rearranged row + EOS`` (EOS after the middle only);
+    ``loss="all"`` labels the whole rearranged row, ``loss="middle"`` only the middle (the
+    context is then the row's prefix: ``prefix_lengths`` covers it, so a prefix-LM mask sees it
+    bidirectionally; a causal model ignores ``prefix_lengths``). Encoder-decoder rows always
+    train on the middle: inputs ``prompt + context`` (prefix and suffix with their ids, PSM
+    ``<pre> prefix <suf> suffix <mid>``, SPM ``<pre> <suf> suffix <mid> prefix``), targets
+    ``middle + EOS``. Either way a row is ``3 + n`` tokens besides prompt and EOS, so the planner
+    fills the budget exactly. The FIM rate is this denoiser's rate in a ``Mixture``.
+    The ids must differ from each other and from the sentinels; input tokens equal to them are
+    not checked (tokenizers keep their special ids out of text).
+    """
+
+    prefix_id: int
+    middle_id: int
+    suffix_id: int
+    _: KW_ONLY
+    spm_rate: float = 0.5
+    loss: str = "all"
+    prefix: tuple[int, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """The name tables and messages show: ``FIM(spm=0.5)``, with ``loss=middle`` and
+        ``+N prompt`` when set."""
+        loss = "" if self.loss == "all" else f", loss={self.loss}"
+        return f"FIM(spm={self.spm_rate:g}{loss})" + _prompted(self.prefix)
+
+
+Denoiser: TypeAlias = SpanCorruption | PrefixLM | CausalLM | FillInTheMiddle
+_KINDS: dict[str, type[_Denoiser]] = {
+    c.__name__: c for c in (SpanCorruption, PrefixLM, CausalLM, FillInTheMiddle)
+}
 
 
 def denoiser_from_dict(d: Mapping[str, Any]) -> Denoiser:
@@ -138,7 +180,10 @@ class Mixture:
                 raise TypeError(f"mixture[{i}]={item!r}: expected a (denoiser, rate) pair")
             d, rate = item
             if not isinstance(d, _Denoiser):
-                raise TypeError(f"mixture[{i}]: {d!r} is not a denoiser (SpanCorruption, PrefixLM, CausalLM)")
+                raise TypeError(
+                    f"mixture[{i}]: {d!r} is not a denoiser "
+                    "(SpanCorruption, PrefixLM, CausalLM, FillInTheMiddle)"
+                )
             out.append((d, _real(rate, f"mixture[{i}] rate")))
         object.__setattr__(self, "entries", tuple(out))
         _ul2._validate(self.to_dict()["denoisers"])

@@ -11,8 +11,8 @@ Strategies (Hypothesis is imported when one is called)::
         testing.check_accounting(ds)
         testing.check_batch(ds, range(min(8, ds.num_samples)))
 
-- ``span_corruptions()``, ``prefix_lms()``, ``causal_lms()``, ``denoisers()``: denoisers with
-  small random parameters and optional prompt ids;
+- ``span_corruptions()``, ``prefix_lms()``, ``causal_lms()``, ``fill_in_the_middles()``,
+  ``denoisers()``: denoisers with small random parameters and optional prompt ids;
 - ``mixtures()``: 1-4 denoisers with positive rates;
 - ``budgets()``: ``{"inputs_length": ..., "targets_length": ...}`` (encoder-decoder) or
   ``{"sequence_length": ...}`` (decoder-only);
@@ -51,7 +51,7 @@ import numpy.typing as npt
 
 from . import _ul2
 from .dataset import DenoisingDataset
-from .denoisers import CausalLM, Denoiser, Mixture, PrefixLM, SpanCorruption
+from .denoisers import CausalLM, Denoiser, FillInTheMiddle, Mixture, PrefixLM, SpanCorruption
 from .plan import Plan, plan
 from .stats import prefix_bounds
 
@@ -192,9 +192,13 @@ def check_example(
     (the targets may hold one more, T5's trailing sentinel), the round trip gives ``raw`` back,
     exactly ``span_counts(len(raw))[0]`` noise tokens, and ``spans`` noise runs when given
     (a random roll may add one). Prefix LM: inputs + targets == raw with the split in T5's
-    bounds. Causal LM: no inputs but the prompt, targets == raw.
+    bounds. Causal LM: no inputs but the prompt, targets == raw. Fill-in-the-middle: see
+    ``check_fim_example``.
     """
     raw_a = np.asarray(raw)
+    if isinstance(denoiser, FillInTheMiddle):
+        check_fim_example(raw_a, inputs, targets, denoiser, eos_id=eos_id)
+        return
     inp, tgt = _strip(np.asarray(inputs), np.asarray(targets), denoiser, eos_id)
     ids = np.asarray(sentinels.ids, dtype=np.int64)
     if isinstance(denoiser, SpanCorruption):
@@ -235,6 +239,92 @@ def check_example(
             raise AssertionError("causal LM: inputs must hold only the prompt and targets all of raw")
     else:  # pragma: no cover
         raise TypeError(f"denoiser={denoiser!r}: unknown kind")
+
+
+def fim_pieces(
+    inputs: npt.ArrayLike,
+    targets: npt.ArrayLike,
+    denoiser: FillInTheMiddle,
+    *,
+    eos_id: int | None = 1,
+) -> tuple[int, int, int, bool, str]:
+    """``(prefix, middle, suffix, spm_seen, split)`` lengths of a fill-in-the-middle example
+    (unpadded, as ``rows`` gives it), read back through its ids (raw tokens must not hold
+    them). ``split`` is ``"all"`` (inputs hold only the prompt) or ``"middle"``. ``spm_seen``
+    says the row starts ``<pre> <suf>``: SPM, or PSM with an empty prefix (the two read alike).
+    Without the middle split, an SPM row's prefix and middle are not told apart: ``prefix`` is
+    then -1 and ``middle`` their sum."""
+    inp, tgt = np.asarray(inputs), np.asarray(targets)
+    p = len(denoiser.prefix)
+    if len(inp) < p or not np.array_equal(inp[:p], np.asarray(denoiser.prefix, dtype=inp.dtype)):
+        raise AssertionError(f"inputs do not start with the prompt {denoiser.prefix}: {inp[:p].tolist()}")
+    if eos_id is not None:
+        if not len(tgt) or tgt[-1] != eos_id:
+            raise AssertionError(f"targets do not end with EOS {eos_id}: ...{tgt[-3:].tolist()}")
+        tgt = tgt[:-1]
+    context = inp[p:]
+    split = "middle" if len(context) else "all"
+    seq = np.concatenate([context, tgt])
+    pre, mid, suf = denoiser.prefix_id, denoiser.middle_id, denoiser.suffix_id
+    for name, id_ in (("prefix_id", pre), ("middle_id", mid), ("suffix_id", suf)):
+        if np.count_nonzero(seq == id_) != 1:
+            raise AssertionError(f"{name}={id_} appears {np.count_nonzero(seq == id_)} times, not once")
+    if seq[0] != pre:
+        raise AssertionError(f"the row starts with {seq[0]}, not prefix_id={pre}")
+    i_suf, i_mid = int(np.flatnonzero(seq == suf)[0]), int(np.flatnonzero(seq == mid)[0])
+    if not i_suf < i_mid:
+        raise AssertionError("suffix_id comes after middle_id")
+    spm_seen = i_suf == 1
+    suffix = i_mid - i_suf - 1
+    after = len(seq) - i_mid - 1  # PSM: the middle; SPM: prefix and middle
+    if split == "middle":
+        middle = len(tgt)
+        if middle > after:
+            raise AssertionError(f"targets ({middle}) are longer than what follows middle_id ({after})")
+        prefix = (i_suf - 1) + (after - middle)
+        if i_suf > 1 and after != middle:
+            raise AssertionError("a PSM row has tokens between middle_id and the middle")
+        if spm_seen and len(context) != i_mid + 1 + after - middle:
+            raise AssertionError("the inputs do not end where the middle starts")
+    elif spm_seen:
+        prefix, middle = -1, after
+    else:
+        prefix, middle = i_suf - 1, after
+    return prefix, middle, suffix, spm_seen, split
+
+
+def check_fim_example(
+    raw: npt.ArrayLike,
+    inputs: npt.ArrayLike,
+    targets: npt.ArrayLike,
+    denoiser: FillInTheMiddle,
+    *,
+    eos_id: int | None = 1,
+    split: str | None = None,
+) -> None:
+    """One fill-in-the-middle example against its raw tokens: the prompt first, EOS last on the
+    targets only, each id once, PSM ``<pre> P <suf> S <mid> M`` or SPM ``<pre> <suf> S <mid> P M``
+    with ``P + M + S == raw``, and the inputs/targets split at the start (``"all"``) or at the
+    middle (``"middle"``), as ``split`` says when given."""
+    raw_a = np.asarray(raw)
+    _, middle, suffix, spm_seen, seen = fim_pieces(inputs, targets, denoiser, eos_id=eos_id)
+    if split is not None and seen != split:
+        raise AssertionError(f"the row splits at the {seen!r} point, expected {split!r}")
+    inp, tgt = np.asarray(inputs)[len(denoiser.prefix) :], np.asarray(targets)
+    seq = np.concatenate([inp, tgt[: len(tgt) - (eos_id is not None)]])
+    i_suf = int(np.flatnonzero(seq == denoiser.suffix_id)[0])
+    i_mid = int(np.flatnonzero(seq == denoiser.middle_id)[0])
+    s_part = seq[i_suf + 1 : i_mid]
+    if spm_seen:
+        back = np.concatenate([seq[i_mid + 1 :], s_part])  # P M, then S
+    else:
+        back = np.concatenate([seq[1:i_suf], seq[i_mid + 1 :], s_part])  # P, M, S
+    if len(s_part) != suffix or not np.array_equal(back, raw_a):
+        raise AssertionError(
+            f"prefix + middle + suffix differ from raw (lengths {len(back)} vs {len(raw_a)})"
+        )
+    if middle < 0:  # pragma: no cover - fim_pieces never gives it
+        raise AssertionError("negative middle")
 
 
 def _stream(ds: DenoisingDataset) -> npt.NDArray[Any]:
@@ -318,7 +408,14 @@ def check_batch(ds: DenoisingDataset, keys: Iterable[int], *, stream: npt.ArrayL
             raise AssertionError(f"example {k}: raw {len(raw)} longer than planned {row.raw_length}")
         spans = row.spans if len(raw) == row.raw_length else None
         try:
-            check_example(raw, inp, tgt, row.denoiser, sentinels=ds.sentinels, eos_id=ds.eos_id, spans=spans)
+            if isinstance(row.denoiser, FillInTheMiddle):
+                # Encoder-decoder rows target the middle, decoder rows as loss says.
+                split = row.denoiser.loss if ds.sequence_length is not None else "middle"
+                check_fim_example(raw, inp, tgt, row.denoiser, eos_id=ds.eos_id, split=split)
+            else:
+                check_example(
+                    raw, inp, tgt, row.denoiser, sentinels=ds.sentinels, eos_id=ds.eos_id, spans=spans
+                )
         except AssertionError as e:
             raise AssertionError(f"example {k} ({row.denoiser}): {e}") from None
         if ds.sequence_length is None:
@@ -399,15 +496,40 @@ def causal_lms(*, prompt: bool = True) -> Any:
     return st.builds(CausalLM, prefix=prompts() if prompt else st.just(()))
 
 
+#: The ``<pre>``, ``<mid>``, ``<suf>`` ids of ``fill_in_the_middles()``: the top three ordinary
+#: ids of ``setups()``' default vocabulary (its token streams stay below them).
+FIM_IDS = (897, 898, 899)
+
+
+def fill_in_the_middles(*, prompt: bool = True, ids: tuple[int, int, int] = FIM_IDS) -> Any:
+    """``FillInTheMiddle`` with ``ids``, any ``spm_rate`` in [0, 1] (its ends often) and either loss."""
+    st = _st()
+    return st.builds(
+        FillInTheMiddle,
+        st.just(ids[0]),
+        st.just(ids[1]),
+        st.just(ids[2]),
+        spm_rate=st.sampled_from([0.0, 0.5, 1.0]) | st.floats(0.0, 1.0),
+        loss=st.sampled_from(["all", "middle"]),
+        prefix=prompts() if prompt else st.just(()),
+    )
+
+
 def denoisers(
-    *, kinds: Sequence[str] = ("span", "prefix", "causal"), prompt: bool = True, **span: Any
+    *,
+    kinds: Sequence[str] = ("span", "prefix", "causal", "fim"),
+    prompt: bool = True,
+    fim_ids: tuple[int, int, int] = FIM_IDS,
+    **span: Any,
 ) -> Any:
-    """Any denoiser of ``kinds`` (``"span"``, ``"prefix"``, ``"causal"``)."""
+    """Any denoiser of ``kinds`` (``"span"``, ``"prefix"``, ``"causal"``, ``"fim"`` with
+    ``fim_ids``, which the token streams must not hold)."""
     st = _st()
     options = {
         "span": span_corruptions(prompt=prompt, **span),
         "prefix": prefix_lms(prompt=prompt),
         "causal": causal_lms(prompt=prompt),
+        "fim": fill_in_the_middles(prompt=prompt, ids=fim_ids),
     }
     unknown = set(kinds) - set(options)
     if unknown or not kinds:
@@ -498,10 +620,13 @@ def setups(
     **mixture_options: Any,
 ) -> Any:
     """A plannable ``Setup``: mixture, budget, ``Sentinels.t5(vocab_size, sentinel_count)``, a
-    token stream of ordinary ids, optional document boundaries ("concat" or "respect") and a seed."""
+    token stream of ordinary ids (below the three FIM ids, the top ordinary ones), optional
+    document boundaries ("concat" or "respect") and a seed."""
     st = _st()
     sentinels = _ul2.Sentinels.t5(vocab_size, sentinel_count)
-    high = vocab_size - sentinel_count
+    # The top three ordinary ids are the FIM ids; tokens stay below them.
+    high = vocab_size - sentinel_count - 3
+    mixture_options.setdefault("fim_ids", (high, high + 1, high + 2))
 
     def build(draw: Any) -> Setup:
         documents = draw(st.sampled_from(["concat", "respect"]))

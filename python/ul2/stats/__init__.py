@@ -11,6 +11,13 @@ spans back out of its inputs and targets, and sets them against the exact laws:
 - prefix LM: the split ``k`` (inputs without prompt and EOS) is uniform on ``[lo, L-1]`` with
   ``lo = min(L-1, max(1, round_f32((1 - 2 r)(L-1))))``;
 - causal LM: inputs hold only the prompt, targets all ``L`` tokens;
+- fill-in-the-middle: the cuts ``a <= b`` are two independent uniform draws on ``{0..L}`` sorted,
+  so prefix and suffix lengths follow ``P(i) = (2(L-i)+1)/(L+1)^2``, the middle
+  ``P(0) = 1/(L+1)``, ``P(d) = 2(L+1-d)/(L+1)^2``; rows are SPM with probability ``spm_rate``.
+  Read back through the ids: the suffix always, prefix and middle where the middle is the target
+  (encoder-decoder, ``loss="middle"``), where SPM and PSM read alike (empty prefix) the
+  fraction of rows starting ``<pre> <suf>`` (``fim_spm_seen``), and among rows with a prefix
+  the SPM share (``spm_rate``) when the middle is the target;
 - denoiser ``i`` is drawn with probability ``rate_i / sum(rates)``.
 
 Goodness of fit is Pearson's chi-square, with neighbouring bins pooled until each expects at
@@ -26,7 +33,7 @@ against the laws) and ``plot``. NumPy only; ``plot`` imports matplotlib when cal
 """
 
 from .fit import MIN_EXPECTED, GoodnessOfFit, chi2_sf, chisquare, format_pvalue, gammaincc
-from .laws import LAWS, composition_pmf, prefix_bounds
+from .laws import LAWS, composition_pmf, fim_end_pmf, fim_middle_pmf, fim_spm_seen, prefix_bounds
 from .measure import DenoiserStats, MixtureStats, StatRow, measure, synthetic_tokens
 from .plot import plot
 
@@ -40,6 +47,9 @@ __all__ = [
     "chi2_sf",
     "chisquare",
     "composition_pmf",
+    "fim_end_pmf",
+    "fim_middle_pmf",
+    "fim_spm_seen",
     "format_pvalue",
     "gammaincc",
     "measure",

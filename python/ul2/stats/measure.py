@@ -13,10 +13,10 @@ import numpy.typing as npt
 
 from .. import _ul2
 from ..dataset import DenoisingDataset
-from ..denoisers import CausalLM, Denoiser, Mixture, PrefixLM, SpanCorruption, as_mixture
+from ..denoisers import CausalLM, Denoiser, FillInTheMiddle, Mixture, PrefixLM, SpanCorruption, as_mixture
 from ..plan import plan
 from .fit import GoodnessOfFit, chisquare, fit_histogram, format_pvalue
-from .laws import LAWS, composition_pmf, prefix_bounds
+from .laws import LAWS, composition_pmf, fim_end_pmf, fim_middle_pmf, fim_spm_seen, prefix_bounds
 
 
 @dataclass
@@ -43,6 +43,13 @@ class DenoiserStats:
     prefix_bounds: tuple[int, int] | None = None
     prefix_counts: npt.NDArray[np.int64] | None = None  # [k] = examples split at k
     prefix_fit: GoodnessOfFit | None = None
+    # Fill-in-the-middle (None otherwise): piece lengths read back, and their fits.
+    fim_suffix_counts: npt.NDArray[np.int64] | None = None
+    fim_suffix_fit: GoodnessOfFit | None = None
+    fim_prefix_fit: GoodnessOfFit | None = None  # where the middle is the target
+    fim_middle_fit: GoodnessOfFit | None = None  # where the middle is the target
+    fim_spm_seen_fit: GoodnessOfFit | None = None  # rows starting <pre> <suf>
+    fim_spm_fit: GoodnessOfFit | None = None  # SPM among rows with a prefix (middle target)
     # Checks of deterministic quantities that failed (empty when all hold).
     mismatches: list[str] = field(default_factory=list)
 
@@ -144,6 +151,16 @@ class MixtureStats:
                             d.prefix_fit.pvalue,
                         )
                     )
+            fim_fits = (
+                ("suffix law", d.fim_suffix_fit, "(2(L-i)+1)/(L+1)^2"),
+                ("prefix law", d.fim_prefix_fit, "(2(L-i)+1)/(L+1)^2"),
+                ("middle law", d.fim_middle_fit, "1/(L+1), 2(L+1-d)/(L+1)^2"),
+                ("<pre> <suf> rows", d.fim_spm_seen_fit, "s + (1-s)(2L+1)/(L+1)^2"),
+                ("SPM share", d.fim_spm_fit, "spm_rate, among rows with a prefix"),
+            )
+            for name, f, law in fim_fits:
+                if f is not None:
+                    out.append(StatRow("", name, _bins(f), f"L={d.raw_length}: {law}", f.pvalue))
             for m in d.mismatches:
                 out.append(StatRow("", "MISMATCH", m, "", 0.0))
         out.append(
@@ -237,7 +254,7 @@ def measure(
     under ``mixture`` and the budget, and compare what they contain with the exact laws.
     ``source`` names the tokens in the report."""
     # Here, not at the top: ul2.testing imports ul2.stats (prefix_bounds).
-    from ..testing import rows
+    from ..testing import fim_pieces, rows
 
     m = as_mixture(mixture)
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
@@ -253,8 +270,11 @@ def measure(
     universe = _sentinel_universe(sentinels, max((r.sentinels for r in table), default=0))
     if tokens is None:
         need = samples * max(r.raw_length for r in table) + 1
-        stream: npt.ArrayLike = synthetic_tokens(need, int(universe.min()), seed=seed)
-        source = source or f"synthetic uniform ids in [3, {int(universe.min())})"
+        # Below the sentinels and the FIM ids, which are read back from the examples.
+        fims = [d for d in m.denoisers if isinstance(d, FillInTheMiddle)]
+        low = min([int(universe.min()), *(i for d in fims for i in (d.prefix_id, d.middle_id, d.suffix_id))])
+        stream: npt.ArrayLike = synthetic_tokens(need, low, seed=seed)
+        source = source or f"synthetic uniform ids in [3, {low})"
     else:
         stream = tokens
         source = source or f"{len(np.asarray(tokens)):,} given tokens"
@@ -285,6 +305,8 @@ def measure(
     noise_totals: list[list[int]] = [[] for _ in stats]
     span_totals: list[list[int]] = [[] for _ in stats]
     splits: list[list[int]] = [[] for _ in stats]
+    # (prefix, middle, suffix, spm_seen, middle-target) per FIM example; prefix -1 where unseen.
+    pieces: list[list[tuple[int, int, int, bool, bool]]] = [[] for _ in stats]
     counts = np.zeros(len(stats), dtype=np.int64)
     eos = 0 if eos_id is None else 1
 
@@ -305,7 +327,17 @@ def measure(
             den = st.denoiser
             core_in = inputs[len(den.prefix) : len(inputs) - eos]
             core_t = targets[: len(targets) - eos]
-            if isinstance(den, SpanCorruption):
+            if isinstance(den, FillInTheMiddle):
+                try:
+                    a, mid, suf, seen, split = fim_pieces(inputs, targets, den, eos_id=eos_id)
+                except AssertionError as e:
+                    if len(st.mismatches) < 3:
+                        st.mismatches.append(f"example {key}: {e}")
+                    continue
+                if max(a, 0) + mid + suf != st.raw_length and len(st.mismatches) < 3:
+                    st.mismatches.append(f"example {key}: pieces {a}+{mid}+{suf} != raw {st.raw_length}")
+                pieces[d].append((a, mid, suf, seen, split == "middle"))
+            elif isinstance(den, SpanCorruption):
                 noise = _runs(np.isin(core_t, universe))[1:]  # targets start with a sentinel
                 if len(noise) and noise[-1] == 0:
                     noise = noise[:-1]  # T5's one extra trailing sentinel (mask ends clean)
@@ -361,6 +393,8 @@ def measure(
             law = np.zeros(max(L + 1, len(st.prefix_counts)))
             law[lo_hi[0] : lo_hi[1] + 1] = 1.0
             st.prefix_fit = fit_histogram(st.prefix_counts, law[: len(st.prefix_counts)])
+        elif isinstance(den, FillInTheMiddle):
+            _fit_fim(st, den, pieces[d])
     return MixtureStats(
         mixture=m,
         budget={
@@ -375,3 +409,22 @@ def measure(
         denoiser_counts=counts,
         rates_fit=chisquare(counts, probs),
     )
+
+
+def _fit_fim(st: DenoiserStats, den: FillInTheMiddle, rows: list[tuple[int, int, int, bool, bool]]) -> None:
+    """The fill-in-the-middle laws against the pieces read back from ``rows``."""
+    if not rows:
+        return
+    L = st.raw_length
+    a, mid, suf, seen, target = (np.array(c) for c in zip(*rows, strict=True))
+    st.fim_suffix_counts = np.bincount(suf, minlength=L + 1).astype(np.int64)
+    st.fim_suffix_fit = fit_histogram(st.fim_suffix_counts, fim_end_pmf(L))
+    q = fim_spm_seen(L, den.spm_rate)
+    st.fim_spm_seen_fit = chisquare([int((~seen).sum()), int(seen.sum())], [1 - q, q])
+    if target.all():
+        st.fim_prefix_fit = fit_histogram(np.bincount(a, minlength=L + 1), fim_end_pmf(L))
+        st.fim_middle_fit = fit_histogram(np.bincount(mid, minlength=L + 1), fim_middle_pmf(L))
+        has = a > 0  # SPM and PSM read apart only with a prefix
+        if has.any():
+            spm = int(seen[has].sum())
+            st.fim_spm_fit = chisquare([int(has.sum()) - spm, spm], [1 - den.spm_rate, den.spm_rate])

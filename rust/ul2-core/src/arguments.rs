@@ -4,6 +4,7 @@
 //! configuration from it. Adding a parameter is one line here and one field in the binding's
 //! own declaration (the Python dataclass or `TypedDict` that documents it).
 
+use crate::denoise::fim::{FimLoss, FimParams};
 use crate::denoise::sentinels::Sentinels;
 use crate::denoise::spans::SpanParams;
 use crate::denoise::{Denoiser, Kind, Mixture};
@@ -47,9 +48,21 @@ impl SpanParams {
     }
 }
 
+impl FimParams {
+    pub fn from_arguments<A: Arguments>(a: &A) -> Result<Self, A::Error> {
+        Ok(Self::new(
+            required(a, a.int("prefix_id")?, "prefix_id", "an int token id")?,
+            required(a, a.int("middle_id")?, "middle_id", "an int token id")?,
+            required(a, a.int("suffix_id")?, "suffix_id", "an int token id")?,
+            required(a, a.real("spm_rate")?, "spm_rate", "a number")?,
+            FimLoss::parse(&required(a, a.text("loss")?, "loss", "'all' or 'middle'")?)?,
+        )?)
+    }
+}
+
 impl Denoiser {
     /// A denoiser from its fields, `type` naming its kind (`SpanCorruption`, `PrefixLM`,
-    /// `CausalLM`), as `Denoiser.to_dict` gives them.
+    /// `CausalLM`, `FillInTheMiddle`), as `Denoiser.to_dict` gives them.
     pub fn from_arguments<A: Arguments>(a: &A) -> Result<Self, A::Error> {
         let kind = match required(a, a.text("type")?, "type", "a denoiser's name")?.as_str() {
             "SpanCorruption" => Kind::SpanCorruption(SpanParams::from_arguments(a)?),
@@ -57,10 +70,14 @@ impl Denoiser {
                 Kind::PrefixLm { suffix_density: required(a, a.real("suffix_density")?, "suffix_density", "a number")? }
             }
             "CausalLM" => Kind::CausalLm,
+            "FillInTheMiddle" => Kind::FillInTheMiddle(FimParams::from_arguments(a)?),
             other => {
-                return Err(
-                    Error::invalid("type", format!("{other:?}"), "must be 'SpanCorruption', 'PrefixLM' or 'CausalLM'").into()
-                );
+                return Err(Error::invalid(
+                    "type",
+                    format!("{other:?}"),
+                    "must be 'SpanCorruption', 'PrefixLM', 'CausalLM' or 'FillInTheMiddle'",
+                )
+                .into());
             }
         };
         Ok(Self::new(kind, a.ids("prefix")?.unwrap_or_default())?)

@@ -220,6 +220,11 @@ impl Engine {
             for &t in &d.prefix {
                 s.check_id("prefix", t, max).map_err(|e| e.in_mixture(i))?;
             }
+            if let crate::denoise::Kind::FillInTheMiddle(p) = &d.kind {
+                for (arg, id) in p.ids() {
+                    s.check_id(arg, id, max).map_err(|e| e.in_mixture(i))?;
+                }
+            }
         }
         let plans = config
             .mixture
@@ -234,6 +239,10 @@ impl Engine {
             }
             Budget::Decoder { sequence } => (sequence, 0),
         };
+        let mut config = config;
+        if family == Family::EncoderDecoder {
+            config.mixture = config.mixture.for_encoder_decoder();
+        }
         let options = Options { packed: config.pack, bidirectional_mask: config.bidirectional_mask, denoiser: false };
         Ok(Self {
             format,

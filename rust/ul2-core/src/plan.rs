@@ -3,6 +3,7 @@
 //! The planner counts with the same functions the denoisers use ([`SpanParams::counts`],
 //! [`Sentinels::admit`], [`prefix_bounds`]), so planned lengths are produced lengths.
 
+use crate::denoise::fim::{FIM_IDS, FimLoss};
 use crate::denoise::prefix::prefix_bounds;
 use crate::denoise::sentinels::Sentinels;
 use crate::denoise::spans::{SpanParams, lengths, span_lengths};
@@ -289,6 +290,39 @@ pub fn plan_denoiser(denoiser: &Denoiser, budget: Budget, eos: bool, sentinels: 
             // Inputs hold the prompt and EOS only, in both families.
             Ok(PlanRow { raw_length: raw, inputs_length: p + e, targets_length: raw + e, spans: 0, sentinels: 0 })
         }
+        (Kind::FillInTheMiddle(params), budget) => {
+            // As the engine checks them, but for the output dtype, which it alone knows.
+            for (arg, id) in params.ids() {
+                sentinels.check_id(arg, id, i64::MAX)?;
+            }
+            // A row is the prompt, the three ids, the raw tokens and EOS (after the targets
+            // only), however it is cut; inputs are longest with an empty middle, targets with
+            // the whole row as middle. Encoder-decoder rows target the middle.
+            let fits = |arg: &'static str, value: usize, room: Option<usize>| {
+                room.filter(|&r| r >= 1).ok_or_else(|| {
+                    Error::invalid(
+                        arg,
+                        value,
+                        format!("too small: no raw token fits with a prompt of {p} tokens, the 3 FIM ids and EOS"),
+                    )
+                })
+            };
+            let (raw, loss) = match budget {
+                Budget::EncoderDecoder { inputs, targets } => {
+                    let by_inputs = fits("inputs_length", inputs, inputs.checked_sub(p + FIM_IDS))?;
+                    let by_targets = targets.map(|tl| fits("targets_length", tl, tl.checked_sub(e))).transpose()?;
+                    (by_targets.map_or(by_inputs, |t| t.min(by_inputs)), FimLoss::Middle)
+                }
+                Budget::Decoder { sequence } => {
+                    (fits("sequence_length", sequence, sequence.checked_sub(p + FIM_IDS + e))?, params.loss)
+                }
+            };
+            let (inputs_length, targets_length) = match loss {
+                FimLoss::All => (p, FIM_IDS + raw + e),
+                FimLoss::Middle => (p + FIM_IDS + raw, raw + e),
+            };
+            Ok(PlanRow { raw_length: raw, inputs_length, targets_length, spans: 0, sentinels: 0 })
+        }
     }
 }
 
@@ -311,6 +345,30 @@ mod tests {
         let p = SpanParams::new(r, mu, None, false).unwrap();
         let row = plan_span_corruption(inputs, &p, None, 0, true, None).unwrap();
         (row.raw_length, row.targets_length)
+    }
+
+    #[test]
+    fn fim_counts_its_three_ids() {
+        use crate::denoise::fim::FimParams;
+        let sentinels = Sentinels::t5(32_000, 100, crate::Overflow::Error, true).unwrap();
+        let fim = |loss| Denoiser::new(Kind::FillInTheMiddle(FimParams::new(5, 6, 7, 0.5, loss).unwrap()), vec![9, 9]).unwrap();
+        let row = |d: &Denoiser, b| {
+            let r = plan_denoiser(d, b, true, &sentinels).unwrap();
+            (r.raw_length, r.inputs_length, r.targets_length)
+        };
+        let dec = Budget::Decoder { sequence: 512 };
+        assert_eq!(row(&fim(FimLoss::All), dec), (506, 2, 510));
+        assert_eq!(row(&fim(FimLoss::Middle), dec), (506, 511, 507));
+        // Encoder-decoder rows target the middle, whatever the loss.
+        let ed = Budget::EncoderDecoder { inputs: 512, targets: Some(114) };
+        assert_eq!(row(&fim(FimLoss::All), ed), (113, 118, 114));
+        let ed = Budget::EncoderDecoder { inputs: 512, targets: None };
+        assert_eq!(row(&fim(FimLoss::All), ed), (507, 512, 508));
+        let tiny = plan_denoiser(&fim(FimLoss::All), Budget::Decoder { sequence: 6 }, true, &sentinels).unwrap_err();
+        assert!(tiny.to_string().starts_with("sequence_length=6: too small"), "{tiny}");
+        let bad = Denoiser::new(Kind::FillInTheMiddle(FimParams::new(31_999, 6, 7, 0.5, FimLoss::All).unwrap()), vec![]).unwrap();
+        let e = plan_denoiser(&bad, dec, true, &sentinels).unwrap_err().to_string();
+        assert!(e.starts_with("prefix_id=31999: is the sentinel <extra_id_0>"), "{e}");
     }
 
     #[test]

@@ -40,6 +40,10 @@ pub enum Purpose {
     Prefix = 4,
     /// Which denoiser of a mixture example `k` uses.
     Denoiser = 5,
+    /// Fill-in-the-middle cut points.
+    FimCuts = 6,
+    /// Fill-in-the-middle arrangement (SPM or PSM).
+    FimOrder = 7,
 }
 
 #[inline]

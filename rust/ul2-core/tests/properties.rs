@@ -13,8 +13,8 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, FileFailurePersistence};
 use ul2_core::rng::{Purpose, Stream};
 use ul2_core::{
-    Budget, Denoiser, Error, Kind, Mixture, Overflow, RowConfig, Rows, Sentinels, SpanParams, denoise_batch, noise_mask,
-    plan_denoiser, prefix_bounds, prefix_split,
+    Budget, Denoiser, Error, FimLoss, FimParams, Kind, Mixture, Overflow, RowConfig, Rows, Sentinels, SpanParams, denoise_batch,
+    fim_split, noise_mask, plan_denoiser, prefix_bounds, prefix_split,
 };
 use ul2_testkit::cases::{ApplicationCase, ComposeCase, IndexCase, MaskCase, PackCase, PlanCase, SamplingCase};
 use ul2_testkit::check::{self, run_row};
@@ -240,6 +240,65 @@ proptest! {
     }
 }
 
+fn fim_params() -> impl Strategy<Value = FimParams> {
+    (prop_oneof![Just(0.0), Just(0.5), Just(1.0), 0.0f64..=1.0], any::<bool>()).prop_map(|(rate, all)| {
+        FimParams::new(20_000, 20_001, 20_002, rate, if all { FimLoss::All } else { FimLoss::Middle }).unwrap()
+    })
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// A fill-in-the-middle row is the prompt, then PSM `<pre> P <suf> S <mid> M` or SPM
+    /// `<pre> <suf> S <mid> P M` of the keyed cuts, then EOS; the split between inputs and
+    /// targets is at the start (loss="all") or at the middle; P M S gives the raw row back.
+    #[test]
+    fn fill_in_the_middle_round_trips(
+        toks in tokens(1200),
+        params in fim_params(),
+        prefix in prompt(),
+        eos in prop::option::of(Just(1i64)),
+        seed in any::<u64>(),
+        key in any::<u64>(),
+    ) {
+        let sentinels = Sentinels::t5(VOCAB, SENTINELS, Overflow::Error, true).unwrap();
+        let mixture = mixture_of(Kind::FillInTheMiddle(params), prefix.clone());
+        let cfg = RowConfig { max_raw: &[], mixture: &mixture, sentinels: &sentinels, eos_id: eos, seed };
+        let l = toks.len();
+        let (inputs, targets, _) = run_row(&cfg, &toks, key, (prefix.len() + l + 3, l + 4)).unwrap();
+        let split = fim_split(l, params.spm_rate, seed, key);
+        let (a, b) = (split.prefix, split.prefix + split.middle);
+        prop_assert!(b <= l);
+        prop_assert_eq!(split.spm, if params.spm_rate == 0.0 { false } else if params.spm_rate == 1.0 { true } else { split.spm });
+        let raw: Vec<i64> = toks.iter().map(|&t| i64::from(t)).collect();
+        let (p_, m_, s_) = (&raw[..a], &raw[a..b], &raw[b..]);
+        let mut context = vec![params.prefix_id];
+        if split.spm {
+            context.push(params.suffix_id);
+            context.extend_from_slice(s_);
+            context.push(params.middle_id);
+            context.extend_from_slice(p_);
+        } else {
+            context.extend_from_slice(p_);
+            context.push(params.suffix_id);
+            context.extend_from_slice(s_);
+            context.push(params.middle_id);
+        }
+        let (mut want_in, mut want_tg) = (prefix.clone(), Vec::new());
+        match params.loss {
+            FimLoss::All => want_tg.extend(context.iter().chain(m_)),
+            FimLoss::Middle => {
+                want_in.extend(&context);
+                want_tg.extend_from_slice(m_);
+            }
+        }
+        want_tg.extend(eos);
+        prop_assert_eq!(&inputs, &want_in);
+        prop_assert_eq!(&targets, &want_tg);
+        prop_assert_eq!(inputs.len() + targets.len(), prefix.len() + 3 + l + usize::from(eos.is_some()));
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // §8.4: planned lengths are produced lengths
 // ---------------------------------------------------------------------------------------------
@@ -252,6 +311,7 @@ fn plan_kind() -> impl Strategy<Value = Kind> {
         2 => (Just(0.5), prop_oneof![Just(3.0), Just(8.0), Just(32.0), Just(64.0)], any::<bool>()).prop_map(span),
         2 => prop_oneof![Just(0.25), Just(0.5), 0.0f64..=0.5].prop_map(|r| Kind::PrefixLm { suffix_density: r }),
         1 => Just(Kind::CausalLm),
+        2 => fim_params().prop_map(Kind::FillInTheMiddle),
     ]
 }
 
@@ -404,6 +464,8 @@ fn batch_mixture() -> Mixture {
         (Denoiser::new(span(3.0, 0.5, None, false), vec![]).unwrap(), 0.5),
         (Denoiser::new(Kind::PrefixLm { suffix_density: 0.25 }, vec![5, 6]).unwrap(), 1.0),
         (Denoiser::new(Kind::CausalLm, vec![7]).unwrap(), 1.0),
+        (Denoiser::new(Kind::FillInTheMiddle(FimParams::new(20, 21, 22, 0.5, FimLoss::Middle).unwrap()), vec![8]).unwrap(), 1.0),
+        (Denoiser::new(Kind::FillInTheMiddle(FimParams::new(20, 21, 22, 0.25, FimLoss::All).unwrap()), vec![]).unwrap(), 1.0),
     ])
     .unwrap()
 }

@@ -267,3 +267,46 @@ fn roll_offsets_are_uniform() {
     assert!(counted > draws * 9 / 10, "too many periodic masks: {counted} of {draws}");
     assert_fits("roll offset", &hist, &vec![1.0 / length as f64; length]);
 }
+
+/// Fill-in-the-middle cuts: `(a, b)` sorted from two independent uniform draws on
+/// `{0, …, n}`, so `P(a = i, b = j) = 2/(n+1)²` for `i < j` and `1/(n+1)²` for `i = j`;
+/// over all `(n+1)(n+2)/2` pairs at once, and its marginals (prefix `a`, middle `b − a`).
+#[test]
+fn fim_cuts_follow_the_sorted_pair_law() {
+    let n = 12usize;
+    let pairs: Vec<(usize, usize)> = (0..=n).flat_map(|i| (i..=n).map(move |j| (i, j))).collect();
+    let cell = 1.0 / ((n + 1) * (n + 1)) as f64;
+    let probs: Vec<f64> = pairs.iter().map(|&(i, j)| if i == j { cell } else { 2.0 * cell }).collect();
+    let mut joint = vec![0u64; pairs.len()];
+    let (mut prefix, mut middle) = (vec![0u64; n + 1], vec![0u64; n + 1]);
+    for key in 0..200_000 {
+        let s = ul2_core::fim_split(n, 0.5, SEED, key);
+        let (a, b) = (s.prefix, s.prefix + s.middle);
+        joint[pairs.iter().position(|&p| p == (a, b)).expect("a <= b <= n")] += 1;
+        prefix[a] += 1;
+        middle[s.middle] += 1;
+    }
+    assert_fits("FIM (a, b)", &joint, &probs);
+    let m1 = ((n + 1) * (n + 1)) as f64;
+    let prefix_law: Vec<f64> = (0..=n).map(|i| (2 * (n - i) + 1) as f64 / m1).collect();
+    let middle_law: Vec<f64> =
+        (0..=n).map(|d| if d == 0 { (n + 1) as f64 / m1 } else { 2.0 * (n + 1 - d) as f64 / m1 }).collect();
+    assert_fits("FIM prefix", &prefix, &prefix_law);
+    assert_fits("FIM middle", &middle, &middle_law);
+}
+
+/// The arrangement is SPM with probability `spm_rate`, independently of the cuts.
+#[test]
+fn fim_order_follows_spm_rate_independently_of_the_cuts() {
+    for rate in [0.5, 0.2] {
+        // [PSM with an empty prefix, PSM otherwise, SPM with an empty prefix, SPM otherwise]
+        let mut counts = [0u64; 4];
+        for key in 0..100_000 {
+            let s = ul2_core::fim_split(3, rate, SEED, key);
+            counts[2 * usize::from(s.spm) + usize::from(s.prefix > 0)] += 1;
+        }
+        let empty = 7.0 / 16.0; // P(a = 0) = (2n + 1)/(n + 1)² at n = 3
+        let probs = [(1.0 - rate) * empty, (1.0 - rate) * (1.0 - empty), rate * empty, rate * (1.0 - empty)];
+        assert_fits(&format!("FIM order at spm_rate={rate}"), &counts, &probs);
+    }
+}

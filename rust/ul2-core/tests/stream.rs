@@ -51,7 +51,8 @@ impl Lcg {
 const SPAN_POOL: [(f64, f64, bool); 6] =
     [(3.0, 0.15, false), (2.0, 0.5, false), (1.0, 0.25, false), (8.0, 0.5, false), (3.0, 0.15, true), (2.0, 0.25, true)];
 
-/// Denoiser `choice` of the pool (span corruption, then S(.5), S(.25), causal) with a `prompt`-token prompt.
+/// Denoiser `choice` of the pool (span corruption, then S(.5), S(.25), causal, FIM with each
+/// loss) with a `prompt`-token prompt.
 fn pool_denoiser(choice: usize, prompt: usize) -> Denoiser {
     let kind = match choice {
         i if i < SPAN_POOL.len() => {
@@ -60,12 +61,16 @@ fn pool_denoiser(choice: usize, prompt: usize) -> Denoiser {
         }
         i if i == SPAN_POOL.len() => Kind::PrefixLm { suffix_density: 0.5 },
         i if i == SPAN_POOL.len() + 1 => Kind::PrefixLm { suffix_density: 0.25 },
-        _ => Kind::CausalLm,
+        i if i == SPAN_POOL.len() + 2 => Kind::CausalLm,
+        i => {
+            let loss = if i == SPAN_POOL.len() + 3 { ul2_core::FimLoss::All } else { ul2_core::FimLoss::Middle };
+            Kind::FillInTheMiddle(ul2_core::FimParams::new(850, 851, 852, 0.5, loss).unwrap())
+        }
     };
     Denoiser::new(kind, (0..prompt).map(|j| 800 + j as i64).collect()).unwrap()
 }
 
-const POOL_SIZE: usize = SPAN_POOL.len() + 3;
+const POOL_SIZE: usize = SPAN_POOL.len() + 5;
 
 fn mixture_strategy() -> impl Strategy<Value = Mixture> {
     prop::collection::vec(((0..POOL_SIZE, 0usize..3).prop_map(|(c, p)| pool_denoiser(c, p)), 0.1f64..1.0), 1..5)
@@ -383,7 +388,7 @@ fn pack_bins_of_no_examples_is_one_empty_boundary() {
 
 #[test]
 fn pack_bins_rejects_an_example_wider_than_the_row() {
-    let mixture = Mixture::new(vec![(pool_denoiser(POOL_SIZE - 1, 0), 1.0)]).unwrap(); // causal: targets = L + EOS
+    let mixture = Mixture::new(vec![(pool_denoiser(SPAN_POOL.len() + 2, 0), 1.0)]).unwrap(); // causal: targets = L + EOS
     let sentinels = sentinels();
     let cfg = RowConfig { max_raw: &[], mixture: &mixture, sentinels: &sentinels, eos_id: Some(1), seed: 0 };
     let lengths = [3usize, 9, 2];

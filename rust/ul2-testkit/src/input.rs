@@ -3,7 +3,7 @@
 //! valid, sometimes at or past their edges.
 
 use arbitrary::Unstructured;
-use ul2_core::{Budget, Denoiser, Kind, Overflow, Sentinels, SpanParams};
+use ul2_core::{Budget, Denoiser, FimLoss, FimParams, Kind, Overflow, Sentinels, SpanParams};
 
 use crate::check::not_internal;
 
@@ -60,8 +60,21 @@ impl Input<'_, '_> {
     /// parameters (checked to be a caller's-mistake error).
     pub fn denoiser(&mut self) -> Option<Denoiser> {
         let prefix: Vec<i64> = (0..self.size(0, 8)).map(|_| self.int(2, 999) as i64).collect();
-        let kind = match self.int(0, 5) {
+        let kind = match self.int(0, 6) {
             0 => Kind::CausalLm,
+            6 => {
+                // Mostly three distinct ids below the sentinels, sometimes colliding ones.
+                let ids = if self.int(0, 7) == 0 { self.pick(&[[5, 5, 6], [32_000, 5, 6]]) } else { [1000, 1001, 1002] };
+                let rate = if self.bool() { self.pick(&[0.0, 0.5, 1.0]) } else { self.density() };
+                let loss = if self.bool() { FimLoss::All } else { FimLoss::Middle };
+                match FimParams::new(ids[0], ids[1], ids[2], rate, loss) {
+                    Ok(p) => Kind::FillInTheMiddle(p),
+                    Err(e) => {
+                        not_internal(&e);
+                        return None;
+                    }
+                }
+            }
             1 => Kind::PrefixLm { suffix_density: if self.bool() { self.density() } else { self.pick(&[0.5, 0.25, 0.0]) } },
             _ => {
                 let r = if self.bool() { self.pick(&[0.15, 0.5, 0.25, 0.8]) } else { self.density() };

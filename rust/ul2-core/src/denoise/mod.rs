@@ -1,7 +1,9 @@
 //! The denoising stage: denoisers and mixtures, and what happens to one row. Span
-//! corruption draws its layout in [`spans`], prefix LM its split in [`prefix`]; [`mask`]
-//! writes inputs and targets with the ids of [`sentinels`].
+//! corruption draws its layout in [`spans`], prefix LM its split in [`prefix`],
+//! fill-in-the-middle its cuts in [`fim`]; [`mask`] writes inputs and targets with the ids of
+//! [`sentinels`].
 
+pub mod fim;
 pub mod mask;
 pub mod prefix;
 pub mod sentinels;
@@ -10,6 +12,7 @@ pub mod spans;
 use crate::error::{Error, Result, Where};
 use crate::rng::{Purpose, Stream};
 use crate::{OutToken, Token};
+use fim::{FIM_IDS, FimParams, fim_split, write_fim};
 use mask::{applied_lengths, apply_runs, convert};
 use prefix::{check_suffix_density, prefix_split};
 use sentinels::Sentinels;
@@ -24,6 +27,8 @@ pub enum Kind {
     PrefixLm { suffix_density: f64 },
     /// Plain next-token prediction: the whole row is the target.
     CausalLm,
+    /// Fill-in-the-middle: the row cut in three and rearranged around three ids ([`fim`]).
+    FillInTheMiddle(FimParams),
 }
 
 /// A denoiser with its mode prompt (token ids prepended to the inputs).
@@ -80,6 +85,18 @@ impl Mixture {
     #[must_use]
     pub fn denoisers(&self) -> &[Denoiser] {
         &self.denoisers
+    }
+
+    /// This mixture as encoder-decoder rows use it: fill-in-the-middle targets the middle
+    /// (the encoder reads the context), whatever its decoder-only `loss`.
+    #[must_use]
+    pub fn for_encoder_decoder(mut self) -> Self {
+        for d in &mut self.denoisers {
+            if let Kind::FillInTheMiddle(p) = &mut d.kind {
+                *p = p.middle_only();
+            }
+        }
+        self
     }
 
     /// Running sums of the rates (relative to the largest): denoiser `i` has weight
@@ -195,6 +212,35 @@ pub fn denoise_row<T: Token, O: OutToken>(
             convert(tokens, &mut targets[..length]);
             (p, length)
         }
+        Kind::FillInTheMiddle(params) => {
+            // The ids delimit the context: EOS ends the targets only, so the decoder row is
+            // the same sequence under either loss.
+            let split = fim_split(length, params.spm_rate, cfg.seed, key);
+            let (ai, at) = params.lengths(length, split.middle);
+            fit(p + ai, inputs.len(), "inputs", "inputs_length", length)?;
+            fit(at + eos, targets.len(), "targets", "targets_length", length)?;
+            let context = FIM_IDS + length - split.middle;
+            match params.loss {
+                fim::FimLoss::Middle => {
+                    write_fim(tokens, split, params, &mut inputs[p..p + context], &mut targets[..split.middle]);
+                }
+                fim::FimLoss::All => {
+                    let (c, m) = targets[..at].split_at_mut(context);
+                    write_fim(tokens, split, params, c, m);
+                }
+            }
+            for (d, &s) in inputs.iter_mut().zip(&denoiser.prefix) {
+                *d = O::from_i64(s);
+            }
+            let lt = match cfg.eos_id {
+                Some(e) => {
+                    targets[at] = O::from_i64(e);
+                    at + 1
+                }
+                None => at,
+            };
+            return Ok(RowLengths { denoiser: index, inputs: p + ai, targets: lt });
+        }
     };
     for (d, &s) in inputs.iter_mut().zip(&denoiser.prefix) {
         *d = O::from_i64(s);
@@ -229,6 +275,14 @@ pub fn example_bounds(cfg: &RowConfig<'_>, length: usize, key: u64) -> Result<(u
             (p + k + e, length - k + e)
         }
         Kind::CausalLm => (p + e, length + e),
+        Kind::FillInTheMiddle(params) => {
+            let middle = match params.loss {
+                fim::FimLoss::All => 0, // the split does not move the targets' end
+                fim::FimLoss::Middle => fim_split(length, params.spm_rate, cfg.seed, key).middle,
+            };
+            let (i, t) = params.lengths(length, middle);
+            (p + i, t + e)
+        }
     };
     Ok((index, i, t))
 }

@@ -1,8 +1,8 @@
 //! SPEC §8.4: planned lengths are produced lengths, within the budget, and maximal.
 
 use ul2_core::{
-    Budget, Config, Denoiser, Engine, Kind, LongRows, Mixture, Overflow, PlanRow, RowConfig, Rows, Sentinels, denoise_rows,
-    example_bounds, plan_denoiser,
+    Budget, Config, Denoiser, Engine, FimLoss, Kind, LongRows, Mixture, Overflow, PlanRow, RowConfig, Rows, Sentinels,
+    denoise_rows, example_bounds, plan_denoiser,
 };
 
 use super::{EOS, MAX_ROW, not_internal, run_row};
@@ -71,6 +71,10 @@ fn within_budget(d: &Denoiser, budget: Budget, eos: bool, plan: &PlanRow) {
         Budget::Decoder { sequence } if matches!(d.kind, Kind::PrefixLm { .. } | Kind::CausalLm) => {
             assert_eq!(p + plan.raw_length + 2 * e, sequence, "{plan:?}");
         }
+        // Fill-in-the-middle rows hold the three ids and one EOS, however they are cut.
+        Budget::Decoder { sequence } if matches!(d.kind, Kind::FillInTheMiddle(_)) => {
+            assert_eq!(p + 3 + plan.raw_length + e, sequence, "{plan:?}");
+        }
         Budget::Decoder { sequence } => {
             assert!(plan.inputs_length + plan.targets_length <= sequence, "{plan:?} over sequence {sequence}");
         }
@@ -109,6 +113,16 @@ fn produced(d: &Denoiser, budget: Budget, sentinels: &Sentinels, plan: &PlanRow,
             assert_eq!((inputs.len(), targets.len()), (plan.inputs_length, plan.targets_length), "{plan:?}");
             assert_eq!(inputs.len() + targets.len(), p + plan.raw_length + 2 * e);
         }
+        Kind::FillInTheMiddle(params) => {
+            // Encoder-decoder rows and loss="middle" target the middle; loss="all" the whole row.
+            let all = params.loss == FimLoss::All && matches!(budget, Budget::Decoder { .. });
+            if all {
+                assert_eq!((inputs.len(), targets.len()), (plan.inputs_length, plan.targets_length), "{plan:?}");
+            } else {
+                assert!(inputs.len() <= plan.inputs_length && targets.len() <= plan.targets_length, "{plan:?}");
+            }
+            assert_eq!(inputs.len() + targets.len(), p + 3 + plan.raw_length + e);
+        }
     }
 }
 
@@ -126,6 +140,18 @@ fn maximal(cfg: &RowConfig<'_>, d: &Denoiser, budget: Budget, plan: &PlanRow) {
         Kind::SpanCorruption(params) => params.noise_density == 0.5,
         Kind::CausalLm => false,
         Kind::PrefixLm { .. } => return,
+        Kind::FillInTheMiddle(_) => {
+            // Some key puts every token in the middle, another none: one more token overflows
+            // the targets or the inputs.
+            let (p, e) = (d.prefix.len(), usize::from(cfg.eos_id.is_some()));
+            let (raw, ids) = (plan.raw_length + 1, 3);
+            let fits = match budget {
+                Budget::EncoderDecoder { inputs, targets } => p + ids + raw <= inputs && targets.is_none_or(|t| raw + e <= t),
+                Budget::Decoder { sequence } => p + ids + raw + e <= sequence,
+            };
+            assert!(!fits, "raw {} + 1 still fits in {budget:?}: {d:?}", plan.raw_length);
+            return;
+        }
     };
     let free = RowConfig { max_raw: &[], ..*cfg };
     let Ok((_, i1, t1)) = example_bounds(&free, plan.raw_length + 1, 0) else {
