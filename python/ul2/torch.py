@@ -1,6 +1,8 @@
 """PyTorch adapter: a map-style dataset over :class:`ul2.DenoisingDataset`, an iterable one over
 :class:`ul2.DenoisingStream` (:class:`IterableDataset`: split over workers and ranks, resumable
-with torchdata's ``StatefulDataLoader``) and a ``collate_fn``.
+with torchdata's ``StatefulDataLoader``) and a ``collate_fn``; and the attention of decoder-only
+batches as a dense mask (:func:`attention_mask_4d`), a FlexAttention ``BlockMask``
+(:func:`block_mask`) or Hugging Face's padding-free rows (:func:`padding_free`).
 
 ``import ul2`` never imports PyTorch; this module imports it inside its functions, so it is
 needed only once a batch is turned into tensors. Batches are computed by Rust in one call per
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
     from torch.utils.data import IterableDataset as _IterableBase
 
     from . import _ul2
+    from ._flex import PrefixLMBlockMask
 else:
 
     class _IterableBase:
@@ -57,9 +60,11 @@ __all__ = [
     "Dataset",
     "IterableDataset",
     "attention_mask_4d",
+    "block_mask",
     "collate_fn",
     "data_loader",
     "loss_by_denoiser",
+    "padding_free",
     "tensors",
 ]
 
@@ -534,3 +539,180 @@ def _is_integer(t: _torch.Tensor) -> bool:
     import torch
 
     return not (t.is_floating_point() or t.is_complex() or t.dtype == torch.bool)
+
+
+# What HF's DataCollatorWithFlattening puts under each example's first token (its separator_id).
+_SEPARATOR = -100
+
+
+def padding_free(batch: Mapping[str, Any], *, bidirectional: bool = True) -> dict[str, Any]:
+    """A decoder-only (``format="decoder"``) batch in Hugging Face's padding-free form, the
+    output of ``transformers.DataCollatorWithFlattening(return_flash_attn_kwargs=True)``: the
+    real tokens of every example one after the other in one row, no padding.
+
+    - ``input_ids``, ``labels``, ``position_ids``: ``[1, T]`` int64, ``T`` the batch's real
+      tokens; the examples are the rows, or with packed rows each row's segments
+      (``segment_ids``), in order; ``position_ids`` restart at 0 in each example.
+    - ``cu_seq_lens_q`` = ``cu_seq_lens_k``: ``[N + 1]`` int32, the examples' offsets in the row;
+      ``max_length_q`` = ``max_length_k``: the longest example, an ``int``.
+
+    ``labels`` are the batch's, but each example's first is -100, as that collator sets it: the
+    model shifts the labels, so the first label would be predicted from the previous example's
+    last token. ul2's examples begin with their inputs, labelled -100 already, so this changes
+    a label only of an example without inputs.
+
+    The FlashAttention kernels these keys drive (``attn_implementation="flash_attention_2"``
+    and later) attend causally inside each example and cannot attend both ways over a prefix
+    (flash-attention #682), so the prefix-LM attention of ul2's rows is lost: ``bidirectional``
+    must be ``False`` to accept that for a batch with a prefix (``bidirectional_mask`` or
+    ``prefix_lengths``), whose prefix is then attended causally. :func:`block_mask` keeps it.
+    Models on other attention implementations find the examples from ``position_ids`` only
+    with ``use_cache=False`` (transformers 5: a cache turns that detection off, and the
+    examples would attend each other).
+    """
+    import torch
+
+    _check_flag(bidirectional, "bidirectional")
+    _check_batch(batch)
+    if bidirectional and ("bidirectional_mask" in batch or "prefix_lengths" in batch):
+        raise ValueError(
+            "bidirectional=True: the padding-free form drives FlashAttention's varlen kernels, which "
+            "attend causally and cannot attend both ways over the prefix (flash-attention #682); pass "
+            "bidirectional=False to attend the prefix causally, or use ul2.torch.block_mask"
+        )
+    ids, labels, real = _rows(batch, ("input_ids", "labels", "attention_mask"))
+    segments = _segments(batch, real)
+    real = real.bool()
+    rows = torch.arange(real.shape[0], device=real.device)[:, None].expand(real.shape)[real]
+    total = rows.numel()
+    if total == 0:
+        raise ValueError("batch['attention_mask']: no real token in the batch (all 0)")
+    new = torch.ones(total, dtype=torch.bool, device=real.device)
+    new[1:] = rows[1:] != rows[:-1]
+    if segments is not None:
+        flat = segments[real]
+        new[1:] |= flat[1:] != flat[:-1]
+    starts = new.nonzero().squeeze(1)
+    offsets = torch.cat([starts, starts.new_tensor([total])])
+    lengths = offsets.diff()
+    position_ids = torch.arange(total, device=real.device) - starts.repeat_interleave(lengths)
+    flat_labels = labels[real].long()
+    flat_labels[starts] = _SEPARATOR
+    cu_seq_lens = offsets.to(torch.int32)
+    longest = int(lengths.max())
+    return {
+        "input_ids": ids[real].long()[None],
+        "labels": flat_labels[None],
+        "position_ids": position_ids[None],
+        "cu_seq_lens_q": cu_seq_lens,
+        "cu_seq_lens_k": cu_seq_lens,
+        "max_length_q": longest,
+        "max_length_k": longest,
+    }
+
+
+def block_mask(
+    batch: Mapping[str, Any], *, bidirectional: bool = True, block_size: int = 128
+) -> PrefixLMBlockMask:
+    """The FlexAttention ``BlockMask`` of a decoder-only (``format="decoder"``) batch, for
+    ``torch.nn.attention.flex_attention`` or a Hugging Face model loaded with
+    ``attn_implementation="flex_attention"`` (as its ``attention_mask``).
+
+    It allows what :func:`ul2.torch.attention_mask_4d` allows: query ``q`` attends key ``k``
+    when ``k`` is a real token (``attention_mask``), both are in the same example
+    (``segment_ids`` of packed rows) and either ``k <= q`` or, with ``bidirectional``, both
+    lie in the example's prefix (``bidirectional_mask``, or the first ``prefix_lengths``
+    positions). Its ``mask_mod`` reads those ``[B, S]`` fields; which ``block_size`` by
+    ``block_size`` blocks are empty, full or partial comes from running sums over them (each
+    example must be one run of its segment id, as ul2 packs them), so no ``[S, S]`` mask is
+    made, dense or boolean; the blocks are those ``create_block_mask`` would find. ``block_size``:
+    128 is what FlexAttention's GPU kernels take by default.
+
+    The mask is built on the batch's device. ``to(device)`` moves it whole (``BlockMask.to``
+    would leave the tensors of the ``mask_mod`` behind), and it pickles, so it may be built
+    in ``DataLoader`` workers. Padding queries attend nothing (FlexAttention gives them 0).
+    PyTorch 2.15 runs FlexAttention on the CPU for inference only (it refuses gradients there).
+    """
+    import torch
+
+    from ._flex import block_mask as build
+
+    _check_flag(bidirectional, "bidirectional")
+    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+        raise ValueError(f"block_size={block_size!r}: must be an int >= 1")
+    _check_batch(batch)
+    (real,) = _rows(batch, ("attention_mask",))
+    segments = _segments(batch, real)
+    real = real.bool()
+    prefix = None
+    if bidirectional:
+        if "bidirectional_mask" in batch:
+            (prefix,) = _rows(batch, ("bidirectional_mask",), real.shape)
+            prefix = prefix.to(real.device).bool()
+        elif "prefix_lengths" in batch:
+            lengths = _tensor(batch, "prefix_lengths", (real.shape[0],)).to(real.device)
+            prefix = torch.arange(real.shape[1], device=real.device)[None, :] < lengths[:, None]
+        else:
+            raise ValueError(
+                "batch: needs 'bidirectional_mask' or 'prefix_lengths' for a bidirectional prefix "
+                "(or pass bidirectional=False)"
+            )
+    return build(real, segments, prefix, block_size)
+
+
+def _check_flag(value: Any, name: str) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name}={value!r}: must be a bool")
+
+
+def _check_batch(batch: Any) -> None:
+    if not isinstance(batch, Mapping):
+        raise TypeError(f"batch: expected a dict of arrays or tensors, got {type(batch).__name__}")
+
+
+def _tensor(batch: Mapping[str, Any], name: str, shape: tuple[int | str, ...]) -> _torch.Tensor:
+    """Field ``name`` as an integer tensor of ``shape`` (a name stands for any size)."""
+    if name not in batch:
+        raise ValueError(f"batch: no {name!r}; expected a decoder-only batch (format='decoder')")
+    t = _as_tensor(batch[name])
+    if t.ndim != len(shape) or any(
+        isinstance(n, int) and n != m for n, m in zip(shape, t.shape, strict=True)
+    ):
+        hint = " (a 4-D mask: give the 2-D padding mask)" if t.ndim == 4 else ""
+        expected = ", ".join(map(str, shape))
+        raise ValueError(f"batch[{name!r}]: shape {tuple(t.shape)}, expected ({expected}){hint}")
+    if t.is_floating_point() or t.is_complex():
+        raise TypeError(f"batch[{name!r}]: dtype {t.dtype}, expected integers")
+    return t
+
+
+def _rows(
+    batch: Mapping[str, Any], names: tuple[str, ...], shape: tuple[int, ...] | None = None
+) -> list[_torch.Tensor]:
+    """The fields ``names`` as ``[B, S]`` tensors of one shape (``shape``, or the first's)."""
+    out = []
+    for name in names:
+        t = _tensor(batch, name, ("B", "S") if shape is None else shape)
+        shape = tuple(t.shape)
+        out.append(t)
+    return out
+
+
+def _segments(batch: Mapping[str, Any], real: _torch.Tensor) -> _torch.Tensor | None:
+    """Packed rows' ``segment_ids`` (``None`` for unpacked rows), each example one run."""
+    import torch
+
+    if "segment_ids" not in batch:
+        return None
+    (segments,) = _rows(batch, ("segment_ids",), tuple(real.shape))
+    segments = segments.to(real.device)
+    runs = 1 + (segments[:, 1:] != segments[:, :-1]).sum(dim=1)
+    ordered = segments.sort(dim=1).values
+    ids = 1 + (ordered[:, 1:] != ordered[:, :-1]).sum(dim=1)
+    split = torch.nonzero(runs != ids)
+    if split.numel():
+        raise ValueError(
+            f"batch['segment_ids']: row {int(split[0, 0])} has an example in more than one run; "
+            "each example's tokens must be consecutive (as ul2 packs them)"
+        )
+    return segments
