@@ -15,6 +15,9 @@ Encoder-decoder models (T5, UL2, ...) get ``format="hf"``: ``input_ids``, ``atte
 targets; the model shifts them itself), and, with ``prefix_attention="bidirectional"`` (the
 default), ``attention_mask`` as a ``[B, 1, S, S]`` additive mask in which the prefix attends
 both ways (:func:`ul2.torch.attention_mask_4d`); ``"causal"`` keeps the 2-D padding mask.
+``attention="flex"`` gives a FlexAttention ``BlockMask`` instead of the 4-D mask (models loaded
+with ``attn_implementation="flex_attention"``), ``attention="padding_free"`` the flattened rows of
+``DataCollatorWithFlattening`` (FlashAttention; the prefix then attends causally).
 Keys the model does not take (``prefix_lengths``, ``denoiser``, packing fields) are not returned.
 
 Example keys: a feature column named by ``key_column`` (stable row ids, e.g. added with
@@ -60,6 +63,7 @@ if TYPE_CHECKING:
 __all__ = ["DataCollator", "StreamingDataset"]
 
 _PREFIX_ATTENTION = ("bidirectional", "causal")
+_ATTENTION = ("dense", "padding_free", "flex")
 # Collator outputs a Hugging Face model never takes as a keyword.
 _DROP = (
     "prefix_lengths",
@@ -103,6 +107,24 @@ class DataCollator:
       ``attention_mask`` with a bidirectional prefix (of ``mask_dtype``, float32 by default;
       give the model's dtype), ``"causal"`` the 2-D padding mask. Packed rows always get a
       4-D mask (examples must not see each other) and ``position_ids``.
+    - ``attention``: decoder-only only — how the rows reach the model's attention:
+
+      - ``"dense"`` (the default): the masks above, which every attention implementation takes;
+        the 4-D mask has ``S * S`` entries per row.
+      - ``"flex"``: ``attention_mask`` is the FlexAttention ``BlockMask`` of
+        :func:`ul2.torch.block_mask` (the same attention, no ``S * S`` mask; with
+        ``prefix_attention="causal"`` causal and padding only), for a model loaded with
+        ``attn_implementation="flex_attention"``; packed rows get ``position_ids``. The mask
+        moves to the model's device with the batch. PyTorch 2.15 trains FlexAttention on GPUs
+        only (on the CPU it refuses gradients).
+      - ``"padding_free"``: :func:`ul2.torch.padding_free`, the layout of transformers'
+        ``DataCollatorWithFlattening(return_flash_attn_kwargs=True)``: ``input_ids``, ``labels``
+        and ``position_ids``, int64 ``[1, T]`` (every real token, no padding; each example's
+        first label -100), ``cu_seq_lens_q/k`` and ``max_length_q/k``, for
+        ``attn_implementation="flash_attention_2"`` (or 3), plus ``use_cache=False``: other
+        implementations find the examples from ``position_ids`` only without a cache. Those
+        kernels cannot attend both ways over a prefix, so it needs ``prefix_attention="causal"``
+        (the prefix is then attended causally); for a bidirectional prefix use ``"flex"``.
     - ``dtype``: ``numpy.int64`` by default, so ids and labels are ``LongTensor``;
       ``numpy.int32`` halves the bytes of ids and masks (embeddings take ``IntTensor``
       indices), and ``labels`` are still int64, since ``cross_entropy`` takes only
@@ -121,10 +143,21 @@ class DataCollator:
         key_column: str | None = None,
         prefix_attention: str = "bidirectional",
         mask_dtype: _torch.dtype | None = None,
+        attention: str = "dense",
         **given: Unpack[Options],
     ) -> None:
         if prefix_attention not in _PREFIX_ATTENTION:
             raise ValueError(f"prefix_attention={prefix_attention!r}: must be one of {_PREFIX_ATTENTION}")
+        if attention not in _ATTENTION:
+            raise ValueError(f"attention={attention!r}: must be one of {_ATTENTION}")
+        if attention == "padding_free" and prefix_attention == "bidirectional":
+            raise ValueError(
+                "attention='padding_free': FlashAttention's varlen kernels attend causally and cannot attend "
+                "both ways over the prefix (flash-attention #682); pass prefix_attention='causal' to attend "
+                "the prefix causally, or use attention='flex' for a bidirectional prefix"
+            )
+        if attention != "dense" and mask_dtype is not None:
+            raise ValueError(f"mask_dtype={mask_dtype!r}: only attention='dense' makes a float mask")
         # int64 by default: Hugging Face models index embeddings and the loss with LongTensors.
         opts: Options = {"dtype": np.int64, **given}
         self.collator = Collator(mixture, sentinels=sentinels, **opts)
@@ -133,8 +166,14 @@ class DataCollator:
                 f"format={self.collator.format!r}: a Hugging Face model takes 'hf' (encoder-decoder) "
                 "or 'decoder' (decoder-only); use ul2.Collator for the seqio formats"
             )
+        if attention != "dense" and self.collator.format != "decoder":
+            raise ValueError(
+                f"attention={attention!r}: for decoder-only rows (sequence_length=...), not format="
+                f"{self.collator.format!r}"
+            )
         self.input_column, self.key_column = input_column, key_column
         self.prefix_attention, self.mask_dtype = prefix_attention, mask_dtype
+        self.attention = attention
         self._calls = 0  # batches this process has collated
         self._next = 0  # the next key of the running counter (main process)
         self._batch_size: int | None = None
@@ -156,7 +195,7 @@ class DataCollator:
     def format(self) -> str:
         return self.collator.format
 
-    def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, _torch.Tensor]:
+    def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         if not isinstance(features, Sequence) or not features:
             raise TypeError(
                 f"features: expected a non-empty list of dicts, got {type(features).__name__}"
@@ -164,6 +203,23 @@ class DataCollator:
             )
         rows = _rows(features, self.input_column)
         out = self.collator(rows, self._keys(features))
+        from .torch import tensors
+
+        if self.attention == "padding_free":
+            from .torch import padding_free
+
+            flat = padding_free(out, bidirectional=False)
+            lengths = {name: flat.pop(name) for name in ("max_length_q", "max_length_k")}
+            # Through tensors() as arrays, so that a worker's batch is still one storage.
+            return {**tensors({name: t.numpy() for name, t in flat.items()}), **lengths, "use_cache": False}
+        if self.attention == "flex":
+            from .torch import block_mask
+
+            mask = block_mask(out, bidirectional=self.prefix_attention == "bidirectional")
+            fields = {name: a for name, a in out.items() if name not in _DROP and name != "attention_mask"}
+            if self.collator.pack:
+                fields["position_ids"] = out["positions"]
+            return {**tensors(fields, int64=("labels",)), "attention_mask": mask}
         if self.format == "decoder" and (self.prefix_attention == "bidirectional" or self.collator.pack):
             from .torch import attention_mask_4d
 
@@ -172,8 +228,6 @@ class DataCollator:
             )  # type: ignore[assignment]
             if self.collator.pack:
                 out["position_ids"] = out["positions"]
-        from .torch import tensors
-
         # cross_entropy takes only int64 targets: int32 labels are widened (in the one copy a
         # DataLoader worker makes anyway, or as a cast in the main process).
         return tensors({name: a for name, a in out.items() if name not in _DROP}, int64=("labels",))
@@ -214,7 +268,8 @@ class DataCollator:
     def __repr__(self) -> str:
         return (
             f"ul2.hf.DataCollator({self.collator!r}, input_column={self.input_column!r}, "
-            f"key_column={self.key_column!r}, prefix_attention={self.prefix_attention!r})"
+            f"key_column={self.key_column!r}, prefix_attention={self.prefix_attention!r}, "
+            f"attention={self.attention!r})"
         )
 
 
