@@ -1,5 +1,6 @@
-"""Train a tiny decoder-only transformer as a UL2 prefix LM on packed rows, its attention
-FlexAttention over the BlockMask of ul2.torch.block_mask.
+"""Train a tiny decoder-only transformer as a UL2 prefix LM with fill-in-the-middle on packed
+rows (UL2R and FillInTheMiddle in one mixture), its attention FlexAttention over the BlockMask
+of ul2.torch.block_mask.
 
 Run: python examples/train_flex_attention.py [--steps 40] [--device cuda]
 
@@ -100,11 +101,15 @@ def main() -> None:
     else:
         flex = torch.compile(flex_attention)
 
-    tok = ByteTokenizer()
+    # Three ids above the bytes and below the sentinels for fill-in-the-middle's markers.
+    tok = ByteTokenizer(vocab_size=387, sentinel_count=125)
     tokens = stdlib_stream(tok, max_bytes=args.max_bytes)
     # Each line a document, kept whole: short examples, several packed into a row.
     line_ends = np.flatnonzero(tokens == tok.encode("\n")[0]) + 1
-    mixture = ul2.presets.ul2r(prompts=tok.encode)
+    # UL2R with fill-in-the-middle on a fifth of the examples (PSM and SPM, loss on the middle).
+    ul2r = ul2.presets.ul2r(prompts=tok.encode)
+    fim = ul2.FillInTheMiddle(259, 260, 261, spm_rate=0.5, loss="middle")
+    mixture = ul2.Mixture([*zip(ul2r.denoisers, (0.8 * r for r in ul2r.rates), strict=True), (fim, 0.2)])
     data = ul2.DenoisingDataset(
         tokens,
         mixture,
@@ -117,7 +122,8 @@ def main() -> None:
         dtype=np.int64,
     )
     print(data)
-    fixed = ul2.torch.collate_fn(data.batch(range(args.batch_size)))
+    # Four batches' rows, so that every denoiser has examples in it.
+    fixed = ul2.torch.collate_fn(data.batch(range(4 * args.batch_size)))
     print("examples per row of the fixed batch:", fixed["segment_ids"].amax(dim=1).tolist())
     loader = ul2.torch.data_loader(
         data,
