@@ -135,8 +135,10 @@ impl Composer {
         let complement = cuts > gaps / 2;
         let chosen = if complement { gaps - cuts } else { cuts };
         let words = gaps.div_ceil(64);
-        if self.bits.len() < words {
-            self.bits.resize(words, 0);
+        // A power-of-two slice lets masking the word index stand in for its bounds check.
+        let span = words.next_power_of_two();
+        if self.bits.len() < span {
+            self.bits.resize(span, 0);
         }
         if self.marks.len() < gaps {
             self.marks.resize(gaps, 0);
@@ -146,16 +148,16 @@ impl Composer {
             self.marks.fill(0);
             self.stamp = 1;
         }
-        let (marks, bits, stamp) = (&mut self.marks[..gaps], &mut self.bits[..words], self.stamp);
+        let (marks, bits, stamp) = (&mut self.marks[..gaps], &mut self.bits[..span], self.stamp);
         for j in (gaps - chosen)..gaps {
             let t = rng.below(j as u64 + 1) as usize;
             let pick = if marks[t] == stamp { j } else { t };
             marks[pick] = stamp;
-            bits[pick / 64] |= 1 << (pick % 64);
+            bits[(pick / 64) & (span - 1)] |= 1 << (pick % 64);
         }
         // Gap g (0-based) is the cut between item g and item g+1.
         let (mut last, mut k) = (0usize, 0usize);
-        for (w, word) in bits.iter_mut().enumerate() {
+        for (w, word) in bits[..words].iter_mut().enumerate() {
             let mut cutset = std::mem::take(word);
             if complement {
                 let valid = if (w + 1) * 64 <= gaps { u64::MAX } else { (1u64 << (gaps % 64)) - 1 };
@@ -252,7 +254,7 @@ impl SpanScratch {
         // Scratch sized by the row: a huge row is a MemoryError, not an abort.
         let gaps = noise.max(length - noise);
         reserve(&mut self.composer.marks, gaps, "length")?;
-        reserve(&mut self.composer.bits, gaps.div_ceil(64), "length")?;
+        reserve(&mut self.composer.bits, gaps.div_ceil(64).next_power_of_two(), "length")?;
         reserve(&mut runs.lengths, 2 * spans + 1, "length")?;
         // Clean runs at even places, noise runs at odd ones.
         runs.lengths.resize(2 * spans, 0);
