@@ -16,8 +16,8 @@ numbers to ``<out>/latest.json`` and, when matplotlib is importable, a bar chart
 The floor: criterion's group ``floor`` (``cargo bench -p ul2-benches -- floor``, which ``make
 bench`` runs first) times the core (``Engine::run``, one thread) next to a Rust kernel that makes
 the same copies into the same outputs, each byte written once with no randomness
-(``benches/rust/floor.rs``), and a memcpy of the output bytes, in one run. Its medians are read
-from criterion's estimates and printed as ul2 / floor and ul2 / memcpy (time ratios, so 1.0 is
+(``benches/rust/floor.rs``), and a memcpy of the output bytes, in one run. Their best samples
+are read from criterion's files and printed as ul2 / floor and ul2 / memcpy (time ratios, so 1.0 is
 the floor's speed) for T5 at ``inputs_length=512`` in batches of 1 to 4096 rows and at 128 to
 8192 inputs: ratios within one run, so they hold on any machine where absolute speeds do not.
 
@@ -421,16 +421,18 @@ def criterion_dir() -> Path:
 
 def floor_results(criterion: Path) -> list[dict[str, Any]]:
     """The cases of criterion's group ``floor`` (named ``t5_<inputs>_<rows>x<raw>``) with the
-    median time of ul2, the floor kernel and the memcpy and their ratios; empty where the group
-    has not run."""
+    time of ul2, the floor kernel and the memcpy and their ratios; empty where the group has not
+    run. Each time is criterion's best sample (the mean of its calls), as this report takes the
+    best of its own repeats: other load on the machine only adds time."""
     group = criterion / "floor"
     out: list[dict[str, Any]] = []
     for case in sorted(group.glob("t5_*_*x*")):
         times = {}
         for impl in ("ul2", "floor", "memcpy"):
-            estimates = case / impl / "new" / "estimates.json"
-            if estimates.is_file():
-                times[impl] = json.loads(estimates.read_text())["median"]["point_estimate"] * 1e-9
+            sample = case / impl / "new" / "sample.json"
+            if sample.is_file():
+                d = json.loads(sample.read_text())
+                times[impl] = min(t / n for t, n in zip(d["times"], d["iters"], strict=True)) * 1e-9
         if len(times) < 3:
             continue
         _, inputs, shape = case.name.split("_")
