@@ -5,10 +5,10 @@
 //! ```text
 //! cargo build --profile bench -p ul2-benches --example instructions
 //! valgrind --tool=callgrind --callgrind-out-file=/dev/null --collect-atstart=no \
-//!     --toggle-collect='instructions::measured' target/release/examples/instructions call 10
+//!     --toggle-collect='instructions::measured*' target/release/examples/instructions call 10
 //! ```
 //!
-//! counts only `measured`, which runs the part `n` times (the last argument); divide the
+//! counts only `measured` (the `*` takes in its generic instances), which runs the part `n` times (the last argument); divide the
 //! `Collected` total by `n` and by the units the part prints. Parts: `call` (`Engine::run`,
 //! fresh outputs), `floor` (`floor.rs`'s kernel), `layout` (`SpanScratch::layout`, two
 //! compositions a row), `compose` (`Composer::compose` of a row's noise and clean tokens, each
