@@ -13,6 +13,14 @@ Throughput is in raw input tokens per second. The table goes to stdout, the
 numbers to ``<out>/latest.json`` and, when matplotlib is importable, a bar chart to
 ``<out>/latest.png``.
 
+The floor: criterion's group ``floor`` (``cargo bench -p ul2-benches -- floor``, which ``make
+bench`` runs first) times the core (``Engine::run``, one thread) next to a Rust kernel that makes
+the same copies into the same outputs, each byte written once with no randomness
+(``benches/rust/floor.rs``), and a memcpy of the output bytes, in one run. Their best samples
+are read from criterion's files and printed as ul2 / floor and ul2 / memcpy (time ratios, so 1.0 is
+the floor's speed) for T5 at ``inputs_length=512`` in batches of 1 to 4096 rows and at 128 to
+8192 inputs: ratios within one run, so they hold on any machine where absolute speeds do not.
+
 Workloads (also used by ``benches/python/test_bench_collator.py``):
 
 - ``t5``: ``ul2.presets.t5()`` at ``inputs_length=512``: 256 rows of 568 int32 tokens (T5's raw
@@ -406,6 +414,95 @@ def summary(results: list[dict[str, Any]], dram_bps: float) -> list[tuple[str, f
     return out
 
 
+def criterion_dir() -> Path:
+    """Where criterion writes its estimates (``$CARGO_TARGET_DIR/criterion`` or ``target/criterion``)."""
+    return Path(os.environ.get("CARGO_TARGET_DIR", HERE.parent / "target")) / "criterion"
+
+
+def floor_results(criterion: Path) -> list[dict[str, Any]]:
+    """The cases of criterion's group ``floor`` (named ``t5_<inputs>_<rows>x<raw>``) with the
+    time of ul2, the floor kernel and the memcpy and their ratios; empty where the group has not
+    run. Each time is criterion's best sample (the mean of its calls), as this report takes the
+    best of its own repeats: other load on the machine only adds time."""
+    group = criterion / "floor"
+    out: list[dict[str, Any]] = []
+    for case in sorted(group.glob("t5_*_*x*")):
+        times = {}
+        for impl in ("ul2", "floor", "memcpy"):
+            sample = case / impl / "new" / "sample.json"
+            if sample.is_file():
+                d = json.loads(sample.read_text())
+                times[impl] = min(t / n for t, n in zip(d["times"], d["iters"], strict=True)) * 1e-9
+        if len(times) < 3:
+            continue
+        _, inputs, shape = case.name.split("_")
+        rows, raw = (int(x) for x in shape.split("x"))
+        out.append(
+            {
+                "case": case.name,
+                "inputs_length": int(inputs),
+                "rows": rows,
+                "raw_length": raw,
+                **{f"{impl}_s": t for impl, t in times.items()},
+                "ul2_ns_per_token": times["ul2"] / (rows * raw) * 1e9,
+                "ul2_over_floor": times["ul2"] / times["floor"],
+                "ul2_over_memcpy": times["ul2"] / times["memcpy"],
+                "floor_over_memcpy": times["floor"] / times["memcpy"],
+            }
+        )
+    out.sort(key=lambda r: (r["inputs_length"] != INPUTS_LENGTH, r["inputs_length"], r["rows"]))
+    return out
+
+
+def floor_table(floor: list[dict[str, Any]]) -> str:
+    head = (
+        "inputs",
+        "rows",
+        "raw",
+        "ul2 µs",
+        "floor µs",
+        "memcpy µs",
+        "ul2 ns/tok",
+        "ul2/floor",
+        "ul2/memcpy",
+        "floor/memcpy",
+    )
+    rows = [
+        (
+            str(r["inputs_length"]),
+            str(r["rows"]),
+            str(r["raw_length"]),
+            f"{r['ul2_s'] * 1e6:.1f}",
+            f"{r['floor_s'] * 1e6:.1f}",
+            f"{r['memcpy_s'] * 1e6:.1f}",
+            f"{r['ul2_ns_per_token']:.2f}",
+            f"{r['ul2_over_floor']:.2f}",
+            f"{r['ul2_over_memcpy']:.2f}",
+            f"{r['floor_over_memcpy']:.2f}",
+        )
+        for r in floor
+    ]
+    widths = [max(len(x[i]) for x in [head, *rows]) for i in range(len(head))]
+    return "\n".join("  ".join(c.rjust(w) for c, w in zip(x, widths, strict=True)) for x in [head, *rows])
+
+
+def floor_targets(floor: list[dict[str, Any]]) -> list[tuple[str, float, str]]:
+    """The floor's targets: ul2 within 1.3x of the floor at 256 rows, and 4096-row batches
+    within 1.3x of the 256-row cost per token (the step out of cache)."""
+    at_512 = {r["rows"]: r for r in floor if r["inputs_length"] == INPUTS_LENGTH}
+    out = []
+    if BATCH in at_512:
+        out.append(
+            (f"t5 {BATCH} rows, 1 thread: ul2 / floor (time)", at_512[BATCH]["ul2_over_floor"], "<= 1.3")
+        )
+    if BATCH in at_512 and LARGE_BATCH in at_512:
+        per_token = at_512[LARGE_BATCH]["ul2_ns_per_token"] / at_512[BATCH]["ul2_ns_per_token"]
+        out.append(
+            (f"t5 {LARGE_BATCH} rows / {BATCH} rows, 1 thread: ul2 cost per token", per_token, "<= 1.3")
+        )
+    return out
+
+
 def table(results: list[dict[str, Any]]) -> str:
     head = (
         "workload",
@@ -484,7 +581,13 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results))
     # 512 MB each way outruns the caches (480 MB of L3 here); a --quick smoke run copies less.
     dram_bps = dram_copy_bandwidth(64 if args.quick else 512)
-    targets = summary(results, dram_bps)
+    floor = floor_results(criterion_dir())
+    if floor:
+        print("\nul2 next to its floor (criterion group floor; one thread; time ratios):")
+        print(floor_table(floor))
+    else:
+        print(f"\nno floor figures: run `cargo bench -p ul2-benches -- floor` first ({criterion_dir()})")
+    targets = summary(results, dram_bps) + floor_targets(floor)
     print()
     for what, value, goal in targets:
         print(f"{what}: {value:.2f} (target {goal})")
@@ -504,7 +607,7 @@ def main(argv: list[str] | None = None) -> int:
         "wall_s": time.perf_counter() - started,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    document = {"meta": meta, "results": results, "targets": [list(t) for t in targets]}
+    document = {"meta": meta, "results": results, "floor": floor, "targets": [list(t) for t in targets]}
     (args.out / "latest.json").write_text(json.dumps(document, indent=2) + "\n")
     written = [str(args.out / "latest.json")]
     if chart(results, args.out / "latest.png"):

@@ -6,24 +6,29 @@
 //! int32 tokens in `[2, 32028)`, EOS 1, pad 0. Batches are 256 rows. Lengths and widths come
 //! from the engine (`Engine::new`), never restated here.
 //!
-//! Also the sample index (10^8 tokens) and next-fit packing (4096 short examples).
+//! Also the sample index (10^8 tokens) and next-fit packing (4096 short examples), and ul2
+//! next to its floor and a memcpy (group `floor`, see `floor.rs`).
 //!
 //! Run: `cargo bench -p ul2-benches` (all), `cargo bench -p ul2-benches -- denoise_batch`
 //! (one group), `cargo test -p ul2-benches --benches` (each once, as a smoke test).
 
+mod floor;
+
 use std::hint::black_box;
+use std::time::Duration;
 
 // The extension's allocator (see rust/ul2-python/src/lib.rs), so the benches that allocate
 // output buffers measure what Python callers get, not glibc's page faults.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use floor::Floor;
 use ul2_core::rng::{Purpose, Stream};
 use ul2_core::{
-    Budget, Composer, Config, Corpus, Denoised, Denoiser, Documents, Engine, FimLoss, FimParams, Format, Kind, LongRows, Mixture,
-    Options, Overflow, RowConfig, RowScratch, Rows, Runs, SampleIndex, Sentinels, SpanParams, SpanScratch, applied_lengths,
-    apply_runs, denoise_batch, denoise_row, pack_bins, plan_span_corruption,
+    Bins, Budget, Composer, Config, Corpus, Denoised, Denoiser, Documents, Engine, FimLoss, FimParams, Format, Kind, LongRows,
+    Mixture, Options, Overflow, RowConfig, RowScratch, Rows, Runs, SampleIndex, Sentinels, SpanParams, SpanScratch,
+    applied_lengths, apply_runs, denoise_batch, denoise_row, pack_bins, plan_span_corruption,
 };
 
 const INPUTS: usize = 512;
@@ -77,6 +82,14 @@ fn t5() -> (Engine, usize, (usize, usize)) {
 fn all_threads() -> &'static rayon::ThreadPool {
     static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
     POOL.get_or_init(|| rayon::ThreadPoolBuilder::new().build().expect("pool"))
+}
+
+/// One thread as the extension runs it: the bench thread is the pool's only worker, so the
+/// work runs there rather than being handed over (ul2-python's detach.rs). Built once, as a
+/// thread can be in one pool only.
+fn one_thread() -> &'static rayon::ThreadPool {
+    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| rayon::ThreadPoolBuilder::new().num_threads(1).use_current_thread().build().expect("pool"))
 }
 
 /// `rows × width` token ids below the sentinel range, from a fixed stream.
@@ -188,9 +201,7 @@ fn batch(c: &mut Criterion) {
         });
     });
 
-    // One thread as the extension runs it: this thread is the pool's only worker, so the
-    // work runs here rather than being handed over (ul2-python's detach.rs).
-    let single = rayon::ThreadPoolBuilder::new().num_threads(1).use_current_thread().build().expect("pool");
+    let single = one_thread();
     g.bench_function(format!("t5_{ROWS}x{raw}_1_thread"), |b| {
         b.iter(|| single.install(|| black_box(batch_once(&cfg, &rows, black_box(&keys), widths))));
     });
@@ -302,5 +313,48 @@ fn packing(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, compose, layout, apply, plan, batch, fim_vs_t5, index, packing);
+/// ul2 (`Engine::run`, `hf`, one thread, fresh outputs) next to its floor and a memcpy of
+/// the output bytes into a reused buffer, on the same batch: T5 at inputs_length 512 in
+/// batches of 1, 16, 256 and 4096 rows, and 256-row batches at inputs_length 128, 2048 and
+/// 8192. Each case's floor is checked byte for byte against ul2's outputs first, so
+/// `cargo test -p ul2-benches --benches` checks them all. `benches/report.py` prints the ratios.
+fn floor_group(c: &mut Criterion) {
+    let mut g = c.benchmark_group("floor");
+    g.warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3)).sample_size(30);
+    let single = one_thread();
+    for (inputs, rows) in [(512, 1), (512, 16), (512, 256), (512, 4096), (128, 256), (2048, 256), (8192, 256)] {
+        // Past about 1000 inputs T5's 100 sentinels run out; ids continue below them, as in T5.
+        let sentinels = Sentinels::t5(VOCAB, 100, Overflow::T5, true).expect("valid sentinels");
+        let engine = engine(t5_mixture(), sentinels, Budget::EncoderDecoder { inputs, targets: None });
+        let raw = engine.raw_lengths()[0];
+        let data = tokens(rows, raw);
+        let source = Rows::Dense { data: &data, rows, width: raw };
+        let keys: Vec<u64> = (0..rows as u64).collect();
+        let ul2 = || single.install(|| engine.run(&source, &keys, Bins::<fn(usize) -> usize>::One).expect("every row fits"));
+        let floor = Floor::new(&engine, raw, &keys);
+        let mut out = floor.outputs();
+        floor.run(&data, &mut out);
+        Floor::check(&out, &ul2());
+        let elements = out.iter().map(Vec::len).sum();
+        let (src, mut dst) = (vec![1i32; elements], vec![0i32; elements]);
+        let case = format!("t5_{inputs}_{rows}x{raw}");
+        g.throughput(Throughput::Elements((rows * raw) as u64));
+        g.bench_function(BenchmarkId::new(&case, "ul2"), |b| b.iter(|| black_box(ul2())));
+        g.bench_function(BenchmarkId::new(&case, "floor"), |b| {
+            b.iter(|| {
+                floor.run(black_box(&data), &mut out);
+                black_box(&mut out);
+            });
+        });
+        g.bench_function(BenchmarkId::new(&case, "memcpy"), |b| {
+            b.iter(|| {
+                dst.copy_from_slice(black_box(&src));
+                black_box(&mut dst);
+            });
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, compose, layout, apply, plan, batch, fim_vs_t5, index, packing, floor_group);
 criterion_main!(benches);
