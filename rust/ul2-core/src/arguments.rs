@@ -4,6 +4,7 @@
 //! configuration from it. Adding a parameter is one line here and one field in the binding's
 //! own declaration (the Python dataclass or `TypedDict` that documents it).
 
+use crate::denoise::infilling::InfillParams;
 use crate::denoise::sentinels::Sentinels;
 use crate::denoise::spans::SpanParams;
 use crate::denoise::{Denoiser, Kind, Mixture};
@@ -47,6 +48,16 @@ impl SpanParams {
     }
 }
 
+impl InfillParams {
+    pub fn from_arguments<A: Arguments>(a: &A) -> Result<Self, A::Error> {
+        Ok(Self::new(
+            required(a, a.real("noise_density")?, "noise_density", "a number")?,
+            required(a, a.real("poisson_lambda")?, "poisson_lambda", "a number")?,
+            required(a, a.int("mask_id")?, "mask_id", "an int")?,
+        )?)
+    }
+}
+
 impl Denoiser {
     /// A denoiser from its fields, `type` naming its kind (`SpanCorruption`, `PrefixLM`,
     /// `CausalLM`), as `Denoiser.to_dict` gives them.
@@ -57,10 +68,14 @@ impl Denoiser {
                 Kind::PrefixLm { suffix_density: required(a, a.real("suffix_density")?, "suffix_density", "a number")? }
             }
             "CausalLM" => Kind::CausalLm,
+            "TextInfilling" => Kind::TextInfilling(InfillParams::from_arguments(a)?),
             other => {
-                return Err(
-                    Error::invalid("type", format!("{other:?}"), "must be 'SpanCorruption', 'PrefixLM' or 'CausalLM'").into()
-                );
+                return Err(Error::invalid(
+                    "type",
+                    format!("{other:?}"),
+                    "must be 'SpanCorruption', 'PrefixLM', 'CausalLM' or 'TextInfilling'",
+                )
+                .into());
             }
         };
         Ok(Self::new(kind, a.ids("prefix")?.unwrap_or_default())?)

@@ -220,6 +220,9 @@ impl Engine {
             for &t in &d.prefix {
                 s.check_id("prefix", t, max).map_err(|e| e.in_mixture(i))?;
             }
+            if let crate::denoise::Kind::TextInfilling(p) = &d.kind {
+                s.check_id("mask_id", p.mask_id, max).map_err(|e| e.in_mixture(i))?;
+            }
         }
         let plans = config
             .mixture

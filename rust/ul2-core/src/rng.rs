@@ -40,6 +40,11 @@ pub enum Purpose {
     Prefix = 4,
     /// Which denoiser of a mixture example `k` uses.
     Denoiser = 5,
+    /// Text infilling's Poisson span lengths (16 on: clear of the next small numbers, which
+    /// other denoisers may take).
+    InfillSpans = 16,
+    /// Text infilling's clean gaps between spans.
+    InfillGaps = 17,
 }
 
 #[inline]

@@ -109,6 +109,11 @@ fn produced(d: &Denoiser, budget: Budget, sentinels: &Sentinels, plan: &PlanRow,
             assert_eq!((inputs.len(), targets.len()), (plan.inputs_length, plan.targets_length), "{plan:?}");
             assert_eq!(inputs.len() + targets.len(), p + plan.raw_length + 2 * e);
         }
+        // Random inputs length, at most the planned one; the targets are the row.
+        Kind::TextInfilling(_) => {
+            assert!(inputs.len() <= plan.inputs_length, "{plan:?}");
+            assert_eq!(targets.len(), plan.targets_length, "{plan:?}");
+        }
     }
 }
 
@@ -125,7 +130,8 @@ fn maximal(cfg: &RowConfig<'_>, d: &Denoiser, budget: Budget, plan: &PlanRow) {
     let half = match &d.kind {
         Kind::SpanCorruption(params) => params.noise_density == 0.5,
         Kind::CausalLm => false,
-        Kind::PrefixLm { .. } => return,
+        // Random lengths: maximal by the bound the planner uses (tests/infilling.rs).
+        Kind::PrefixLm { .. } | Kind::TextInfilling(_) => return,
     };
     let free = RowConfig { max_raw: &[], ..*cfg };
     let Ok((_, i1, t1)) = example_bounds(&free, plan.raw_length + 1, 0) else {
