@@ -23,7 +23,7 @@ from ._ul2 import (
 )
 from .collate import Collator
 from .dataset import DenoisingDataset
-from .denoisers import CausalLM, Denoiser, Mixture, PrefixLM, SpanCorruption
+from .denoisers import CausalLM, Denoiser, Mixture, PrefixLM, SpanCorruption, TextInfilling
 from .plan import Plan, PlanRow, plan
 from .stream import DenoisingStream
 
@@ -45,6 +45,7 @@ __all__ = [
     "SentinelOverflowError",
     "Sentinels",
     "SpanCorruption",
+    "TextInfilling",
     "__version__",
     "apply_mask",
     "get_num_threads",
