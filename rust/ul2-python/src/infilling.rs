@@ -7,6 +7,9 @@ use pyo3::prelude::*;
 use crate::arrays;
 use crate::errors::py;
 
+/// Span lengths and gaps, as NumPy arrays.
+type Layout<'py> = (Bound<'py, PyArray1<u32>>, Bound<'py, PyArray1<u32>>);
+
 /// `(spans, gaps)` of example `key`'s text infilling over `length` tokens: span lengths in
 /// draw order (0 = an insert) and the clean gaps before, between and after them.
 #[pyfunction]
@@ -18,7 +21,7 @@ pub fn _infill_layout<'py>(
     poisson_lambda: &Bound<'py, PyAny>,
     seed: &Bound<'py, PyAny>,
     key: &Bound<'py, PyAny>,
-) -> PyResult<(Bound<'py, PyArray1<u32>>, Bound<'py, PyArray1<u32>>)> {
+) -> PyResult<Layout<'py>> {
     let length = arrays::count(length, "length")?;
     let r = arrays::real(noise_density, "noise_density")?;
     let lambda = arrays::real(poisson_lambda, "poisson_lambda")?;
