@@ -2,6 +2,10 @@
 //! rows (256 × each denoiser's planned raw length at 512 inputs), one thread, rows denoised
 //! into buffers allocated once. Criterion's throughput is raw tokens, so the two
 //! `…/elem` times compare directly.
+//!
+//! Measured once (2 shared cores, rustc 1.95, release): T5 256×568 in 107.2 µs, 0.74 ns per raw
+//! token; text infilling (0.3, 3.5) 256×511 in 142.5 µs, 1.09 ns per raw token: 1.48× T5 (one
+//! Poisson draw and table search per span, and the targets copy the whole row).
 
 use std::hint::black_box;
 
