@@ -23,7 +23,7 @@ from ._ul2 import (
 )
 from .collate import Collator
 from .dataset import DenoisingDataset
-from .denoisers import CausalLM, Denoiser, FillInTheMiddle, Mixture, PrefixLM, SpanCorruption
+from .denoisers import CausalLM, Denoiser, FillInTheMiddle, Mixture, PrefixLM, SpanCorruption, TextInfilling
 from .plan import Plan, PlanRow, plan
 from .stream import DenoisingStream
 
@@ -46,6 +46,7 @@ __all__ = [
     "SentinelOverflowError",
     "Sentinels",
     "SpanCorruption",
+    "TextInfilling",
     "__version__",
     "apply_mask",
     "get_num_threads",

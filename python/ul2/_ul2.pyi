@@ -58,6 +58,9 @@ def prefix_split(
     length: int, suffix_density: float | None = None, *, seed: int | None = None, key: int | None = None
 ) -> int: ...
 def _prefix_bounds(length: int, suffix_density: float) -> tuple[int, int]: ...
+def _infill_layout(
+    length: int, noise_density: float, poisson_lambda: float, *, seed: int, key: int
+) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint32]]: ...
 def plan_span_corruption(
     inputs_length: int,
     noise_density: float,

@@ -141,9 +141,34 @@ class FillInTheMiddle(_Denoiser):
         return f"FIM(spm={self.spm_rate:g}{loss})" + _prompted(self.prefix)
 
 
-Denoiser: TypeAlias = SpanCorruption | PrefixLM | CausalLM | FillInTheMiddle
+@dataclass(frozen=True)
+class TextInfilling(_Denoiser):
+    """BART's text infilling (fairseq's ``--mask-length span-poisson --replace-length 1``).
+
+    ``N = ceil(L * noise_density)`` of a row's ``L`` tokens (float32 product, as fairseq) are
+    masked in spans whose lengths are drawn from Poisson(``poisson_lambda``) until they reach
+    ``N`` (the last one cut to fit; at most ``N`` spans); each span is replaced by one
+    ``mask_id``, a length-0 span inserting one. Spans never overlap: the clean tokens between
+    them are a uniformly random weak composition. Targets are the row's tokens. ``mask_id`` is
+    keyword-only (it has no default and follows the defaulted rates); ``prefix`` is the mode
+    prompt's token ids. The laws are in ``ul2.stats.infilling``.
+    """
+
+    noise_density: float = 0.3
+    poisson_lambda: float = 3.5
+    _: KW_ONLY
+    mask_id: int
+    prefix: tuple[int, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """The name tables and messages show: ``TextInfilling(0.3, 3.5)``, ``+N prompt`` when prompted."""
+        return f"TextInfilling({self.noise_density:g}, {self.poisson_lambda:g})" + _prompted(self.prefix)
+
+
+Denoiser: TypeAlias = SpanCorruption | PrefixLM | CausalLM | FillInTheMiddle | TextInfilling
 _KINDS: dict[str, type[_Denoiser]] = {
-    c.__name__: c for c in (SpanCorruption, PrefixLM, CausalLM, FillInTheMiddle)
+    c.__name__: c for c in (SpanCorruption, PrefixLM, CausalLM, FillInTheMiddle, TextInfilling)
 }
 
 
@@ -182,7 +207,7 @@ class Mixture:
             if not isinstance(d, _Denoiser):
                 raise TypeError(
                     f"mixture[{i}]: {d!r} is not a denoiser "
-                    "(SpanCorruption, PrefixLM, CausalLM, FillInTheMiddle)"
+                    "(SpanCorruption, PrefixLM, CausalLM, FillInTheMiddle, TextInfilling)"
                 )
             out.append((d, _real(rate, f"mixture[{i}] rate")))
         object.__setattr__(self, "entries", tuple(out))

@@ -12,7 +12,8 @@ Strategies (Hypothesis is imported when one is called)::
         testing.check_batch(ds, range(min(8, ds.num_samples)))
 
 - ``span_corruptions()``, ``prefix_lms()``, ``causal_lms()``, ``fill_in_the_middles()``,
-  ``denoisers()``: denoisers with small random parameters and optional prompt ids;
+  ``text_infillings()``, ``denoisers()``: denoisers with small random parameters and optional
+  prompt ids;
 - ``mixtures()``: 1-4 denoisers with positive rates;
 - ``budgets()``: ``{"inputs_length": ..., "targets_length": ...}`` (encoder-decoder) or
   ``{"sequence_length": ...}`` (decoder-only);
@@ -51,9 +52,10 @@ import numpy.typing as npt
 
 from . import _ul2
 from .dataset import DenoisingDataset
-from .denoisers import CausalLM, Denoiser, FillInTheMiddle, Mixture, PrefixLM, SpanCorruption
+from .denoisers import CausalLM, Denoiser, FillInTheMiddle, Mixture, PrefixLM, SpanCorruption, TextInfilling
 from .plan import Plan, plan
 from .stats import prefix_bounds
+from .stats.infilling import noise_tokens as _infill_noise
 
 # --- Bad inputs ------------------------------------------------------------------------------
 
@@ -193,7 +195,8 @@ def check_example(
     exactly ``span_counts(len(raw))[0]`` noise tokens, and ``spans`` noise runs when given
     (a random roll may add one). Prefix LM: inputs + targets == raw with the split in T5's
     bounds. Causal LM: no inputs but the prompt, targets == raw. Fill-in-the-middle: see
-    ``check_fim_example``.
+    ``check_fim_example``. Text infilling: targets == raw, the inputs' clean tokens are raw's in
+    order, ``N`` of them masked in at most ``N`` masks.
     """
     raw_a = np.asarray(raw)
     if isinstance(denoiser, FillInTheMiddle):
@@ -237,6 +240,21 @@ def check_example(
     elif isinstance(denoiser, CausalLM):
         if len(inp) or not np.array_equal(tgt, raw_a):
             raise AssertionError("causal LM: inputs must hold only the prompt and targets all of raw")
+    elif isinstance(denoiser, TextInfilling):
+        if not np.array_equal(tgt, raw_a):
+            raise AssertionError("text infilling: targets must be the raw tokens")
+        masks = int((inp == denoiser.mask_id).sum())
+        noise = _infill_noise(len(raw_a), denoiser.noise_density)
+        if len(inp) - masks != len(raw_a) - noise or masks > noise:
+            raise AssertionError(
+                f"text infilling: {len(inp) - masks} clean tokens and {masks} masks for a "
+                f"{len(raw_a)}-token row with {noise} masked"
+            )
+        it = iter(raw_a.tolist())
+        if not all(t in it for t in inp[inp != denoiser.mask_id].tolist()):
+            raise AssertionError(
+                "text infilling: the clean tokens of the inputs are not the raw ones in order"
+            )
     else:  # pragma: no cover
         raise TypeError(f"denoiser={denoiser!r}: unknown kind")
 
@@ -515,21 +533,35 @@ def fill_in_the_middles(*, prompt: bool = True, ids: tuple[int, int, int] = FIM_
     )
 
 
+def text_infillings(*, mask_id: int = 2, prompt: bool = True) -> Any:
+    """``TextInfilling`` with noise density in [0, 1], lambda in (0, 16] and ``mask_id`` (2: below
+    the ids ``token_streams`` draw, above pad and EOS)."""
+    st = _st()
+    return st.builds(
+        TextInfilling,
+        noise_density=st.floats(0.0, 1.0),
+        poisson_lambda=st.floats(0.05, 16.0),
+        mask_id=st.just(mask_id),
+        prefix=prompts() if prompt else st.just(()),
+    )
+
+
 def denoisers(
     *,
-    kinds: Sequence[str] = ("span", "prefix", "causal", "fim"),
+    kinds: Sequence[str] = ("span", "prefix", "causal", "fim", "infilling"),
     prompt: bool = True,
     fim_ids: tuple[int, int, int] = FIM_IDS,
     **span: Any,
 ) -> Any:
     """Any denoiser of ``kinds`` (``"span"``, ``"prefix"``, ``"causal"``, ``"fim"`` with
-    ``fim_ids``, which the token streams must not hold)."""
+    ``fim_ids``, which the token streams must not hold, ``"infilling"``)."""
     st = _st()
     options = {
         "span": span_corruptions(prompt=prompt, **span),
         "prefix": prefix_lms(prompt=prompt),
         "causal": causal_lms(prompt=prompt),
         "fim": fill_in_the_middles(prompt=prompt, ids=fim_ids),
+        "infilling": text_infillings(prompt=prompt),
     }
     unknown = set(kinds) - set(options)
     if unknown or not kinds:

@@ -27,11 +27,14 @@ fraction, Numerical Recipes' ``gammq``; agrees with SciPy to ~1e-12). An observa
 law's support gives p = 0. Spans of one example are not independent (their lengths sum to
 ``N``); this makes the pooled test on all spans conservative (p-values too high, never too low).
 Random-roll denoisers get counts but no span-length test (a span cut by the wrap changes the law).
+``TextInfilling``'s laws (Poisson spans until the noise budget, their count, the gaps) and
+``measure_infilling`` are in ``infilling``, with a NumPy transcription of fairseq's algorithm.
 
 The modules: ``laws`` (the exact laws), ``fit`` (goodness of fit), ``measure`` (the examples
 against the laws) and ``plot``. NumPy only; ``plot`` imports matplotlib when called.
 """
 
+from . import infilling
 from .fit import MIN_EXPECTED, GoodnessOfFit, chi2_sf, chisquare, format_pvalue, gammaincc
 from .laws import LAWS, composition_pmf, fim_end_pmf, fim_middle_pmf, fim_spm_seen, prefix_bounds
 from .measure import DenoiserStats, MixtureStats, StatRow, measure, synthetic_tokens
@@ -52,6 +55,7 @@ __all__ = [
     "fim_spm_seen",
     "format_pvalue",
     "gammaincc",
+    "infilling",
     "measure",
     "plot",
     "prefix_bounds",

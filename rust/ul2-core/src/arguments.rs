@@ -5,6 +5,7 @@
 //! own declaration (the Python dataclass or `TypedDict` that documents it).
 
 use crate::denoise::fim::{FimLoss, FimParams};
+use crate::denoise::infilling::InfillParams;
 use crate::denoise::sentinels::Sentinels;
 use crate::denoise::spans::SpanParams;
 use crate::denoise::{Denoiser, Kind, Mixture};
@@ -60,6 +61,16 @@ impl FimParams {
     }
 }
 
+impl InfillParams {
+    pub fn from_arguments<A: Arguments>(a: &A) -> Result<Self, A::Error> {
+        Ok(Self::new(
+            required(a, a.real("noise_density")?, "noise_density", "a number")?,
+            required(a, a.real("poisson_lambda")?, "poisson_lambda", "a number")?,
+            required(a, a.int("mask_id")?, "mask_id", "an int")?,
+        )?)
+    }
+}
+
 impl Denoiser {
     /// A denoiser from its fields, `type` naming its kind (`SpanCorruption`, `PrefixLM`,
     /// `CausalLM`, `FillInTheMiddle`), as `Denoiser.to_dict` gives them.
@@ -71,11 +82,12 @@ impl Denoiser {
             }
             "CausalLM" => Kind::CausalLm,
             "FillInTheMiddle" => Kind::FillInTheMiddle(FimParams::from_arguments(a)?),
+            "TextInfilling" => Kind::TextInfilling(InfillParams::from_arguments(a)?),
             other => {
                 return Err(Error::invalid(
                     "type",
                     format!("{other:?}"),
-                    "must be 'SpanCorruption', 'PrefixLM', 'CausalLM' or 'FillInTheMiddle'",
+                    "must be 'SpanCorruption', 'PrefixLM', 'CausalLM', 'FillInTheMiddle' or 'TextInfilling'",
                 )
                 .into());
             }

@@ -225,6 +225,9 @@ impl Engine {
                     s.check_id(arg, id, max).map_err(|e| e.in_mixture(i))?;
                 }
             }
+            if let crate::denoise::Kind::TextInfilling(p) = &d.kind {
+                s.check_id("mask_id", p.mask_id, max).map_err(|e| e.in_mixture(i))?;
+            }
         }
         let plans = config
             .mixture

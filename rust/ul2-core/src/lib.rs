@@ -26,6 +26,7 @@ pub mod stream;
 pub use arguments::Arguments;
 pub use batch::{denoise_batch, denoise_rows};
 pub use denoise::fim::{FimLoss, FimParams, FimSplit, fim_split};
+pub use denoise::infilling::{InfillParams, InfillScratch, text_infilling};
 pub use denoise::mask::{applied_lengths, apply_mask, apply_runs};
 pub use denoise::prefix::{prefix_bounds, prefix_split};
 pub use denoise::sentinels::{Overflow, Sentinels};

@@ -4,6 +4,7 @@
 //! [`Sentinels::admit`], [`prefix_bounds`]), so planned lengths are produced lengths.
 
 use crate::denoise::fim::{FIM_IDS, FimLoss};
+use crate::denoise::infilling::InfillParams;
 use crate::denoise::prefix::prefix_bounds;
 use crate::denoise::sentinels::Sentinels;
 use crate::denoise::spans::{SpanParams, lengths, span_lengths};
@@ -323,7 +324,39 @@ pub fn plan_denoiser(denoiser: &Denoiser, budget: Budget, eos: bool, sentinels: 
             };
             Ok(PlanRow { raw_length: raw, inputs_length, targets_length, spans: 0, sentinels: 0 })
         }
+        (Kind::TextInfilling(params), budget) => plan_text_infilling(params, budget, p, e),
     }
+}
+
+/// Text infilling's raw length: its inputs are at most the raw length (at most `N` spans,
+/// each one mask id, replace `N` tokens), a maximum drawn whenever all `N` spans have length
+/// 1 (or 0, then 1), and its targets are the raw length; so the largest raw length with
+/// `prompt + raw + EOS` inputs and `raw + EOS` targets, or both in one decoder row. `spans`
+/// is the most masks a row gets, `N`.
+fn plan_text_infilling(params: &InfillParams, budget: Budget, p: usize, e: usize) -> Result<PlanRow> {
+    let (raw, arg) = match budget {
+        Budget::EncoderDecoder { inputs, targets } => {
+            let room = inputs.checked_sub(p + e).filter(|&r| r >= 1).ok_or_else(|| too_small("inputs_length", inputs, p))?;
+            match targets {
+                Some(tl) => (room.min(tl.saturating_sub(e)), Some(tl)),
+                None => (room, None),
+            }
+        }
+        Budget::Decoder { sequence } => (sequence.saturating_sub(p + 2 * e) / 2, None),
+    };
+    if raw == 0 {
+        return Err(match (budget, arg) {
+            (_, Some(tl)) => too_small("targets_length", tl, 0),
+            (b, _) => too_small("sequence_length", budget_len(b), p),
+        });
+    }
+    Ok(PlanRow {
+        raw_length: raw,
+        inputs_length: p + raw + e,
+        targets_length: raw + e,
+        spans: params.noise_tokens(raw),
+        sentinels: 0,
+    })
 }
 
 const fn budget_len(b: Budget) -> usize {

@@ -44,6 +44,11 @@ pub enum Purpose {
     FimCuts = 6,
     /// Fill-in-the-middle arrangement (SPM or PSM).
     FimOrder = 7,
+    /// Text infilling's Poisson span lengths (16 on: clear of the next small numbers, which
+    /// other denoisers may take).
+    InfillSpans = 16,
+    /// Text infilling's clean gaps between spans.
+    InfillGaps = 17,
 }
 
 #[inline]

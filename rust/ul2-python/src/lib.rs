@@ -12,6 +12,7 @@ mod config;
 mod dataset;
 mod detach;
 mod errors;
+mod infilling;
 mod spans;
 mod stream;
 
@@ -28,6 +29,8 @@ mod _ul2 {
     use super::detach::{_after_fork_in_child, _fail, get_num_threads, set_num_threads};
     #[pymodule_export]
     use super::errors::SentinelOverflowError;
+    #[pymodule_export]
+    use super::infilling::_infill_layout;
     #[pymodule_export]
     use super::spans::{_prefix_bounds, PySentinels, apply_mask, noise_mask, plan_span_corruption, prefix_split, span_counts};
     #[pymodule_export]

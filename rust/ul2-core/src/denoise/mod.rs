@@ -1,9 +1,10 @@
 //! The denoising stage: denoisers and mixtures, and what happens to one row. Span
 //! corruption draws its layout in [`spans`], prefix LM its split in [`prefix`],
 //! fill-in-the-middle its cuts in [`fim`]; [`mask`] writes inputs and targets with the ids of
-//! [`sentinels`].
+//! [`sentinels`]; BART's text infilling is [`infilling`].
 
 pub mod fim;
+pub mod infilling;
 pub mod mask;
 pub mod prefix;
 pub mod sentinels;
@@ -13,6 +14,7 @@ use crate::error::{Error, Result, Where};
 use crate::rng::{Purpose, Stream};
 use crate::{OutToken, Token};
 use fim::{FIM_IDS, FimParams, fim_split, write_fim};
+use infilling::{InfillParams, InfillScratch};
 use mask::{applied_lengths, apply_runs, convert};
 use prefix::{check_suffix_density, prefix_split};
 use sentinels::Sentinels;
@@ -29,6 +31,9 @@ pub enum Kind {
     CausalLm,
     /// Fill-in-the-middle: the row cut in three and rearranged around three ids ([`fim`]).
     FillInTheMiddle(FimParams),
+    /// BART's text infilling: Poisson-length spans each replaced by one mask id; the
+    /// targets are the row.
+    TextInfilling(InfillParams),
 }
 
 /// A denoiser with its mode prompt (token ids prepended to the inputs).
@@ -159,6 +164,7 @@ impl RowConfig<'_> {
 pub struct RowScratch {
     spans: SpanScratch,
     runs: Runs,
+    infill: InfillScratch,
 }
 
 /// One denoised row: which denoiser, and how much of each output it filled.
@@ -241,6 +247,14 @@ pub fn denoise_row<T: Token, O: OutToken>(
             };
             return Ok(RowLengths { denoiser: index, inputs: p + ai, targets: lt });
         }
+        Kind::TextInfilling(params) => {
+            let ai = scratch.infill.layout(length, params, cfg.seed, key)?;
+            fit(p + ai + eos, inputs.len(), "inputs", "inputs_length", length)?;
+            fit(length + eos, targets.len(), "targets", "targets_length", length)?;
+            scratch.infill.write(tokens, params.mask_id, &mut inputs[p..p + ai]);
+            convert(tokens, &mut targets[..length]);
+            (p + ai, length)
+        }
     };
     for (d, &s) in inputs.iter_mut().zip(&denoiser.prefix) {
         *d = O::from_i64(s);
@@ -258,7 +272,7 @@ pub fn denoise_row<T: Token, O: OutToken>(
 
 /// Upper bounds of `(inputs, targets)` lengths (prompt and EOS included) of example `key`
 /// with `length` raw tokens, without denoising it: exact but for `random_roll`, whose wrap
-/// may add one sentinel. Used to pack rows before filling them.
+/// may add one sentinel (text infilling draws its span lengths, not their places). Used to pack rows before filling them.
 pub fn example_bounds(cfg: &RowConfig<'_>, length: usize, key: u64) -> Result<(usize, usize, usize)> {
     let index = cfg.mixture.choose(cfg.seed, key);
     cfg.check_raw(index, length)?;
@@ -282,6 +296,10 @@ pub fn example_bounds(cfg: &RowConfig<'_>, length: usize, key: u64) -> Result<(u
             };
             let (i, t) = params.lengths(length, middle);
             (p + i, t + e)
+        }
+        Kind::TextInfilling(params) => {
+            let (i, t) = params.lengths(length, cfg.seed, key);
+            (p + i + e, t + e)
         }
     };
     Ok((index, i, t))

@@ -110,6 +110,13 @@ pub struct Composer {
 }
 
 impl Composer {
+    /// Grows the buffers for compositions of up to `total`: a huge row is a `MemoryError`,
+    /// not an abort.
+    pub(crate) fn reserve(&mut self, total: usize) -> Result<()> {
+        reserve(&mut self.marks, total, "length")?;
+        reserve(&mut self.bits, total.div_ceil(64), "length")
+    }
+
     /// Appends to `out` a uniformly random composition of `total` into `parts` positive
     /// integers (every composition equally likely).
     ///

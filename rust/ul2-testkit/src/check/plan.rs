@@ -123,6 +123,11 @@ fn produced(d: &Denoiser, budget: Budget, sentinels: &Sentinels, plan: &PlanRow,
             }
             assert_eq!(inputs.len() + targets.len(), p + 3 + plan.raw_length + e);
         }
+        // Random inputs length, at most the planned one; the targets are the row.
+        Kind::TextInfilling(_) => {
+            assert!(inputs.len() <= plan.inputs_length, "{plan:?}");
+            assert_eq!(targets.len(), plan.targets_length, "{plan:?}");
+        }
     }
 }
 
@@ -139,7 +144,8 @@ fn maximal(cfg: &RowConfig<'_>, d: &Denoiser, budget: Budget, plan: &PlanRow) {
     let half = match &d.kind {
         Kind::SpanCorruption(params) => params.noise_density == 0.5,
         Kind::CausalLm => false,
-        Kind::PrefixLm { .. } => return,
+        // Random lengths: maximal by the bound the planner uses (tests/infilling.rs).
+        Kind::PrefixLm { .. } | Kind::TextInfilling(_) => return,
         Kind::FillInTheMiddle(_) => {
             // Some key puts every token in the middle, another none: one more token overflows
             // the targets or the inputs.
