@@ -232,3 +232,26 @@ def test_measured_fim_pieces_reject_a_wrong_law() -> None:
     L = fim.raw_length
     uniform = np.full(L + 1, 1 / (L + 1))  # one uniform cut would give this
     assert stats.chisquare(fim.fim_suffix_counts, uniform).pvalue < 1e-6
+
+
+def test_text_infilling_in_a_ul2_mixture_matches_its_laws() -> None:
+    """``measure`` reads text infilling's rows back in both families: N masked tokens, targets
+    the raw row, the masks per row and the clean tokens before the first mask fitted to their
+    exact laws; a wrong law for the masks is rejected."""
+    sentinels = ul2.Sentinels.t5(32128, 100)
+    mix = ul2.presets.ul2()
+    bart = ul2.TextInfilling(0.3, 3.5, mask_id=32000, prefix=(5,))
+    mixture = ul2.Mixture([*mix.entries, (bart, 8.0)])
+    for lengths in ({"sequence_length": 96}, {"inputs_length": 64, "targets_length": 64}):
+        st = stats.measure(mixture, sentinels=sentinels, samples=5000, seed=3, **lengths)  # type: ignore[arg-type]
+        assert st.min_pvalue > P_MIN, str(st)
+        assert all(d.mismatches == [] for d in st.denoisers), str(st)
+        d = st.denoisers[-1]
+        assert d.samples > 2000 and d.infill_mask_counts is not None
+        assert d.infill_masks_fit is not None and d.infill_leading_fit is not None
+        assert "masks per row" in str(st) and "clean before 1st mask" in str(st)
+        # Spans of Poisson(1) instead of (3.5) would give more masks per row.
+        N = stats.infilling.noise_tokens(d.raw_length, 0.3)
+        wrong = stats.infilling.span_count_pmf(N, 1.0)
+        counts = d.infill_mask_counts
+        assert stats.chisquare(counts, np.pad(wrong, (0, len(counts) - len(wrong)))).pvalue < 1e-6

@@ -14,7 +14,8 @@ LAWS = (
     "span-length law: P(len = j) = C(N-j-1, n-2) / C(N-1, n-1) for N tokens in n spans (a uniform "
     "composition; non-noise spans likewise); prefix law: uniform on [lo, L-1]; FIM: cuts a <= b "
     "of two uniform draws on {0..L}, P(prefix = i) = P(suffix = i) = (2(L-i)+1)/(L+1)^2, "
-    "P(middle = 0) = 1/(L+1), P(middle = d) = 2(L+1-d)/(L+1)^2, SPM with P = spm_rate; "
+    "P(middle = 0) = 1/(L+1), P(middle = d) = 2(L+1-d)/(L+1)^2, SPM with P = spm_rate; text "
+    "infilling: masks per row and the leading gap by ul2.stats.infilling's exact recursion; "
     "p-values: chi-square goodness of fit"
 )
 

@@ -13,9 +13,19 @@ import numpy.typing as npt
 
 from .. import _ul2
 from ..dataset import DenoisingDataset
-from ..denoisers import CausalLM, Denoiser, FillInTheMiddle, Mixture, PrefixLM, SpanCorruption, as_mixture
+from ..denoisers import (
+    CausalLM,
+    Denoiser,
+    FillInTheMiddle,
+    Mixture,
+    PrefixLM,
+    SpanCorruption,
+    TextInfilling,
+    as_mixture,
+)
 from ..plan import plan
 from .fit import GoodnessOfFit, chisquare, fit_histogram, format_pvalue
+from .infilling import leading_gap_pmf, noise_tokens, span_count_pmf
 from .laws import LAWS, composition_pmf, fim_end_pmf, fim_middle_pmf, fim_spm_seen, prefix_bounds
 
 
@@ -50,6 +60,10 @@ class DenoiserStats:
     fim_middle_fit: GoodnessOfFit | None = None  # where the middle is the target
     fim_spm_seen_fit: GoodnessOfFit | None = None  # rows starting <pre> <suf>
     fim_spm_fit: GoodnessOfFit | None = None  # SPM among rows with a prefix (middle target)
+    # Text infilling (None otherwise): masks per row and the clean tokens before the first.
+    infill_mask_counts: npt.NDArray[np.int64] | None = None  # [j] = rows with j masks
+    infill_masks_fit: GoodnessOfFit | None = None
+    infill_leading_fit: GoodnessOfFit | None = None
     # Checks of deterministic quantities that failed (empty when all hold).
     mismatches: list[str] = field(default_factory=list)
 
@@ -151,13 +165,19 @@ class MixtureStats:
                             d.prefix_fit.pvalue,
                         )
                     )
-            fim_fits = (
+            fim_fits: tuple[tuple[str, GoodnessOfFit | None, str], ...] = (
                 ("suffix law", d.fim_suffix_fit, "(2(L-i)+1)/(L+1)^2"),
                 ("prefix law", d.fim_prefix_fit, "(2(L-i)+1)/(L+1)^2"),
                 ("middle law", d.fim_middle_fit, "1/(L+1), 2(L+1-d)/(L+1)^2"),
                 ("<pre> <suf> rows", d.fim_spm_seen_fit, "s + (1-s)(2L+1)/(L+1)^2"),
                 ("SPM share", d.fim_spm_fit, "spm_rate, among rows with a prefix"),
             )
+            if isinstance(d.denoiser, TextInfilling):
+                lam = d.denoiser.poisson_lambda
+                fim_fits += (
+                    ("masks per row", d.infill_masks_fit, f"spans drawn from Poisson({lam:g}) until N"),
+                    ("clean before 1st mask", d.infill_leading_fit, "a gap of a uniform weak composition"),
+                )
             for name, f, law in fim_fits:
                 if f is not None:
                     out.append(StatRow("", name, _bins(f), f"L={d.raw_length}: {law}", f.pvalue))
@@ -270,9 +290,11 @@ def measure(
     universe = _sentinel_universe(sentinels, max((r.sentinels for r in table), default=0))
     if tokens is None:
         need = samples * max(r.raw_length for r in table) + 1
-        # Below the sentinels and the FIM ids, which are read back from the examples.
+        # Below the sentinels, the FIM ids and the mask ids, which are read back from the examples.
         fims = [d for d in m.denoisers if isinstance(d, FillInTheMiddle)]
-        low = min([int(universe.min()), *(i for d in fims for i in (d.prefix_id, d.middle_id, d.suffix_id))])
+        special = [i for d in fims for i in (d.prefix_id, d.middle_id, d.suffix_id)]
+        special += [d.mask_id for d in m.denoisers if isinstance(d, TextInfilling) and d.mask_id >= 3]
+        low = min([int(universe.min()), *special])
         stream: npt.ArrayLike = synthetic_tokens(need, low, seed=seed)
         source = source or f"synthetic uniform ids in [3, {low})"
     else:
@@ -307,6 +329,8 @@ def measure(
     splits: list[list[int]] = [[] for _ in stats]
     # (prefix, middle, suffix, spm_seen, middle-target) per FIM example; prefix -1 where unseen.
     pieces: list[list[tuple[int, int, int, bool, bool]]] = [[] for _ in stats]
+    # (masks, clean tokens before the first mask) per text-infilling example.
+    infills: list[list[tuple[int, int]]] = [[] for _ in stats]
     counts = np.zeros(len(stats), dtype=np.int64)
     eos = 0 if eos_id is None else 1
 
@@ -337,6 +361,14 @@ def measure(
                 if max(a, 0) + mid + suf != st.raw_length and len(st.mismatches) < 3:
                     st.mismatches.append(f"example {key}: pieces {a}+{mid}+{suf} != raw {st.raw_length}")
                 pieces[d].append((a, mid, suf, seen, split == "middle"))
+            elif isinstance(den, TextInfilling):
+                at = np.flatnonzero(core_in == den.mask_id)
+                masked = st.raw_length - (len(core_in) - len(at))
+                if masked != noise_tokens(st.raw_length, den.noise_density) and len(st.mismatches) < 3:
+                    st.mismatches.append(f"example {key}: {masked} tokens masked")
+                if len(core_t) != st.raw_length and len(st.mismatches) < 3:
+                    st.mismatches.append(f"example {key}: targets {len(core_t)} != raw {st.raw_length}")
+                infills[d].append((len(at), int(at[0]) if len(at) else len(core_in)))
             elif isinstance(den, SpanCorruption):
                 noise = _runs(np.isin(core_t, universe))[1:]  # targets start with a sentinel
                 if len(noise) and noise[-1] == 0:
@@ -395,6 +427,14 @@ def measure(
             st.prefix_fit = fit_histogram(st.prefix_counts, law[: len(st.prefix_counts)])
         elif isinstance(den, FillInTheMiddle):
             _fit_fim(st, den, pieces[d])
+        elif isinstance(den, TextInfilling) and st.samples:
+            N = noise_tokens(L, den.noise_density)
+            masks, leading = (np.array(x, dtype=np.int64) for x in zip(*infills[d], strict=True))
+            law = span_count_pmf(N, den.poisson_lambda)
+            st.infill_mask_counts = np.bincount(masks, minlength=len(law)).astype(np.int64)
+            st.infill_masks_fit = fit_histogram(st.infill_mask_counts, law)
+            gaps = leading_gap_pmf(L, den.noise_density, den.poisson_lambda)
+            st.infill_leading_fit = fit_histogram(np.bincount(leading, minlength=len(gaps)), gaps)
     return MixtureStats(
         mixture=m,
         budget={
