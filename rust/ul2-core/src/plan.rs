@@ -324,7 +324,7 @@ pub fn plan_denoiser(denoiser: &Denoiser, budget: Budget, eos: bool, sentinels: 
             };
             Ok(PlanRow { raw_length: raw, inputs_length, targets_length, spans: 0, sentinels: 0 })
         }
-        (Kind::TextInfilling(params), budget) => plan_text_infilling(params, budget, p, e),
+        (Kind::TextInfilling(params), budget) => plan_text_infilling(params, budget, p, e, sentinels),
     }
 }
 
@@ -333,7 +333,9 @@ pub fn plan_denoiser(denoiser: &Denoiser, budget: Budget, eos: bool, sentinels: 
 /// 1 (or 0, then 1), and its targets are the raw length; so the largest raw length with
 /// `prompt + raw + EOS` inputs and `raw + EOS` targets, or both in one decoder row. `spans`
 /// is the most masks a row gets, `N`.
-fn plan_text_infilling(params: &InfillParams, budget: Budget, p: usize, e: usize) -> Result<PlanRow> {
+fn plan_text_infilling(params: &InfillParams, budget: Budget, p: usize, e: usize, sentinels: &Sentinels) -> Result<PlanRow> {
+    // As the engine checks it, but for the output dtype, which it alone knows.
+    sentinels.check_id("mask_id", params.mask_id, i64::MAX)?;
     let (raw, arg) = match budget {
         Budget::EncoderDecoder { inputs, targets } => {
             let room = inputs.checked_sub(p + e).filter(|&r| r >= 1).ok_or_else(|| too_small("inputs_length", inputs, p))?;
@@ -402,6 +404,18 @@ mod tests {
         let bad = Denoiser::new(Kind::FillInTheMiddle(FimParams::new(31_999, 6, 7, 0.5, FimLoss::All).unwrap()), vec![]).unwrap();
         let e = plan_denoiser(&bad, dec, true, &sentinels).unwrap_err().to_string();
         assert!(e.starts_with("prefix_id=31999: is the sentinel <extra_id_0>"), "{e}");
+    }
+
+    #[test]
+    fn text_infilling_refuses_a_sentinel_as_its_mask_as_the_engine_does() {
+        // Found by the planner fuzz target: the plan accepted what Engine::new refused.
+        use crate::denoise::infilling::InfillParams;
+        let sentinels = Sentinels::t5(32_000, 100, crate::Overflow::Error, true).unwrap();
+        let infill = |mask| Denoiser::new(Kind::TextInfilling(InfillParams::new(0.3, 3.5, mask).unwrap()), vec![]).unwrap();
+        let ed = Budget::EncoderDecoder { inputs: 512, targets: None };
+        assert_eq!(plan_denoiser(&infill(5), ed, true, &sentinels).unwrap().raw_length, 511);
+        let e = plan_denoiser(&infill(31_999), ed, true, &sentinels).unwrap_err().to_string();
+        assert!(e.starts_with("mask_id=31999: is the sentinel <extra_id_0>"), "{e}");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! valid, sometimes at or past their edges.
 
 use arbitrary::Unstructured;
-use ul2_core::{Budget, Denoiser, FimLoss, FimParams, Kind, Overflow, Sentinels, SpanParams};
+use ul2_core::{Budget, Denoiser, FimLoss, FimParams, InfillParams, Kind, Overflow, Sentinels, SpanParams};
 
 use crate::check::not_internal;
 
@@ -60,8 +60,21 @@ impl Input<'_, '_> {
     /// parameters (checked to be a caller's-mistake error).
     pub fn denoiser(&mut self) -> Option<Denoiser> {
         let prefix: Vec<i64> = (0..self.size(0, 8)).map(|_| self.int(2, 999) as i64).collect();
-        let kind = match self.int(0, 6) {
+        let kind = match self.int(0, 7) {
             0 => Kind::CausalLm,
+            7 => {
+                // Mostly a mask id below the sentinels, sometimes a sentinel's; any rates at all.
+                let mask = if self.int(0, 7) == 0 { 32_000 } else { 1003 };
+                let r = if self.bool() { self.pick(&[0.3, 0.15, 0.0, 1.0]) } else { self.density() };
+                let lambda = if self.bool() { self.pick(&[3.5, 1.0, 0.05, 256.0]) } else { self.mean_span() };
+                match InfillParams::new(r, lambda, mask) {
+                    Ok(p) => Kind::TextInfilling(p),
+                    Err(e) => {
+                        not_internal(&e);
+                        return None;
+                    }
+                }
+            }
             6 => {
                 // Mostly three distinct ids below the sentinels, sometimes colliding ones.
                 let ids = if self.int(0, 7) == 0 { self.pick(&[[5, 5, 6], [32_000, 5, 6]]) } else { [1000, 1001, 1002] };
