@@ -6,10 +6,15 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import itertools
 import json
+import os
 import sysconfig
+import time
 import zlib
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -241,12 +246,15 @@ def _read_documents(path: Path, field: str) -> Iterator[str | bytes]:
 @dataclass
 class Corpus:
     """Documents tokenized into one stream: ``tokens`` (int32) and ``doc_offsets`` (each
-    document's start, then ``len(tokens)``). Empty documents are skipped and counted."""
+    document's start, then ``len(tokens)``). Empty documents are skipped and counted.
+    ``phases`` holds what ``tokenize`` measured (``"read"`` and ``"tokenize"``, see there), in
+    the form ``ul2.prepare``'s ``phases=`` records."""
 
     tokens: npt.NDArray[np.int32]
     doc_offsets: npt.NDArray[np.int64]
     sources: list[dict[str, Any]] = field(default_factory=list)
     empty_documents: int = 0
+    phases: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def documents(self) -> int:
@@ -272,45 +280,106 @@ def _text(doc: str | bytes) -> str:
     return doc.decode("utf-8", errors="replace") if isinstance(doc, bytes) else doc
 
 
-def tokenize(docs: Iterable[str | bytes], tokenizer: Tokenizer, *, batch_size: int = 1024) -> Corpus:
-    """Encode ``docs`` with ``tokenizer`` (``encode_batch`` on batches of documents) into a Corpus."""
-    pieces: list[npt.NDArray[np.int32]] = []
-    empty = 0
+def _encode(tokenizer: Tokenizer, batch: list[str | bytes]) -> tuple[list[npt.NDArray[np.int32]], int]:
+    """One batch's ids and its size in UTF-8 bytes."""
+    size = sum(len(d) if isinstance(d, bytes) else len(d.encode("utf-8")) for d in batch)
+    # Bytes go to the byte tokenizer as they are: decoding them could replace some.
+    if isinstance(tokenizer, ByteTokenizer):
+        encoded = tokenizer.encode_batch(batch)
+    else:
+        encoded = tokenizer.encode_batch([_text(d) for d in batch])
+    return [np.asarray(ids, dtype=np.int32) for ids in encoded], size
 
-    def flush(batch: list[str | bytes]) -> None:
-        nonlocal empty
-        # Bytes go to the byte tokenizer as they are: decoding them could replace some.
-        if isinstance(tokenizer, ByteTokenizer):
-            encoded = tokenizer.encode_batch(batch)
-        else:
-            encoded = tokenizer.encode_batch([_text(d) for d in batch])
+
+def tokenize(
+    docs: Iterable[str | bytes], tokenizer: Tokenizer, *, batch_size: int = 1024, workers: int | None = None
+) -> Corpus:
+    """Encode ``docs`` with ``tokenizer`` (``encode_batch`` on batches of ``batch_size``
+    documents) into a Corpus.
+
+    ``workers`` batches are encoded at once on threads (default: one per CPU; 1 encodes them one
+    after another in this thread). Results are taken in the documents' order, so the tokens are
+    the same for any ``workers``. A Hugging Face tokenizer releases the GIL while it encodes,
+    and its ``encode_batch`` runs on Rust threads of its own as well.
+
+    The corpus's ``phases``: ``read``, the seconds spent drawing documents from ``docs`` (reading
+    and parsing the files); ``tokenize``, the rest of the call (encoding, and waiting for the
+    workers), with the tokens, documents and UTF-8 bytes encoded and their rates.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r}: must be an int >= 1")
+    if workers is None:
+        workers = os.cpu_count() or 1
+    elif isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers={workers!r}: must be an int >= 1 (or None: one per CPU)")
+    start = time.perf_counter()
+    reading = 0.0
+    pieces: list[npt.NDArray[np.int32]] = []
+    empty = documents = size = 0
+
+    def batches() -> Iterator[list[str | bytes]]:
+        nonlocal reading
+        it = iter(docs)
+        while True:
+            t = time.perf_counter()
+            batch = list(itertools.islice(it, batch_size))
+            reading += time.perf_counter() - t
+            if not batch:
+                return
+            yield batch
+
+    def take(encoded: list[npt.NDArray[np.int32]], nbytes: int) -> None:
+        nonlocal empty, documents, size
+        documents += len(encoded)
+        size += nbytes
         for ids in encoded:
             if len(ids):
-                pieces.append(np.asarray(ids, dtype=np.int32))
+                pieces.append(ids)
             else:
                 empty += 1
 
-    batch: list[str | bytes] = []
-    for doc in docs:
-        batch.append(doc)
-        if len(batch) >= batch_size:
-            flush(batch)
-            batch = []
-    if batch:
-        flush(batch)
+    if workers == 1:
+        for batch in batches():
+            take(*_encode(tokenizer, batch))
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            # At most 2 * workers batches in flight: the documents are read as the workers go,
+            # not all at once; the oldest is always taken first, which keeps the order.
+            pending: deque[Future[tuple[list[npt.NDArray[np.int32]], int]]] = deque()
+            for batch in batches():
+                pending.append(pool.submit(_encode, tokenizer, batch))
+                if len(pending) >= 2 * workers:
+                    take(*pending.popleft().result())
+            while pending:
+                take(*pending.popleft().result())
     lengths = np.fromiter((len(p) for p in pieces), dtype=np.int64, count=len(pieces))
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     tokens = np.concatenate(pieces) if pieces else np.zeros(0, np.int32)
-    return Corpus(tokens, offsets, empty_documents=empty)
+    encoding = time.perf_counter() - start - reading
+    phases = {
+        "read": {"seconds": reading},
+        "tokenize": {
+            "seconds": encoding,
+            "tokens": len(tokens),
+            "documents": documents,
+            "bytes": size,
+            "workers": workers,
+            "tokens_per_s": len(tokens) / max(encoding, 1e-9),
+            "bytes_per_s": size / max(encoding, 1e-9),
+        },
+    }
+    return Corpus(tokens, offsets, empty_documents=empty, phases=phases)
 
 
-def load_corpus(inputs: Sequence[str | Path], tokenizer: Tokenizer, *, field: str = "text") -> Corpus:
+def load_corpus(
+    inputs: Sequence[str | Path], tokenizer: Tokenizer, *, field: str = "text", workers: int | None = None
+) -> Corpus:
     """Tokenize the files ``inputs`` (text, JSONL with ``field``, Parquet column ``field``;
     directories recursively), or the built-in corpus (the standard library's sources) when
-    ``inputs`` is empty."""
+    ``inputs`` is empty; ``workers`` as in ``tokenize``."""
     if not inputs:
         files = stdlib_files()
-        corpus = tokenize(stdlib_documents(), tokenizer)
+        corpus = tokenize(stdlib_documents(), tokenizer, workers=workers)
         corpus.sources = [
             {
                 "builtin": "python-stdlib",
@@ -326,7 +395,7 @@ def load_corpus(inputs: Sequence[str | Path], tokenizer: Tokenizer, *, field: st
         for p in paths:
             yield from read_documents(p, field)
 
-    corpus = tokenize(docs(), tokenizer)
+    corpus = tokenize(docs(), tokenizer, workers=workers)
     # Resolved, so that the same files under another spelling of their paths are the same job.
     corpus.sources = [
         {"path": str(p.resolve()), "kind": input_kind(p), "bytes": p.stat().st_size} for p in paths
