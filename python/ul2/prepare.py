@@ -17,6 +17,11 @@ files as an uninterrupted one. A different configuration in the same folder, or 
 deleting only the files prepare writes, and only in a folder it wrote (never one that holds an
 input). One run at a time holds a folder (an exclusive ``flock`` on ``.ul2-prepare.lock``).
 
+Each run appends its figures to the manifest's ``runs``: its seconds and its phases, the ones
+the caller measured before (``phases=``, e.g. ``Corpus.phases``: reading and tokenizing), then
+``denoise`` (ul2's own work, building the shards' arrays: raw tokens/s), ``write`` (bytes/s) and
+``other`` (the rest: checks, fingerprints, the manifest), which add up to the run's seconds.
+
 ``engine="ray"`` runs the shards as Ray tasks (each worker needs the output folder on a shared
 file system); Ray is imported only then.
 """
@@ -79,6 +84,13 @@ class PlanEntry(TypedDict):
     sentinels: int
 
 
+class ShardSeconds(TypedDict):
+    """What one shard cost: building its arrays, and writing them."""
+
+    denoise: float
+    write: float
+
+
 class ShardEntry(TypedDict):
     """A finished shard: its items and samples (``[start, stop)``), what it used and holds."""
 
@@ -90,6 +102,17 @@ class ShardEntry(TypedDict):
     denoisers: list[int]
     bytes: int
     files: dict[str, int]
+    seconds: NotRequired[ShardSeconds]  # write_shard's answer only: the run's phases take it
+
+
+class RunEntry(TypedDict):
+    """One run of a job (``manifest["runs"]``): when it started, its seconds, the shards it
+    wrote, and its phases, each with its seconds (the rest of each is its counts and rates)."""
+
+    started: str
+    seconds: float
+    shards: int
+    phases: dict[str, dict[str, Any]]
 
 
 class Counts(TypedDict):
@@ -136,6 +159,7 @@ class Manifest(TypedDict):
     shards: NotRequired[list[ShardEntry]]
     complete: NotRequired[bool]
     counts: NotRequired[Counts]
+    runs: NotRequired[list[RunEntry]]
 
 
 ProgressFn = Callable[[ShardEntry, Manifest], None]
@@ -299,9 +323,12 @@ def write_shard(
     ds: DenoisingDataset, out_dir: str | Path, index: int, start: int, stop: int, output_format: str = "npy"
 ) -> ShardEntry:
     """Write items ``[start, stop)`` of ``ds`` as shard ``index`` (atomically) and return its
-    manifest entry. Module-level so that a Ray worker can run it."""
+    manifest entry, with ``"seconds"`` (a ``ShardSeconds``) added, which ``prepare`` takes out
+    into the run's phases. Module-level so that a Ray worker can run it."""
     out_dir = Path(out_dir)
+    t0 = time.perf_counter()
     batch = ds.batch(np.arange(start, stop, dtype=np.int64))
+    t1 = time.perf_counter()
     name = shard_name(index, output_format)
     final = out_dir / name
     tmp = out_dir / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
@@ -324,6 +351,7 @@ def write_shard(
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists():
             tmp.unlink()
+    t2 = time.perf_counter()
     if ds.pack:
         s0, s1 = ds.samples(start).start, ds.samples(stop - 1).stop
         which = [ds.denoiser(k) for k in range(s0, s1)]
@@ -336,7 +364,7 @@ def write_shard(
         used += hi - lo
     counts = np.bincount(np.asarray(which, dtype=np.int64), minlength=len(ds.mixture)).tolist()
     files = _files(final)
-    return {
+    entry: ShardEntry = {
         "index": index,
         "path": name,
         "items": [start, stop],
@@ -346,6 +374,9 @@ def write_shard(
         "bytes": sum(files.values()),
         "files": files,
     }
+    # What follows the write (the counts) is ul2's bookkeeping of the same arrays: denoising.
+    entry["seconds"] = {"denoise": t1 - t0 + time.perf_counter() - t2, "write": t2 - t1}
+    return entry
 
 
 def _files(shard: Path) -> dict[str, int]:
@@ -381,6 +412,7 @@ def prepare(
     overwrite: bool = False,
     progress: ProgressFn | None = None,
     on_start: Callable[[Manifest], None] | None = None,
+    phases: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Manifest:
     """Write ``ds``'s items (the first ``max_items``) to ``out`` in shards of ``shard_size``
     items, resuming a previous run of the same job there; returns the manifest.
@@ -388,8 +420,15 @@ def prepare(
     ``job`` is recorded and compared on resume along with the dataset's own configuration.
     ``max_shards`` stops after writing that many shards (the manifest says ``complete: false``;
     run again to continue). ``progress(shard_entry, manifest)`` is called after each shard,
-    ``on_start(manifest)`` once the work to do is known.
+    ``on_start(manifest)`` once the work to do is known; ``manifest["runs"][-1]`` is this run's
+    entry, its phases up to date at each call.
+
+    ``phases`` are what the caller measured before this call (name -> a mapping with
+    ``"seconds"``, e.g. ``Corpus.phases``), recorded first among this run's phases and counted in
+    its seconds.
     """
+    start = time.perf_counter()
+    before = _check_phases(phases)
     if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
         raise ValueError(f"shard_size={shard_size!r}: must be an int >= 1")
     if output_format not in FORMATS:
@@ -420,7 +459,75 @@ def prepare(
     with _locked(out):
         if overwrite:
             _delete_own_files(out)
-        return _run(ds, out, config, n_items, n_shards, output_format, max_shards, engine, progress, on_start)
+        clock = _Clock(before, start)
+        return _run(
+            ds, out, config, n_items, n_shards, output_format, max_shards, engine, progress, on_start, clock
+        )
+
+
+OWN_PHASES = ("denoise", "write", "other")
+
+
+def _check_phases(phases: Mapping[str, Mapping[str, Any]] | None) -> dict[str, dict[str, Any]]:
+    """``phases`` as JSON-ready dicts, each with its ``seconds`` a number >= 0."""
+    if phases is None:
+        return {}
+    if not isinstance(phases, Mapping):
+        raise ValueError(f"phases={phases!r}: expected a mapping of phase name -> {{'seconds': ...}}")
+    out = {}
+    for name, phase in phases.items():
+        if not isinstance(name, str) or name in OWN_PHASES:
+            raise ValueError(
+                f"phases={dict(phases)!r}: {name!r} is not a name of its own (prepare measures {OWN_PHASES})"
+            )
+        seconds = phase.get("seconds") if isinstance(phase, Mapping) else None
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
+            raise ValueError(f"phases={dict(phases)!r}: {name!r} needs 'seconds', a number >= 0")
+        out[name] = _json_ready(dict(phase))
+    return out
+
+
+class _Clock:
+    """This run's entry (``RunEntry``) as its shards finish. The run began when the phases
+    ``before`` began: ``start`` (``perf_counter`` when prepare was called) less their seconds."""
+
+    def __init__(self, before: dict[str, dict[str, Any]], start: float) -> None:
+        self.start, self.earlier = start, sum(p["seconds"] for p in before.values())
+        began = time.time() - (time.perf_counter() - start) - self.earlier
+        self.entry: RunEntry = {
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(began)),
+            "seconds": self.earlier,
+            "shards": 0,
+            "phases": {
+                **before,
+                "denoise": {"seconds": 0.0, "tokens": 0, "tokens_per_s": 0.0},
+                "write": {"seconds": 0.0, "bytes": 0, "bytes_per_s": 0.0},
+                "other": {"seconds": 0.0},
+            },
+        }
+
+    def add(self, shard: ShardEntry) -> None:
+        """Count ``shard`` (its ``seconds`` taken out: the manifest's entries do not vary)."""
+        seconds = shard.pop("seconds", None)
+        phases = self.entry["phases"]
+        if seconds is not None:
+            self.entry["shards"] += 1
+            phases["denoise"]["seconds"] += seconds["denoise"]
+            phases["denoise"]["tokens"] += shard["tokens_used"]
+            phases["write"]["seconds"] += seconds["write"]
+            phases["write"]["bytes"] += shard["bytes"]
+        self.close()
+
+    def close(self) -> None:
+        """The run's seconds until now, the rates, and ``other``: what the named phases leave."""
+        phases = self.entry["phases"]
+        denoise, write = phases["denoise"], phases["write"]
+        denoise["tokens_per_s"] = denoise["tokens"] / max(denoise["seconds"], 1e-9)
+        write["bytes_per_s"] = write["bytes"] / max(write["seconds"], 1e-9)
+        self.entry["seconds"] = self.earlier + time.perf_counter() - self.start
+        named = sum(p["seconds"] for name, p in phases.items() if name != "other")
+        # Ray's shards overlap, and their summed seconds can pass the wall clock's.
+        phases["other"]["seconds"] = max(0.0, self.entry["seconds"] - named)
 
 
 def _run(
@@ -434,6 +541,7 @@ def _run(
     engine: str,
     progress: ProgressFn | None,
     on_start: Callable[[Manifest], None] | None,
+    clock: _Clock,
 ) -> Manifest:
     shard_size = config["shard_size"]
     manifest_path = out / MANIFEST
@@ -483,11 +591,13 @@ def _run(
         "num_shards": n_shards,
     }
     manifest["ul2_version"] = __version__
+    manifest["runs"] = [*manifest.get("runs", []), clock.entry]
 
     def save() -> None:
         # The manifest holds every finished shard; the progress file is then redundant.
         manifest["shards"] = [done[i] for i in sorted(done)]
         _finish(manifest, ds, n_items, n_shards)
+        clock.close()
         _write_json(manifest_path, manifest)
         (out / PROGRESS).unlink(missing_ok=True)
 
@@ -503,6 +613,7 @@ def _run(
     def record(entry: ShardEntry) -> None:
         # One line per finished shard, appended after its rename: a restart reads them back.
         # (Rewriting the manifest after each shard would cost O(shards^2) for a large corpus.)
+        clock.add(entry)
         log.write(json.dumps(entry) + "\n")
         log.flush()
         done[entry["index"]] = entry
