@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
@@ -35,6 +35,14 @@ class Options(TypedDict, total=False):
     - ``long_rows``: a row longer than its denoiser's planned raw length (``ul2.plan``) gives
       its first raw-length tokens and the rest are counted in ``stats`` (``"cut"``, the
       default, warned once), or is a ``ValueError`` (``"error"``).
+    - ``fields``: the names of the outputs to compute, e.g. ``("input_ids", "attention_mask",
+      "labels")`` for a Hugging Face T5, which builds ``decoder_input_ids`` from ``labels``
+      itself; the others are neither computed nor allocated. ``None`` (the default): every
+      output of the format. A name the format (with ``pack``, ``bidirectional_mask``) does not
+      emit is a ``ValueError`` listing those it does. Datasets and streams add ``denoiser``
+      whatever ``fields`` says (it is how their items say which denoiser made them); nothing
+      else is added, so an adapter that reads a field (e.g. ``segment_ids`` of packed rows)
+      needs it named.
     """
 
     inputs_length: int | None
@@ -49,6 +57,7 @@ class Options(TypedDict, total=False):
     pack: bool
     bidirectional_mask: bool
     long_rows: str
+    fields: Iterable[str] | None
 
 
 DEFAULTS: Options = {
@@ -64,6 +73,7 @@ DEFAULTS: Options = {
     "pack": False,
     "bidirectional_mask": False,
     "long_rows": "cut",
+    "fields": None,
 }
 
 
@@ -84,7 +94,16 @@ def options(given: Mapping[str, Any], owner: str) -> Options:
         raise TypeError(
             f"{owner}() got an unexpected keyword argument {unknown[0]!r}; its options are {sorted(DEFAULTS)}"
         )
-    return {**DEFAULTS, **given}  # type: ignore[typeddict-item]
+    opts: Options = {**DEFAULTS, **given}  # type: ignore[typeddict-item]
+    fields = opts["fields"]
+    if fields is not None:
+        # Read once (an iterator would be empty the next time: set_epoch, pickling).
+        if isinstance(fields, (str, bytes)) or not isinstance(fields, Iterable):
+            raise TypeError(
+                f"fields={fields!r}: must be an iterable of output names, such as ('input_ids', 'labels')"
+            )
+        opts["fields"] = tuple(fields)
+    return opts
 
 
 def dtype_name(dtype: npt.DTypeLike) -> str:

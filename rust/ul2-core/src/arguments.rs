@@ -26,6 +26,8 @@ pub trait Arguments {
     fn seed(&self, name: &'static str) -> Result<Option<u64>, Self::Error>;
     fn flag(&self, name: &'static str) -> Result<Option<bool>, Self::Error>;
     fn text(&self, name: &'static str) -> Result<Option<String>, Self::Error>;
+    /// A sequence of names.
+    fn names(&self, name: &'static str) -> Result<Option<Vec<String>>, Self::Error>;
     /// A sequence of token ids, each `>= 0`.
     fn ids(&self, name: &'static str) -> Result<Option<Vec<i64>>, Self::Error>;
     /// The error for a required argument that is null (`expected` says what it must be) or
@@ -160,6 +162,7 @@ impl Config {
             pack: required(a, a.flag("pack")?, "pack", "True or False")?,
             bidirectional_mask: required(a, a.flag("bidirectional_mask")?, "bidirectional_mask", "True or False")?,
             long_rows: LongRows::parse(&required(a, a.text("long_rows")?, "long_rows", "'cut' or 'error'")?)?,
+            fields: a.names("fields")?,
         })
     }
 }

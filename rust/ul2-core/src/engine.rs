@@ -9,7 +9,7 @@ use crate::batch::denoise_rows;
 use crate::denoise::sentinels::Sentinels;
 use crate::denoise::{Mixture, RowConfig, example_bounds};
 use crate::error::{Error, Result};
-use crate::format::{Family, Field, Format, Layout, Options, format};
+use crate::format::{Family, Field, Format, Layout, Options, Selection, format};
 use crate::index::SampleIndex;
 use crate::pack::pack;
 use crate::plan::{Budget, plan_denoiser};
@@ -107,12 +107,15 @@ pub struct Config {
     /// Decoder formats: add the per-token `bidirectional_mask`.
     pub bidirectional_mask: bool,
     pub long_rows: LongRows,
+    /// Only these outputs of the format are computed (`None`: all). Datasets and streams add
+    /// `denoiser` whatever this says.
+    pub fields: Option<Vec<String>>,
 }
 
 impl Config {
     /// `mixture`, `sentinels` and `budget` with the other options at their defaults, as the
     /// Python API has them: EOS 1, padding 0, the budget's default format, seed 0, epoch 0,
-    /// int32, unpacked, long rows cut.
+    /// int32, unpacked, long rows cut, every field.
     #[must_use]
     pub fn new(mixture: Mixture, sentinels: Sentinels, budget: Budget) -> Self {
         Self {
@@ -128,6 +131,7 @@ impl Config {
             pack: false,
             bidirectional_mask: false,
             long_rows: LongRows::Cut,
+            fields: None,
         }
     }
 }
@@ -246,7 +250,9 @@ impl Engine {
         if family == Family::EncoderDecoder {
             config.mixture = config.mixture.for_encoder_decoder();
         }
-        let options = Options { packed: config.pack, bidirectional_mask: config.bidirectional_mask, denoiser: false };
+        let mut options =
+            Options { packed: config.pack, bidirectional_mask: config.bidirectional_mask, denoiser: false, fields: None };
+        options.fields = config.fields.as_deref().map(|names| Selection::new(format, options, names)).transpose()?;
         Ok(Self {
             format,
             layout: Layout { family, widths },

@@ -34,7 +34,7 @@ pub use denoise::spans::{Composer, Runs, SpanParams, SpanScratch, noise_mask, sp
 pub use denoise::{Denoiser, Kind, Mixture, RowConfig, RowLengths, RowScratch, denoise_row, example_bounds};
 pub use engine::{Bins, Config, DatasetIndex, Dtype, Engine, Fields, KeyCounter, LongRows, Output, RunningStats, Stats};
 pub use error::{Error, Result, Where};
-pub use format::{Denoised, Family, Field, Format, Layout, Options, Segment, format};
+pub use format::{Denoised, Family, Field, Format, Layout, Options, Segment, Selection, format};
 pub use index::SampleIndex;
 pub use pack::{NextFit, pack, pack_bins};
 pub use plan::{Budget, PlanRow, plan_denoiser, plan_span_corruption};

@@ -17,7 +17,7 @@ use proptest::test_runner::{Config as ProptestConfig, FileFailurePersistence};
 use ul2_core::format::IGNORE_INDEX;
 use ul2_core::{
     Corpus, Denoised, Denoiser, Documents, Error, Family, Field, Format, Kind, Layout, Mixture, Options, Overflow, RowConfig,
-    Rows, SampleIndex, Samples, Segment, Sentinels, SpanParams, denoise_rows, example_bounds, format, pack_bins,
+    Rows, SampleIndex, Samples, Segment, Selection, Sentinels, SpanParams, denoise_rows, example_bounds, format, pack_bins,
 };
 use ul2_testkit::cases::IndexCase;
 use ul2_testkit::check;
@@ -423,7 +423,7 @@ fn enc_dec_rows(pad: i64) -> Denoised<i64> {
 }
 
 fn opts(packed: bool, bidirectional_mask: bool, denoiser: bool) -> Options {
-    Options { packed, bidirectional_mask, denoiser }
+    Options { packed, bidirectional_mask, denoiser, fields: None }
 }
 
 #[test]
@@ -744,6 +744,52 @@ fn format_of_the_wrong_family_is_refused() {
     assert_eq!(Format::parse("seqio_decoder").unwrap(), Format::SeqioDecoder);
     assert_eq!(Format::SeqioDecoder.family(), Family::Decoder);
     assert!(matches!(Format::parse("t5"), Err(Error::Invalid { arg: "format", .. })));
+}
+
+/// `Format::names` lists what `format` emits, in order; a selection of them gives exactly
+/// those arrays of the full output (and `denoiser`, bookkeeping, whatever it says).
+#[test]
+fn fields_select_arrays_of_the_full_output() {
+    let (enc_dec, decoder) = ([Format::Hf, Format::Seqio], [Format::Decoder, Format::SeqioDecoder]);
+    let cases = [
+        (enc_dec_rows(7), false, enc_dec),
+        (packed_enc_dec(), true, enc_dec),
+        (decoder_rows(), false, decoder),
+        (packed_decoder_rows(), true, decoder),
+    ];
+    for (rows, packed, formats) in cases {
+        for fmt in formats {
+            for (bidi, denoiser) in [(false, false), (true, false), (false, true)] {
+                let o = opts(packed, bidi, denoiser);
+                let full = format(rows.clone(), fmt, 7, o).unwrap();
+                let all = fmt.names(o);
+                assert_eq!(full.iter().map(|f| f.name).collect::<Vec<_>>(), all, "{fmt:?} {o:?}");
+                let choosable: Vec<&str> = all.iter().copied().filter(|&n| n != "denoiser").collect();
+                let subsets = choosable.iter().map(|&n| vec![n]).chain([
+                    choosable.iter().copied().step_by(2).collect(),
+                    choosable.iter().copied().skip(1).step_by(2).collect(),
+                ]);
+                for names in subsets.filter(|n: &Vec<&str>| !n.is_empty()) {
+                    let fields = Some(Selection::new(fmt, opts(packed, bidi, false), &names).unwrap());
+                    let got = format(rows.clone(), fmt, 7, Options { fields, ..o }).unwrap();
+                    let want: Vec<_> = full.iter().filter(|f| names.contains(&f.name) || f.name == "denoiser").cloned().collect();
+                    assert_eq!(got, want, "{fmt:?} {o:?} {names:?}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn fields_outside_the_format_are_refused_with_the_valid_names() {
+    let err = Selection::new(Format::Hf, Options::default(), &["input_ids", "segment_ids"]).unwrap_err();
+    assert!(matches!(err, Error::Invalid { arg: "fields", .. }), "{err:?}");
+    assert!(err.to_string().contains("\"decoder_attention_mask\""), "{err}");
+    assert!(Selection::new(Format::Hf, opts(true, false, false), &["segment_ids"]).is_ok());
+    let err = Selection::new::<&str>(Format::Seqio, Options::default(), &[]).unwrap_err();
+    assert!(matches!(err, Error::Invalid { arg: "fields", .. }), "{err:?}");
+    assert!(Selection::new(Format::Decoder, opts(true, false, false), &["prefix_lengths"]).is_err());
+    assert!(Selection::new(Format::Decoder, Options::default(), &["denoiser"]).is_err());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -70,6 +70,11 @@ impl Arguments for Args<'_> {
     fn text(&self, name: &'static str) -> Result<Option<String>, ArgError> {
         self.read(name, |v| v.extract().map_err(|_| PyTypeError::new_err(format!("{name}={}: must be a str", arrays::repr(v)))))
     }
+    fn names(&self, name: &'static str) -> Result<Option<Vec<String>>, ArgError> {
+        self.read(name, |v| {
+            v.extract().map_err(|_| PyTypeError::new_err(format!("{name}={}: must be a sequence of str", arrays::repr(v))))
+        })
+    }
     fn ids(&self, name: &'static str) -> Result<Option<Vec<i64>>, ArgError> {
         self.read(name, |v| arrays::ids(v, name))
     }

@@ -121,142 +121,144 @@ fn cu_seqlens<O: OutToken>(d: &Denoised<O>, width: usize, part: Part) -> Result<
     Ok(out)
 }
 
-/// Names `d`'s buffers for `format`.
+/// Appends `name` when it was computed (it is `None` when not selected).
+fn put<O>(out: &mut Vec<Field<O>>, name: &'static str, shape: Vec<usize>, data: Option<Vec<O>>) {
+    if let Some(data) = data {
+        out.push(Field { name, shape, data });
+    }
+}
+
+/// Names `d`'s buffers for `format`, computing only the arrays `opts.fields` selects.
 #[allow(clippy::too_many_lines)] // one arm per format, each listing its names in order
 pub fn format<O: OutToken>(d: Denoised<O>, format: Format, pad: O, opts: Options) -> Result<Vec<Field<O>>> {
     if format.family() != d.family {
         return Err(Error::Internal(format!("format {format:?} on {:?} rows", d.family)));
     }
     let (rows, (w0, w1)) = (d.rows, d.widths);
-    let field = |name: &'static str, width: usize, data: Vec<O>| Field { name, shape: vec![rows, width], data };
+    let want = |name: &str| opts.fields.is_none_or(|f| f.contains(name));
+    let packed = |name: &str| opts.packed && want(name);
     let zero = O::from_i64(0);
     let mut out = Vec::new();
     match format {
         Format::Hf | Format::Seqio => {
-            let dec_in =
-                shifted(&d, &d.second, w1, Part::Decoder, if format == Format::Hf { pad } else { zero }, pad, opts.packed)?;
-            let enc_seen = mark(&d, w0, Part::Encoder, 0, |_, _| 1)?;
-            let dec_seen = mark(&d, w1, Part::Decoder, 0, |_, _| 1)?;
-            let packed = if opts.packed {
-                Some((
-                    mark(&d, w0, Part::Encoder, 0, |i, _| i as i64 + 1)?,
-                    positions(&d, w0, Part::Encoder)?,
-                    mark(&d, w1, Part::Decoder, 0, |i, _| i as i64 + 1)?,
-                    positions(&d, w1, Part::Decoder)?,
-                ))
+            let hf = format == Format::Hf;
+            let (dec_in_name, dec_seen_name) = if hf {
+                ("decoder_input_ids", "decoder_attention_mask")
             } else {
-                None
+                ("decoder_input_tokens", "decoder_loss_weights")
             };
+            let (enc_segments, enc_positions) =
+                if hf { ("segment_ids", "positions") } else { ("encoder_segment_ids", "encoder_positions") };
+            let dec_in = want(dec_in_name)
+                .then(|| shifted(&d, &d.second, w1, Part::Decoder, if hf { pad } else { zero }, pad, opts.packed))
+                .transpose()?;
+            let enc_seen = (hf && want("attention_mask")).then(|| mark(&d, w0, Part::Encoder, 0, |_, _| 1)).transpose()?;
+            let dec_seen = want(dec_seen_name).then(|| mark(&d, w1, Part::Decoder, 0, |_, _| 1)).transpose()?;
+            let es = packed(enc_segments).then(|| mark(&d, w0, Part::Encoder, 0, |i, _| i as i64 + 1)).transpose()?;
+            let ep = packed(enc_positions).then(|| positions(&d, w0, Part::Encoder)).transpose()?;
+            let ds = packed("decoder_segment_ids").then(|| mark(&d, w1, Part::Decoder, 0, |i, _| i as i64 + 1)).transpose()?;
+            let dp = packed("decoder_positions").then(|| positions(&d, w1, Part::Decoder)).transpose()?;
             let denoiser = opts.denoiser.then(|| denoiser_field(&d, w1, Part::Decoder, opts.packed)).transpose()?;
-            let cu = if opts.packed && format == Format::Hf {
-                Some((cu_seqlens(&d, w0, Part::Encoder)?, cu_seqlens(&d, w1, Part::Decoder)?))
+            let ce = (hf && packed("cu_seqlens")).then(|| cu_seqlens(&d, w0, Part::Encoder)).transpose()?;
+            let cd = (hf && packed("decoder_cu_seqlens")).then(|| cu_seqlens(&d, w1, Part::Decoder)).transpose()?;
+            let labels = if hf { want("labels") } else { want("decoder_target_tokens") };
+            let row_targets: Vec<usize> = if hf && labels {
+                (0..rows).map(|r| spans(d.row_segments(r), Part::Decoder).map(|(_, l, _)| l).sum()).collect()
             } else {
-                None
+                Vec::new()
             };
-            let row_targets: Vec<usize> =
-                (0..rows).map(|r| spans(d.row_segments(r), Part::Decoder).map(|(_, l, _)| l).sum()).collect();
             let Denoised { first, mut second, .. } = d;
-            if format == Format::Hf {
+            if hf && labels && w1 > 0 {
                 // Targets fill each decoder row from its start; the rest is padding.
                 let ignore = O::from_i64(IGNORE_INDEX);
-                if w1 > 0 {
-                    second.par_chunks_mut(w1).zip(&row_targets).for_each(|(row, &used)| row[used..].fill(ignore));
-                }
-                out.extend([
-                    field("input_ids", w0, first),
-                    field("attention_mask", w0, enc_seen),
-                    field("labels", w1, second),
-                    field("decoder_input_ids", w1, dec_in),
-                    field("decoder_attention_mask", w1, dec_seen),
-                ]);
-                if let Some((es, ep, ds, dp)) = packed {
-                    out.extend([
-                        field("segment_ids", w0, es),
-                        field("positions", w0, ep),
-                        field("decoder_segment_ids", w1, ds),
-                        field("decoder_positions", w1, dp),
-                    ]);
-                }
-                if let Some((ce, cd)) = cu {
-                    out.push(Field { name: "cu_seqlens", shape: vec![ce.len()], data: ce });
-                    out.push(Field { name: "decoder_cu_seqlens", shape: vec![cd.len()], data: cd });
-                }
+                second.par_chunks_mut(w1).zip(&row_targets).for_each(|(row, &used)| row[used..].fill(ignore));
+            }
+            let (first, second) =
+                (want(if hf { "input_ids" } else { "encoder_input_tokens" }).then_some(first), labels.then_some(second));
+            let (enc, dec) = (vec![rows, w0], vec![rows, w1]);
+            if hf {
+                put(&mut out, "input_ids", enc.clone(), first);
+                put(&mut out, "attention_mask", enc.clone(), enc_seen);
+                put(&mut out, "labels", dec.clone(), second);
             } else {
-                out.extend([
-                    field("encoder_input_tokens", w0, first),
-                    field("decoder_target_tokens", w1, second),
-                    field("decoder_input_tokens", w1, dec_in),
-                    field("decoder_loss_weights", w1, dec_seen),
-                ]);
-                if let Some((es, ep, ds, dp)) = packed {
-                    out.extend([
-                        field("encoder_segment_ids", w0, es),
-                        field("encoder_positions", w0, ep),
-                        field("decoder_segment_ids", w1, ds),
-                        field("decoder_positions", w1, dp),
-                    ]);
-                }
+                put(&mut out, "encoder_input_tokens", enc.clone(), first);
+                put(&mut out, "decoder_target_tokens", dec.clone(), second);
+            }
+            put(&mut out, dec_in_name, dec.clone(), dec_in);
+            put(&mut out, dec_seen_name, dec.clone(), dec_seen);
+            put(&mut out, enc_segments, enc.clone(), es);
+            put(&mut out, enc_positions, enc, ep);
+            put(&mut out, "decoder_segment_ids", dec.clone(), ds);
+            put(&mut out, "decoder_positions", dec, dp);
+            for (name, cu) in [("cu_seqlens", ce), ("decoder_cu_seqlens", cd)] {
+                put(&mut out, name, vec![cu.as_ref().map_or(0, Vec::len)], cu);
             }
             if let Some(f) = denoiser {
                 out.push(f);
             }
         }
         Format::Decoder | Format::SeqioDecoder => {
-            let seg = if opts.packed {
-                Some((mark(&d, w0, Part::Sequence, 0, |i, _| i as i64 + 1)?, positions(&d, w0, Part::Sequence)?))
+            let shape = || vec![rows, w0];
+            let (seg_name, pos_name) = if format == Format::Decoder {
+                ("segment_ids", "positions")
             } else {
-                None
+                ("decoder_segment_ids", "decoder_positions")
             };
+            let seg = packed(seg_name).then(|| mark(&d, w0, Part::Sequence, 0, |i, _| i as i64 + 1)).transpose()?;
+            let pos = packed(pos_name).then(|| positions(&d, w0, Part::Sequence)).transpose()?;
             let denoiser = opts.denoiser.then(|| denoiser_field(&d, w0, Part::Sequence, opts.packed)).transpose()?;
             if format == Format::Decoder {
-                let labels = per_row(&d, w0, O::from_i64(IGNORE_INDEX), |r, segs, row| {
-                    let src = &d.first[r * w0..(r + 1) * w0];
-                    for (s, l, _) in spans(segs, Part::Targets) {
-                        row[s..s + l].copy_from_slice(&src[s..s + l]);
-                    }
-                })?;
-                let seen = mark(&d, w0, Part::Sequence, 0, |_, _| 1)?;
-                let bidi =
-                    (opts.bidirectional_mask || opts.packed).then(|| mark(&d, w0, Part::Inputs, 0, |_, _| 1)).transpose()?;
-                let prefix = (!opts.packed).then(|| {
+                let labels = want("labels")
+                    .then(|| {
+                        per_row(&d, w0, O::from_i64(IGNORE_INDEX), |r, segs, row| {
+                            let src = &d.first[r * w0..(r + 1) * w0];
+                            for (s, l, _) in spans(segs, Part::Targets) {
+                                row[s..s + l].copy_from_slice(&src[s..s + l]);
+                            }
+                        })
+                    })
+                    .transpose()?;
+                let seen = want("attention_mask").then(|| mark(&d, w0, Part::Sequence, 0, |_, _| 1)).transpose()?;
+                let bidi = ((opts.bidirectional_mask || opts.packed) && want("bidirectional_mask"))
+                    .then(|| mark(&d, w0, Part::Inputs, 0, |_, _| 1))
+                    .transpose()?;
+                let prefix = (!opts.packed && want("prefix_lengths")).then(|| {
                     (0..rows)
                         .map(|r| O::from_i64(d.row_segments(r).first().map_or(0, |s| i64::from(s.inputs))))
                         .collect::<Vec<_>>()
                 });
-                let cu = opts.packed.then(|| cu_seqlens(&d, w0, Part::Sequence)).transpose()?;
-                out.extend([field("input_ids", w0, d.first), field("attention_mask", w0, seen), field("labels", w0, labels)]);
-                if let Some(p) = prefix {
-                    out.push(Field { name: "prefix_lengths", shape: vec![rows], data: p });
-                }
-                if let Some(b) = bidi {
-                    out.push(field("bidirectional_mask", w0, b));
-                }
-                if let Some((s, p)) = seg {
-                    out.extend([field("segment_ids", w0, s), field("positions", w0, p)]);
-                }
-                if let Some(c) = cu {
-                    out.push(Field { name: "cu_seqlens", shape: vec![c.len()], data: c });
-                }
+                let cu = packed("cu_seqlens").then(|| cu_seqlens(&d, w0, Part::Sequence)).transpose()?;
+                put(&mut out, "input_ids", shape(), want("input_ids").then_some(d.first));
+                put(&mut out, "attention_mask", shape(), seen);
+                put(&mut out, "labels", shape(), labels);
+                put(&mut out, "prefix_lengths", vec![rows], prefix);
+                put(&mut out, "bidirectional_mask", shape(), bidi);
+                put(&mut out, seg_name, shape(), seg);
+                put(&mut out, pos_name, shape(), pos);
+                put(&mut out, "cu_seqlens", vec![cu.as_ref().map_or(0, Vec::len)], cu);
             } else {
-                let loss = mark(&d, w0, Part::Targets, 0, |_, _| 1)?;
-                let dec_in = shifted(&d, &d.first, w0, Part::Sequence, zero, pad, opts.packed)?;
+                let loss = want("decoder_loss_weights").then(|| mark(&d, w0, Part::Targets, 0, |_, _| 1)).transpose()?;
+                let dec_in = want("decoder_input_tokens")
+                    .then(|| shifted(&d, &d.first, w0, Part::Sequence, zero, pad, opts.packed))
+                    .transpose()?;
                 // seqio's PrefixLMFeatureConverter: full attention over the inputs and one
                 // position more (`position < len(inputs) + 1`).
-                let causal = per_row(&d, w0, zero, |_, segs, row| {
-                    for (s, l, seg) in spans(segs, Part::Sequence) {
-                        let n = (seg.inputs as usize + 1).min(l);
-                        row[s..s + n].fill(O::from_i64(1));
-                    }
-                })?;
-                out.extend([
-                    field("decoder_target_tokens", w0, d.first),
-                    field("decoder_input_tokens", w0, dec_in),
-                    field("decoder_loss_weights", w0, loss),
-                    field("decoder_causal_attention", w0, causal),
-                ]);
-                if let Some((s, p)) = seg {
-                    out.extend([field("decoder_segment_ids", w0, s), field("decoder_positions", w0, p)]);
-                }
+                let causal = want("decoder_causal_attention")
+                    .then(|| {
+                        per_row(&d, w0, zero, |_, segs, row| {
+                            for (s, l, seg) in spans(segs, Part::Sequence) {
+                                let n = (seg.inputs as usize + 1).min(l);
+                                row[s..s + n].fill(O::from_i64(1));
+                            }
+                        })
+                    })
+                    .transpose()?;
+                put(&mut out, "decoder_target_tokens", shape(), want("decoder_target_tokens").then_some(d.first));
+                put(&mut out, "decoder_input_tokens", shape(), dec_in);
+                put(&mut out, "decoder_loss_weights", shape(), loss);
+                put(&mut out, "decoder_causal_attention", shape(), causal);
+                put(&mut out, seg_name, shape(), seg);
+                put(&mut out, pos_name, shape(), pos);
             }
             if let Some(f) = denoiser {
                 out.push(f);

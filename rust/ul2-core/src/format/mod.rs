@@ -128,7 +128,129 @@ pub struct Options {
     /// Decoder formats: add the per-token `bidirectional_mask` (always present when packed).
     pub bidirectional_mask: bool,
     /// Add `denoiser`: `[rows]` (or `[rows, width]` per token, −1 on padding, when packed).
+    /// Bookkeeping of datasets and streams: emitted whatever `fields` says.
     pub denoiser: bool,
+    /// Only these of [`Format::names`] are computed (`None`: all of them).
+    pub fields: Option<Selection>,
+}
+
+/// Every name any format emits: a selection of them is a bit set, so [`Options`] stays `Copy`.
+const NAMES: [&str; 21] = [
+    "input_ids",
+    "attention_mask",
+    "labels",
+    "decoder_input_ids",
+    "decoder_attention_mask",
+    "segment_ids",
+    "positions",
+    "decoder_segment_ids",
+    "decoder_positions",
+    "cu_seqlens",
+    "decoder_cu_seqlens",
+    "encoder_input_tokens",
+    "decoder_target_tokens",
+    "decoder_input_tokens",
+    "decoder_loss_weights",
+    "encoder_segment_ids",
+    "encoder_positions",
+    "prefix_lengths",
+    "bidirectional_mask",
+    "decoder_causal_attention",
+    "denoiser",
+];
+
+/// Some of a format's output names (`fields=`): the formatter computes only these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Selection(u32);
+
+impl Selection {
+    /// `names` checked against what `format` emits under `opts`; an unknown or missing name
+    /// is an error listing the valid ones.
+    pub fn new<S: AsRef<str>>(format: Format, opts: Options, names: &[S]) -> Result<Self> {
+        let valid = format.names(opts);
+        let listing = || {
+            let packed = if opts.packed { " with pack=True" } else { "" };
+            format!("format {:?}{packed} has the fields {valid:?}", format.name())
+        };
+        if names.is_empty() {
+            return Err(Error::invalid("fields", "()", format!("name at least one field; {}", listing())));
+        }
+        let mut bits = 0;
+        for name in names {
+            let name = name.as_ref();
+            if !valid.contains(&name) {
+                return Err(Error::invalid("fields", format!("{name:?}"), format!("not an output: {}", listing())));
+            }
+            bits |= Self::bit(name);
+        }
+        Ok(Self(bits))
+    }
+
+    fn bit(name: &str) -> u32 {
+        NAMES.iter().position(|&n| n == name).map_or(0, |i| 1 << i)
+    }
+
+    #[must_use]
+    pub fn contains(self, name: &str) -> bool {
+        self.0 & Self::bit(name) != 0
+    }
+}
+
+impl Format {
+    /// The arrays [`format`] emits under `opts` (all of them, whatever `opts.fields`), in
+    /// their order.
+    #[must_use]
+    pub fn names(self, opts: Options) -> Vec<&'static str> {
+        let packed = opts.packed;
+        let mut names: Vec<&'static str> = match self {
+            Self::Hf => {
+                let mut n = vec!["input_ids", "attention_mask", "labels", "decoder_input_ids", "decoder_attention_mask"];
+                if packed {
+                    n.extend([
+                        "segment_ids",
+                        "positions",
+                        "decoder_segment_ids",
+                        "decoder_positions",
+                        "cu_seqlens",
+                        "decoder_cu_seqlens",
+                    ]);
+                }
+                n
+            }
+            Self::Seqio => {
+                let mut n = vec!["encoder_input_tokens", "decoder_target_tokens", "decoder_input_tokens", "decoder_loss_weights"];
+                if packed {
+                    n.extend(["encoder_segment_ids", "encoder_positions", "decoder_segment_ids", "decoder_positions"]);
+                }
+                n
+            }
+            Self::Decoder => {
+                let mut n = vec!["input_ids", "attention_mask", "labels"];
+                if !packed {
+                    n.push("prefix_lengths");
+                }
+                if opts.bidirectional_mask || packed {
+                    n.push("bidirectional_mask");
+                }
+                if packed {
+                    n.extend(["segment_ids", "positions", "cu_seqlens"]);
+                }
+                n
+            }
+            Self::SeqioDecoder => {
+                let mut n =
+                    vec!["decoder_target_tokens", "decoder_input_tokens", "decoder_loss_weights", "decoder_causal_attention"];
+                if packed {
+                    n.extend(["decoder_segment_ids", "decoder_positions"]);
+                }
+                n
+            }
+        };
+        if opts.denoiser {
+            names.push("denoiser");
+        }
+        names
+    }
 }
 
 mod fields;

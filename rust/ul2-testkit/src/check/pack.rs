@@ -50,7 +50,7 @@ pub fn packing(c: &PackCase) {
 
     let source = Rows::Ragged(rows.iter().map(Vec::as_slice).collect());
     let out = engine.run(&source, &c.keys, Bins::Pack(|i: usize| rows[i].len())).expect("the same rows packed");
-    let options = Options { packed: true, bidirectional_mask: c.bidirectional_mask, denoiser: false };
+    let options = Options { packed: true, bidirectional_mask: c.bidirectional_mask, denoiser: false, fields: None };
     let fields = format(packed.clone(), fmt, c.pad, options).expect("packed rows format");
     assert!(out.fields == Fields::Int32(fields), "engine.run differs from packing, denoising and formatting");
     assert_eq!(out.fill_rate, packed.fill_rate());
