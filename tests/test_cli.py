@@ -570,6 +570,13 @@ def test_prepare_shards_and_manifest(
     assert code == 0, err
     assert "M tokens/s" in err and "complete" in stdout  # progress bar with tokens/s on stderr
     manifest = json.loads((out / "manifest.json").read_text())
+    # The summary has a line per phase of the run the manifest records, and they add up to it.
+    (this,) = manifest["runs"]
+    assert list(this["phases"]) == ["read", "tokenize", "setup", "denoise", "write", "other"]
+    assert sum(p["seconds"] for p in this["phases"].values()) == pytest.approx(this["seconds"])
+    lines = stdout.split(" s:\n")[1].splitlines()
+    assert [line.split()[0] for line in lines] == list(this["phases"])
+    assert "M tokens/s" in lines[1] and "MB/s" in lines[1] and "M tokens/s" in lines[3] and "MB/s" in lines[4]
     stream = byte_stream(corpus["docs"])
     tok = ByteTokenizer()
     mixture = ul2.presets.ul2(prompts=tok.encode)

@@ -31,6 +31,7 @@ class PrepareOptions:
     max_items: int | None = None
     max_shards: int | None = None
     engine: str = "local"
+    tokenize_workers: int | None = None
     overwrite: bool = False
     quiet: bool = False
 
@@ -74,6 +75,11 @@ class PrepareOptions:
     default="local",
     show_default=True,
     help="write the shards here, or as Ray tasks",
+)
+@click.option(
+    "--tokenize-workers",
+    type=click.IntRange(min=1),
+    help="batches of documents tokenized at once, on threads  [default: one per CPU]",
 )
 @click.option(
     "--overwrite",
@@ -130,7 +136,8 @@ def _run(o: Options, p: PrepareOptions) -> None:
     s = setup(o)
     err = console(stderr=True)
     t0 = time.perf_counter()
-    corpus = load(s, p.inputs, p.field)
+    corpus = load(s, p.inputs, p.field, p.tokenize_workers)
+    loaded = time.perf_counter()
     s.say()
     sep = s.eos_id if (p.separator and p.documents == "concat") else None
     ds = s.dataset(
@@ -164,21 +171,24 @@ def _run(o: Options, p: PrepareOptions) -> None:
         disable=p.quiet,
         transient=False,
     )
-    state: dict[str, Any] = {"task": None, "tokens": 0, "start": time.perf_counter(), "resumed": 0}
+    state: dict[str, Any] = {"task": None, "tokens": 0, "resumed": 0}
 
     def on_start(manifest: Manifest) -> None:
         state["started"] = True  # first: a Ctrl-C during start() still stops the display
         progress.start()
         state["resumed"] = manifest["counts"]["shards"]
-        state["start"] = time.perf_counter()
         state["task"] = progress.add_task(
             "prepare", total=manifest["num_shards"], completed=manifest["counts"]["shards"], rate=""
         )
 
     def on_shard(entry: ShardEntry, manifest: Manifest) -> None:
         state["tokens"] += entry["tokens_used"]
-        rate = state["tokens"] / max(time.perf_counter() - state["start"], 1e-9)
-        progress.update(state["task"], advance=1, rate=f"{rate / 1e6:.2f} M tokens/s")
+        phases = manifest["runs"][-1]["phases"]
+        rates = (
+            f"denoise {phases['denoise']['tokens_per_s'] / 1e6:.2f} M tokens/s, "
+            f"write {phases['write']['bytes_per_s'] / 1e6:.0f} MB/s"
+        )
+        progress.update(state["task"], advance=1, rate=rates)
 
     try:
         manifest = prepare(
@@ -193,13 +203,14 @@ def _run(o: Options, p: PrepareOptions) -> None:
             overwrite=p.overwrite,
             progress=on_shard,
             on_start=on_start,
+            # Building the dataset and the job (the corpus's fingerprint) after tokenizing.
+            phases={**corpus.phases, "setup": {"seconds": time.perf_counter() - loaded}},
         )
     finally:
         if state.get("started"):
             progress.stop()
-    elapsed = time.perf_counter() - state["start"]
     c = manifest["counts"]
-    rate = state["tokens"] / max(elapsed, 1e-9)
+    this = manifest["runs"][-1]
     resumed = f", {state['resumed']} were already there" if state["resumed"] else ""
     status = (
         "complete"
@@ -211,4 +222,22 @@ def _run(o: Options, p: PrepareOptions) -> None:
         f"  {c['items']:,} items, {c['samples']:,} samples, {c['tokens_used']:,} tokens used"
         + (f", tail {c['tail']:,}" if c["tail"] is not None else "")
     )
-    print(f"  this run {state['tokens']:,} tokens in {elapsed:.1f} s = {rate / 1e6:.2f} M tokens/s")
+    print(f"  this run {state['tokens']:,} tokens in {this['seconds']:.1f} s:")
+    for line in phase_lines(this["phases"], this["seconds"]):
+        print(f"    {line}")
+
+
+def phase_lines(phases: dict[str, dict[str, Any]], seconds: float) -> list[str]:
+    """One line per phase of a run (``manifest["runs"]``): its seconds, share and rates."""
+    lines = []
+    for name, phase in phases.items():
+        rates = []
+        if "tokens_per_s" in phase:
+            rates.append(f"{phase['tokens_per_s'] / 1e6:.2f} M tokens/s")
+        if "bytes_per_s" in phase:
+            rates.append(f"{phase['bytes_per_s'] / 1e6:.1f} MB/s")
+        share = phase["seconds"] / max(seconds, 1e-9)
+        lines.append(
+            f"{name:<9}{phase['seconds']:7.2f} s {share:4.0%}" + (f"  {', '.join(rates)}" if rates else "")
+        )
+    return lines

@@ -189,10 +189,11 @@ def cap_note(s: Setup, *, always: bool) -> str | None:
     return f"ul2: note: {head}; --on-overflow error refuses, t5 counts into the vocabulary"
 
 
-def load(s: Setup, inputs: Sequence[str], field: str) -> Corpus:
-    """The corpus of ``inputs`` (the built-in one when there are none), tokenized."""
+def load(s: Setup, inputs: Sequence[str], field: str, workers: int | None = None) -> Corpus:
+    """The corpus of ``inputs`` (the built-in one when there are none), tokenized by ``workers``
+    threads (default: one per CPU)."""
     try:
-        corpus = load_corpus(list(inputs), s.tokenizer, field=field)
+        corpus = load_corpus(list(inputs), s.tokenizer, field=field, workers=workers)
     except FileNotFoundError as e:
         raise CLIError(str(e).strip("'\"")) from None
     if corpus.documents == 0:
