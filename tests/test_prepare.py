@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -280,3 +281,106 @@ def test_ctrl_c_while_a_shard_is_written_stays_a_keyboard_interrupt(
         assert (
             tmp_path / "shard-00000" / name
         ).read_bytes() == saved.read_bytes() and size == saved.stat().st_size
+
+
+# --- the phases of a run, and tokenizing in parallel --------------------------------------------
+
+
+def bpe_tokenizer(folder: Path) -> Any:
+    """A byte-level BPE tokenizer trained here on the built-in corpus's first files (no download)."""
+    tk = pytest.importorskip("tokenizers")
+    from ul2.sources import stdlib_documents
+    from ul2.tokenizers import HFTokenizer
+
+    tok = tk.Tokenizer(tk.models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = tk.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = tk.decoders.ByteLevel()
+    specials = ["<pad>", "</s>", "<unk>", *(f"<extra_id_{k}>" for k in range(100))]
+    trainer = tk.trainers.BpeTrainer(
+        vocab_size=600,
+        special_tokens=specials,
+        show_progress=False,
+        initial_alphabet=tk.pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator([d.decode("utf-8", "replace") for d in stdlib_documents(300_000)], trainer)
+    tok.save(str(folder / "tokenizer.json"))
+    return HFTokenizer(folder / "tokenizer.json")
+
+
+def test_parallel_tokenizing_writes_the_shards_of_sequential_tokenizing(tmp_path: Path) -> None:
+    from ul2.sources import stdlib_documents, tokenize
+
+    tok = bpe_tokenizer(tmp_path)
+    docs = [*stdlib_documents(400_000), b"", "caf\u00e9 " * 50]  # an empty one is skipped
+    # The reference: each document alone through encode, one after another.
+    one_by_one = [tok.encode(d.decode("utf-8", "replace") if isinstance(d, bytes) else d) for d in docs]
+    want = np.concatenate([ids for ids in one_by_one if len(ids)])
+    folders = {}
+    for workers in (1, 3, 8):
+        corpus = tokenize(docs, tok, batch_size=5, workers=workers)
+        assert corpus.tokens.tobytes() == want.tobytes() and corpus.empty_documents == 1, workers
+        phase = corpus.phases["tokenize"]
+        assert (
+            phase["tokens"] == len(want) and phase["documents"] == len(docs) and phase["workers"] == workers
+        )
+        assert phase["bytes"] == sum(len(d) if isinstance(d, bytes) else len(d.encode()) for d in docs)
+        ds = ul2.DenoisingDataset(
+            corpus.tokens, ul2.presets.t5(), sentinels=tok.sentinels(), inputs_length=64, eos_id=tok.eos_id
+        )
+        folders[workers] = tmp_path / f"w{workers}"
+        prepare(ds, folders[workers], shard_size=64, phases=corpus.phases)
+    for workers in (3, 8):
+        a, b = files(folders[1]), files(folders[workers])
+        assert a.keys() == b.keys()
+        assert all(a[k] == b[k] for k in a if k != "manifest.json"), workers
+
+
+def test_the_phases_add_up_to_the_run_and_each_resumed_run_has_its_own(tmp_path: Path) -> None:
+    from ul2.sources import stdlib_documents, tokenize
+
+    corpus = tokenize(stdlib_documents(200_000), TOK, workers=2)
+    out = tmp_path / "out"
+    first = prepare(dataset(corpus.tokens), out, shard_size=64, max_shards=3, phases=corpus.phases)
+    seen: list[dict[str, Any]] = []
+    last = prepare(
+        dataset(corpus.tokens),
+        out,
+        shard_size=64,
+        phases=corpus.phases,
+        progress=lambda entry, manifest: seen.append(json.loads(json.dumps(manifest["runs"][-1]))),
+    )
+    assert last["complete"] and len(first["runs"]) == 1 and len(last["runs"]) == 2
+    runs = json.loads((out / "manifest.json").read_text())["runs"]
+    assert [r["shards"] for r in runs] == [3, last["num_shards"] - 3]
+    for run in runs:
+        phases = run["phases"]
+        assert list(phases) == ["read", "tokenize", "denoise", "write", "other"]
+        assert sum(p["seconds"] for p in phases.values()) == pytest.approx(run["seconds"], rel=1e-9)
+        assert phases["tokenize"]["tokens"] == len(corpus.tokens) and phases["tokenize"]["bytes"] > 0
+        assert phases["denoise"]["tokens_per_s"] > 0 and phases["write"]["bytes_per_s"] > 0
+    # The shards' figures add up to the counts; the manifest's shard entries hold no timings.
+    written = [s for s in last["shards"] if s["index"] >= 3]
+    assert runs[1]["phases"]["denoise"]["tokens"] == sum(s["tokens_used"] for s in written)
+    assert runs[1]["phases"]["write"]["bytes"] == sum(s["bytes"] for s in written)
+    assert all("seconds" not in s for s in last["shards"])
+    # The progress callback saw the run grow shard by shard.
+    assert [r["shards"] for r in seen] == list(range(1, len(written) + 1))
+    # Resumed in three runs, the shards are those of one run.
+    whole = tmp_path / "whole"
+    prepare(dataset(corpus.tokens), whole, shard_size=64)
+    a, b = files(whole), files(out)
+    assert a.keys() == b.keys() and all(a[k] == b[k] for k in a if k != "manifest.json")
+
+
+def test_bad_phases_and_workers_name_the_argument(tmp_path: Path) -> None:
+    from ul2.sources import tokenize
+
+    for bad in ({"tokenize": {}}, {"tokenize": {"seconds": -1.0}}, {"write": {"seconds": 1.0}}, [("a", 1)]):
+        with pytest.raises(ValueError, match="phases="):
+            prepare(dataset(stream()), tmp_path / "out", shard_size=8, phases=bad)  # type: ignore[arg-type]
+    assert not (tmp_path / "out").exists()
+    for workers in (0, 1.5, True):
+        with pytest.raises(ValueError, match="workers="):
+            tokenize([b"abc"], TOK, workers=workers)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="batch_size="):
+        tokenize([b"abc"], TOK, batch_size=0)
