@@ -10,7 +10,8 @@
 //!
 //! counts only `measured` (the `*` takes in its generic instances), which runs the part `n` times (the last argument); divide the
 //! `Collected` total by `n` and by the units the part prints. Parts: `call` (`Engine::run`,
-//! fresh outputs), `floor` (`floor.rs`'s kernel), `layout` (`SpanScratch::layout`, two
+//! fresh outputs), `lean` (the same call with `fields` = `input_ids`, `attention_mask` and
+//! `labels`, what a Hugging Face T5 reads), `floor` (`floor.rs`'s kernel), `layout` (`SpanScratch::layout`, two
 //! compositions a row), `compose` (`Composer::compose` of a row's noise and clean tokens, each
 //! from a fresh stream as `layout` seeds them).
 
@@ -37,7 +38,7 @@ fn measured(n: usize, mut part: impl FnMut()) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let [_, part, n] = &args[..] else { panic!("usage: instructions call|floor|layout|compose N") };
+    let [_, part, n] = &args[..] else { panic!("usage: instructions call|lean|floor|layout|compose N") };
     let n: usize = n.parse().expect("a count");
     let params = SpanParams::new(0.15, 3.0, None, false).expect("valid T5 parameters");
     let mixture =
@@ -47,7 +48,9 @@ fn main() {
         long_rows: LongRows::Error,
         ..Config::new(mixture, sentinels, Budget::EncoderDecoder { inputs: 512, targets: None })
     };
-    let engine = Engine::new(config).expect("a valid configuration");
+    let lean = ["input_ids", "attention_mask", "labels"].map(String::from).to_vec();
+    let engine = Engine::new(if part == "lean" { Config { fields: Some(lean), ..config } } else { config })
+        .expect("a valid configuration");
     let raw = engine.raw_lengths()[0];
     let (noise, spans) = params.counts(raw).expect("counts");
     let mut s = Stream::new(12_345, 0, Purpose::NoiseSpans);
@@ -55,7 +58,7 @@ fn main() {
     let keys: Vec<u64> = (0..ROWS as u64).collect();
     let seed = engine.seed();
     let units = match part.as_str() {
-        "call" => {
+        "call" | "lean" => {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(1).use_current_thread().build().expect("pool");
             let rows = Rows::Dense { data: &data, rows: ROWS, width: raw };
             measured(n, || {
@@ -94,7 +97,7 @@ fn main() {
             });
             "x 512 compositions"
         }
-        _ => panic!("parts: call, floor, layout, compose"),
+        _ => panic!("parts: call, lean, floor, layout, compose"),
     };
     println!("{part}: {n} {units}");
 }
