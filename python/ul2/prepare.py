@@ -508,14 +508,13 @@ class _Clock:
 
     def add(self, shard: ShardEntry) -> None:
         """Count ``shard`` (its ``seconds`` taken out: the manifest's entries do not vary)."""
-        seconds = shard.pop("seconds", None)
+        seconds = shard.pop("seconds")
         phases = self.entry["phases"]
-        if seconds is not None:
-            self.entry["shards"] += 1
-            phases["denoise"]["seconds"] += seconds["denoise"]
-            phases["denoise"]["tokens"] += shard["tokens_used"]
-            phases["write"]["seconds"] += seconds["write"]
-            phases["write"]["bytes"] += shard["bytes"]
+        self.entry["shards"] += 1
+        phases["denoise"]["seconds"] += seconds["denoise"]
+        phases["denoise"]["tokens"] += shard["tokens_used"]
+        phases["write"]["seconds"] += seconds["write"]
+        phases["write"]["bytes"] += shard["bytes"]
         self.close()
 
     def close(self) -> None:
