@@ -384,3 +384,28 @@ def test_bad_phases_and_workers_name_the_argument(tmp_path: Path) -> None:
             tokenize([b"abc"], TOK, workers=workers)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="batch_size="):
         tokenize([b"abc"], TOK, batch_size=0)
+
+
+def test_parallel_tokenizing_with_sentencepiece_is_sequential_tokenizing(tmp_path: Path) -> None:
+    spm = pytest.importorskip("sentencepiece")
+    from ul2.sources import stdlib_documents, tokenize
+    from ul2.tokenizers import SentencePieceTokenizer
+
+    docs = [d.decode("utf-8", "replace") for d in stdlib_documents(200_000)]
+    (tmp_path / "train.txt").write_text("\n".join(docs))
+    spm.SentencePieceTrainer.train(
+        input=str(tmp_path / "train.txt"),
+        model_prefix=str(tmp_path / "sp"),
+        vocab_size=400,
+        user_defined_symbols=[f"<extra_id_{k}>" for k in range(100)],
+        pad_id=0,
+        eos_id=1,
+        unk_id=2,
+        bos_id=-1,
+        minloglevel=2,
+    )
+    tok = SentencePieceTokenizer(tmp_path / "sp.model")
+    want = np.concatenate([tok.encode(d) for d in docs])
+    for workers in (1, 4):
+        corpus = tokenize(docs, tok, batch_size=3, workers=workers)
+        assert corpus.tokens.tobytes() == want.tobytes(), workers
