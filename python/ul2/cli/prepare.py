@@ -137,7 +137,6 @@ def _run(o: Options, p: PrepareOptions) -> None:
     err = console(stderr=True)
     t0 = time.perf_counter()
     corpus = load(s, p.inputs, p.field, p.tokenize_workers)
-    loaded = time.perf_counter()
     s.say()
     sep = s.eos_id if (p.separator and p.documents == "concat") else None
     ds = s.dataset(
@@ -149,6 +148,7 @@ def _run(o: Options, p: PrepareOptions) -> None:
             f"  presets.{o.preset}() at {budget_text(s.budget)}, format {ds.format!r}: "
             f"{len(ds):,} {'packed rows' if p.pack else 'examples'}"
         )
+    tokenizing = sum(phase["seconds"] for phase in corpus.phases.values())
     job = {
         **s.describe(),
         "inputs": corpus.sources,
@@ -203,8 +203,9 @@ def _run(o: Options, p: PrepareOptions) -> None:
             overwrite=p.overwrite,
             progress=on_shard,
             on_start=on_start,
-            # Building the dataset and the job (the corpus's fingerprint) after tokenizing.
-            phases={**corpus.phases, "setup": {"seconds": time.perf_counter() - loaded}},
+            # Since t0, besides reading and tokenizing: listing the inputs, building the dataset
+            # and the job (the corpus's fingerprint).
+            phases={**corpus.phases, "setup": {"seconds": time.perf_counter() - t0 - tokenizing}},
         )
     finally:
         if state.get("started"):
