@@ -296,3 +296,34 @@ def test_dataloader_workers_send_one_storage_per_batch(features: list[dict]) -> 
     ):
         assert len({t.untyped_storage().data_ptr() for t in batch.values()}) == 1
         assert_same(batch, as_numpy(ref))
+
+
+def test_fields_give_a_t5_only_the_tensors_it_reads(features: list[dict]) -> None:
+    """T5 builds decoder_input_ids from labels: with fields= the collator never computes it."""
+    lean = ("input_ids", "attention_mask", "labels")
+    collate = ul2.hf.DataCollator(MIXTURE, sentinels=SENTINELS, inputs_length=64, seed=3, fields=lean)
+    full = ul2.hf.DataCollator(MIXTURE, sentinels=SENTINELS, inputs_length=64, seed=3)(features[:8])
+    batch = collate(features[:8])
+    assert list(batch) == list(lean)
+    assert_same(batch, {name: full[name].numpy() for name in lean})
+    t5 = transformers.T5ForConditionalGeneration(
+        transformers.T5Config(
+            vocab_size=TOK.vocab_size,
+            d_model=16,
+            d_ff=32,
+            d_kv=8,
+            num_layers=1,
+            num_heads=2,
+            decoder_start_token_id=0,
+        )
+    ).eval()
+    with torch.no_grad():
+        assert torch.equal(
+            t5(**batch).logits, t5(**{n: full[n] for n in (*lean, "decoder_input_ids")}).logits
+        )
+    with pytest.raises(ValueError, match=r"fields=.*format='hf'"):
+        ul2.hf.DataCollator(MIXTURE, sentinels=SENTINELS, sequence_length=64, fields=("input_ids",))
+    with pytest.raises(ValueError, match=r"fields=.*'segment_ids' is no keyword"):
+        ul2.hf.DataCollator(
+            MIXTURE, sentinels=SENTINELS, inputs_length=64, pack=True, fields=("segment_ids",)
+        )

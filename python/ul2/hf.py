@@ -125,6 +125,9 @@ class DataCollator:
         implementations find the examples from ``position_ids`` only without a cache. Those
         kernels cannot attend both ways over a prefix, so it needs ``prefix_attention="causal"``
         (the prefix is then attended causally); for a bidirectional prefix use ``"flex"``.
+    - ``fields``: encoder-decoder (``format="hf"``) only — the tensors to return, e.g.
+      ``("input_ids", "attention_mask", "labels")`` for T5, which builds ``decoder_input_ids``
+      from ``labels`` itself: the others are never computed. ``None`` (the default): all five.
     - ``dtype``: ``numpy.int64`` by default, so ids and labels are ``LongTensor``;
       ``numpy.int32`` halves the bytes of ids and masks (embeddings take ``IntTensor``
       indices), and ``labels`` are still int64, since ``cross_entropy`` takes only
@@ -166,6 +169,21 @@ class DataCollator:
                 f"format={self.collator.format!r}: a Hugging Face model takes 'hf' (encoder-decoder) "
                 "or 'decoder' (decoder-only); use ul2.Collator for the seqio formats"
             )
+        fields = self.collator.options["fields"]
+        if fields is not None:
+            # Decoder-only rows reach the model through masks built here from attention_mask,
+            # prefix_lengths and the packing fields, so only encoder-decoder rows take a choice.
+            if self.collator.format != "hf":
+                raise ValueError(
+                    f"fields={fields!r}: for format='hf' (encoder-decoder) rows only; decoder-only rows need "
+                    "every field to build their attention masks"
+                )
+            dropped = [name for name in fields if name in _DROP]
+            if dropped:
+                raise ValueError(
+                    f"fields={fields!r}: {dropped[0]!r} is no keyword of a Hugging Face model, and "
+                    "ul2.hf.DataCollator never returns it; use ul2.Collator for it"
+                )
         if attention != "dense" and self.collator.format != "decoder":
             raise ValueError(
                 f"attention={attention!r}: for decoder-only rows (sequence_length=...), not format="
