@@ -342,7 +342,8 @@ def tokenize(
         for batch in batches():
             take(*_encode(tokenizer, batch))
     else:
-        with ThreadPoolExecutor(workers) as pool:
+        pool = ThreadPoolExecutor(workers)
+        try:
             # At most 2 * workers batches in flight: the documents are read as the workers go,
             # not all at once; the oldest is always taken first, which keeps the order.
             pending: deque[Future[tuple[list[npt.NDArray[np.int32]], int]]] = deque()
@@ -352,6 +353,10 @@ def tokenize(
                     take(*pending.popleft().result())
             while pending:
                 take(*pending.popleft().result())
+        finally:
+            # After a Ctrl-C or an unreadable document, the batches not begun are dropped, not
+            # encoded before the error can go on.
+            pool.shutdown(cancel_futures=True)
     lengths = np.fromiter((len(p) for p in pieces), dtype=np.int64, count=len(pieces))
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     tokens = np.concatenate(pieces) if pieces else np.zeros(0, np.int32)
