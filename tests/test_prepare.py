@@ -375,7 +375,15 @@ def test_the_phases_add_up_to_the_run_and_each_resumed_run_has_its_own(tmp_path:
 def test_bad_phases_and_workers_name_the_argument(tmp_path: Path) -> None:
     from ul2.sources import tokenize
 
-    for bad in ({"tokenize": {}}, {"tokenize": {"seconds": -1.0}}, {"write": {"seconds": 1.0}}, [("a", 1)]):
+    nan, inf = float("nan"), float("inf")
+    for bad in (
+        {"tokenize": {}},
+        {"tokenize": {"seconds": -1.0}},
+        {"tokenize": {"seconds": nan}},
+        {"tokenize": {"seconds": inf}},
+        {"write": {"seconds": 1.0}},
+        [("a", 1)],
+    ):
         with pytest.raises(ValueError, match="phases="):
             prepare(dataset(stream()), tmp_path / "out", shard_size=8, phases=bad)  # type: ignore[arg-type]
     assert not (tmp_path / "out").exists()

@@ -31,6 +31,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import math
 import mmap
 import os
 import re
@@ -478,11 +479,12 @@ def _check_phases(phases: Mapping[str, Mapping[str, Any]] | None) -> dict[str, d
     for name, phase in phases.items():
         if not isinstance(name, str) or name in OWN_PHASES:
             raise ValueError(
-                f"phases={dict(phases)!r}: {name!r} is not a name of its own (prepare measures {OWN_PHASES})"
+                f"phases={dict(phases)!r}: {name!r}: a phase is named by a str other than {OWN_PHASES}, "
+                "which prepare measures itself"
             )
         seconds = phase.get("seconds") if isinstance(phase, Mapping) else None
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
-            raise ValueError(f"phases={dict(phases)!r}: {name!r} needs 'seconds', a number >= 0")
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < math.inf:
+            raise ValueError(f"phases={dict(phases)!r}: {name!r} needs 'seconds', a finite number >= 0")
         out[name] = _json_ready(dict(phase))
     return out
 
