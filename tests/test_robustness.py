@@ -804,7 +804,7 @@ ALLOC_SCRIPT = textwrap.dedent(
     ul2.set_num_threads(1)
     n = 1 << 24
     sentinels = ul2.Sentinels.t5(32100, on_overflow="cap")
-    c = ul2.Collator(ul2.SpanCorruption(3.0, 0.15), sentinels=sentinels, inputs_length=n,
+    c = ul2.Collator(ul2.SpanCorruption(3.0, float(sys.argv[4])), sentinels=sentinels, inputs_length=n,
                      format=sys.argv[2], pack=sys.argv[3] == "1")
     rows = np.full((1, c.inputs_length), 5, np.int32)
     # The calling thread's pool, before the limit.
@@ -824,8 +824,10 @@ ALLOC_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_AS and /proc")
-@pytest.mark.parametrize(("fmt", "pack"), [("hf", "1"), ("seqio", "0")])
-def test_failed_allocations_are_memory_errors_at_every_step(fmt, pack):
+# seqio's own arrays (decoder inputs, loss weights) are of the targets' width: at r = 0.5 as
+# wide as the inputs, so that the sweep meets them.
+@pytest.mark.parametrize(("fmt", "pack", "density"), [("hf", "1", "0.15"), ("seqio", "0", "0.5")])
+def test_failed_allocations_are_memory_errors_at_every_step(fmt, pack, density):
     """Limits 32 MB apart from "nothing fits" to "everything fits" (each output array is
     64 MB), so a failure lands at each allocation of the call in turn. mimalloc reserves 1 GiB
     at a time, which would serve the whole call from memory reserved before the limit; 16 MiB
@@ -834,7 +836,7 @@ def test_failed_allocations_are_memory_errors_at_every_step(fmt, pack):
     env = {**os.environ, "MIMALLOC_ARENA_RESERVE": "16384"}  # KiB
     for extra_mb in range(-48, 720, 32):
         r = subprocess.run(
-            [sys.executable, "-c", ALLOC_SCRIPT, str(extra_mb), fmt, pack],
+            [sys.executable, "-c", ALLOC_SCRIPT, str(extra_mb), fmt, pack, density],
             capture_output=True,
             text=True,
             timeout=120,
