@@ -219,8 +219,8 @@ pub fn denoise_row<T: Token, O: OutToken>(
             (p, length)
         }
         Kind::FillInTheMiddle(params) => {
-            // The ids delimit the context: EOS ends the targets only, so the decoder row is
-            // the same sequence under either loss.
+            // The ids delimit the context: EOS ends the targets only (below), so the decoder
+            // row is the same sequence under either loss.
             let split = fim_split(length, params.spm_rate, cfg.seed, key);
             let (ai, at) = params.lengths(length, split.middle);
             fit(p + ai, inputs.len(), "inputs", "inputs_length", length)?;
@@ -235,17 +235,7 @@ pub fn denoise_row<T: Token, O: OutToken>(
                     write_fim(tokens, split, params, c, m);
                 }
             }
-            for (d, &s) in inputs.iter_mut().zip(&denoiser.prefix) {
-                *d = O::from_i64(s);
-            }
-            let lt = match cfg.eos_id {
-                Some(e) => {
-                    targets[at] = O::from_i64(e);
-                    at + 1
-                }
-                None => at,
-            };
-            return Ok(RowLengths { denoiser: index, inputs: p + ai, targets: lt });
+            (p + ai, at)
         }
         Kind::TextInfilling(params) => {
             let ai = scratch.infill.layout(length, params, cfg.seed, key)?;
@@ -259,11 +249,15 @@ pub fn denoise_row<T: Token, O: OutToken>(
     for (d, &s) in inputs.iter_mut().zip(&denoiser.prefix) {
         *d = O::from_i64(s);
     }
+    // Fill-in-the-middle's ids delimit its context, so only its targets end with EOS.
+    let inputs_eos = !matches!(denoiser.kind, Kind::FillInTheMiddle(_));
     let (li, lt) = match cfg.eos_id {
         Some(e) => {
-            inputs[li] = O::from_i64(e);
+            if inputs_eos {
+                inputs[li] = O::from_i64(e);
+            }
             targets[lt] = O::from_i64(e);
-            (li + 1, lt + 1)
+            (li + usize::from(inputs_eos), lt + 1)
         }
         None => (li, lt),
     };
