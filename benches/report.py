@@ -482,8 +482,7 @@ def floor_table(floor: list[dict[str, Any]]) -> str:
         )
         for r in floor
     ]
-    widths = [max(len(x[i]) for x in [head, *rows]) for i in range(len(head))]
-    return "\n".join("  ".join(c.rjust(w) for c, w in zip(x, widths, strict=True)) for x in [head, *rows])
+    return aligned(head, rows, left=0)
 
 
 def floor_targets(floor: list[dict[str, Any]]) -> list[tuple[str, float, str]]:
@@ -534,12 +533,17 @@ def table(results: list[dict[str, Any]]) -> str:
             "-" if faults is None else f"{faults:.0f}",
         )
 
-    rows = [cells(r) for r in results]
+    return aligned(head, [cells(r) for r in results], left=2)
+
+
+def aligned(head: tuple[str, ...], rows: list[tuple[str, ...]], *, left: int) -> str:
+    """``head`` and ``rows`` as text columns: the first ``left`` columns flush left, the rest right."""
     widths = [max(len(x[i]) for x in [head, *rows]) for i in range(len(head))]
 
     def line(cells: tuple[str, ...]) -> str:
         return "  ".join(
-            c.ljust(wd) if i < 2 else c.rjust(wd) for i, (c, wd) in enumerate(zip(cells, widths, strict=True))
+            c.ljust(wd) if i < left else c.rjust(wd)
+            for i, (c, wd) in enumerate(zip(cells, widths, strict=True))
         )
 
     return "\n".join(line(x) for x in [head, *rows])
