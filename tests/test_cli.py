@@ -935,6 +935,30 @@ def test_prepare_parquet(capsys: pytest.CaptureFixture[str], tmp_path: Path, cor
         np.testing.assert_array_equal(got, want)
 
 
+def test_prepare_lean_reads_back_as_the_full_shards(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, corpus: dict[str, Any]
+) -> None:
+    import ul2.shards
+
+    args = [*corpus["paths"], "--preset", "t5", "--inputs-length", "48", "--shard-size", "10", "-q"]
+    assert run(capsys, "prepare", *args, "--out", tmp_path / "full")[0] == 0
+    code, out, err = run(capsys, "prepare", *args, "--out", tmp_path / "lean", "--lean")
+    assert code == 0, err
+    assert re.search(r"bytes in shards, 1\.\d\dx the tokens used \([\d,]+ bytes as int32\), lean", out), out
+    manifest = json.loads((tmp_path / "lean" / "manifest.json").read_text())
+    assert manifest["config"]["lean"] is True
+    assert manifest["counts"]["bytes_per_token_byte"] < 2  # 48-token rows; 512: tests/test_shards.py
+    for full, lean in zip(
+        ul2.shards.Shards(tmp_path / "full"), ul2.shards.Shards(tmp_path / "lean"), strict=True
+    ):
+        assert list(full) == list(lean)
+        assert all(full[k].dtype == lean[k].dtype and full[k].tobytes() == lean[k].tobytes() for k in full)
+    code, _, err = run(
+        capsys, "prepare", *args, "--out", tmp_path / "lean", "--lean", "--output-format", "parquet"
+    )
+    assert code != 0 and "lean shards are .npy files only" in err
+
+
 def test_prepare_builtin_corpus_counts(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, _, _ = run(
         capsys,

@@ -141,6 +141,14 @@ class DenoisingDataset:
         """Items ``keys`` as one batch dict of arrays."""
         return self._core.batch(keys)
 
+    def denoised(self, keys: npt.ArrayLike) -> dict[str, npt.NDArray[Any]]:
+        """Items ``keys`` before naming, what ``batch`` derives its arrays from (and a lean shard
+        stores): ``first`` (``[rows, inputs_length]``, or the decoder-only sequence), ``second``
+        (the targets, padded; encoder-decoder only), ``segments`` (``[n, 3]``: each example's
+        denoiser, inputs and targets, row after row) and ``row_starts`` (row ``r`` holds
+        ``segments[row_starts[r]:row_starts[r + 1]]``)."""
+        return self._core.denoised(keys)
+
     def span(self, k: int) -> tuple[int, int]:
         """Sample ``k``'s raw ``(start, stop)`` in the stream (joined positions when a separator is used)."""
         return self._core.span(_index(k, self.num_samples, "k"))

@@ -22,6 +22,15 @@ the caller measured before (``phases=``, e.g. ``Corpus.phases``: reading and tok
 ``denoise`` (ul2's own work, building the shards' arrays: raw tokens/s), ``write`` (bytes/s) and
 ``other`` (the rest: checks, fingerprints, the manifest), which add up to the run's seconds.
 
+``lean=True`` writes only what the arrays are derived from: each shard holds the denoised token
+buffers (``first``: the inputs, or the decoder-only sequence; ``second``: the targets, padded,
+before the labels' -100), the segment table (``segments``: denoiser, inputs and targets per
+example) and ``row_starts`` (row ``r`` holds segments ``row_starts[r]:row_starts[r + 1]``).
+``ul2.shards`` reads them back through the formatter that built the full arrays, so what it
+returns is those arrays, byte for byte (the manifest's ``features``, in their order). For
+T5 span corruption that is about 1.1x the bytes of the tokens used, against 2.4x (and more
+for packed or decoder-only rows) for the full arrays. Parquet shards are always full.
+
 ``engine="ray"`` runs the shards as Ray tasks (each worker needs the output folder on a shared
 file system); Ray is imported only then.
 """
@@ -62,6 +71,9 @@ OWN_FILES = re.compile(
     r"manifest\.json|progress\.jsonl|shard-\d{5,}(\.parquet)?|\.tmp-shard-\d{5,}.*|\.manifest\.json\.\d+\.tmp"
 )
 FORMATS = ("npy", "parquet")
+# What a lean shard holds (``DenoisingDataset``'s rows before naming); ``second`` only when
+# encoder-decoder.
+LEAN_ARRAYS = ("first", "second", "segments", "row_starts")
 ENGINES = ("local", "ray")
 
 
@@ -127,6 +139,9 @@ class Counts(TypedDict):
     stream_length: int
     denoisers: dict[str, int]
     bytes: int
+    # The tokens used at the shards' dtype, and what the shards take for each of their bytes.
+    token_bytes: int
+    bytes_per_token_byte: float
 
 
 class Config(TypedDict):
@@ -136,6 +151,7 @@ class Config(TypedDict):
     dataset: dict[str, Any]  # describe_dataset's
     shard_size: int
     output_format: str
+    lean: bool
     items: int
     ul2_version: str
 
@@ -220,6 +236,7 @@ def describe_dataset(ds: DenoisingDataset) -> dict[str, Any]:
         "pack": ds.pack,
         "bidirectional_mask": ds.bidirectional_mask,
         "documents": ds.documents,
+        "fields": None if ds.options["fields"] is None else list(ds.options["fields"]),
         "separator_id": ds.separator_id,
         "seed": ds.seed,
         "eos_id": ds.eos_id,
@@ -321,14 +338,22 @@ def _save_parquet(out: dict[str, npt.NDArray[Any]], path: Path, rows: int) -> No
 
 
 def write_shard(
-    ds: DenoisingDataset, out_dir: str | Path, index: int, start: int, stop: int, output_format: str = "npy"
+    ds: DenoisingDataset,
+    out_dir: str | Path,
+    index: int,
+    start: int,
+    stop: int,
+    output_format: str = "npy",
+    lean: bool = False,
 ) -> ShardEntry:
-    """Write items ``[start, stop)`` of ``ds`` as shard ``index`` (atomically) and return its
-    manifest entry, with ``"seconds"`` (a ``ShardSeconds``) added, which ``prepare`` takes out
-    into the run's phases. Module-level so that a Ray worker can run it."""
+    """Write items ``[start, stop)`` of ``ds`` as shard ``index`` (atomically; its arrays, or with
+    ``lean`` its rows before naming) and return its manifest entry, with ``"seconds"`` (a
+    ``ShardSeconds``) added, which ``prepare`` takes out into the run's phases. Module-level so
+    that a Ray worker can run it."""
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
-    batch = ds.batch(np.arange(start, stop, dtype=np.int64))
+    ids = np.arange(start, stop, dtype=np.int64)
+    batch = ds.denoised(ids) if lean else ds.batch(ids)
     t1 = time.perf_counter()
     name = shard_name(index, output_format)
     final = out_dir / name
@@ -358,13 +383,13 @@ def write_shard(
         which = [ds.denoiser(k) for k in range(s0, s1)]
     else:
         s0, s1 = start, stop
-        which = batch["denoiser"].tolist()
+        which = (batch["segments"][:, 0] if lean else batch["denoiser"]).tolist()
     used = 0
     for k in range(s0, s1):
         lo, hi = ds.span(k)
         used += hi - lo
     counts = np.bincount(np.asarray(which, dtype=np.int64), minlength=len(ds.mixture)).tolist()
-    files = _files(final)
+    files = shard_files(final)
     entry: ShardEntry = {
         "index": index,
         "path": name,
@@ -380,7 +405,7 @@ def write_shard(
     return entry
 
 
-def _files(shard: Path) -> dict[str, int]:
+def shard_files(shard: Path) -> dict[str, int]:
     """A shard's files and their sizes: what a resume expects to find."""
     if shard.is_dir():
         return {f.name: f.stat().st_size for f in sorted(shard.iterdir())}
@@ -410,6 +435,7 @@ def prepare(
     max_items: int | None = None,
     max_shards: int | None = None,
     engine: str = "local",
+    lean: bool = False,
     overwrite: bool = False,
     progress: ProgressFn | None = None,
     on_start: Callable[[Manifest], None] | None = None,
@@ -419,10 +445,11 @@ def prepare(
     items, resuming a previous run of the same job there; returns the manifest.
 
     ``job`` is recorded and compared on resume along with the dataset's own configuration.
-    ``max_shards`` stops after writing that many shards (the manifest says ``complete: false``;
-    run again to continue). ``progress(shard_entry, manifest)`` is called after each shard,
-    ``on_start(manifest)`` once the work to do is known; ``manifest["runs"][-1]`` is this run's
-    entry, its phases up to date at each call.
+    ``lean=True`` writes only the arrays the others are derived from (``ul2.shards`` reads them
+    back as the full arrays; npy only). ``max_shards`` stops after writing that many shards (the
+    manifest says ``complete: false``; run again to continue). ``progress(shard_entry, manifest)``
+    is called after each shard, ``on_start(manifest)`` once the work to do is known;
+    ``manifest["runs"][-1]`` is this run's entry, its phases up to date at each call.
 
     ``phases`` are what the caller measured before this call (name -> a mapping with
     ``"seconds"``, e.g. ``Corpus.phases``), recorded first among this run's phases and counted in
@@ -436,6 +463,13 @@ def prepare(
         raise ValueError(f"output_format={output_format!r}: expected one of {FORMATS}")
     if engine not in ENGINES:
         raise ValueError(f"engine={engine!r}: expected one of {ENGINES}")
+    if not isinstance(lean, bool):
+        raise ValueError(f"lean={lean!r}: must be True or False")
+    if lean and output_format != "npy":
+        raise ValueError(
+            f"lean=True with output_format={output_format!r}: lean shards are .npy files only "
+            "(a Parquet shard holds one row per item, and a packed item's segments are several)"
+        )
     if output_format == "parquet":
         try:
             import pyarrow  # noqa: F401
@@ -452,6 +486,7 @@ def prepare(
             "dataset": describe_dataset(ds),
             "shard_size": shard_size,
             "output_format": output_format,
+            "lean": lean,
             "items": n_items,
             "ul2_version": __version__,  # another version may write other bytes: no mixing
         }
@@ -544,12 +579,12 @@ def _run(
     on_start: Callable[[Manifest], None] | None,
     clock: _Clock,
 ) -> Manifest:
-    shard_size = config["shard_size"]
+    shard_size, lean = config["shard_size"], config["lean"]
     manifest_path = out / MANIFEST
     found: Manifest | None = None
     done: dict[int, ShardEntry] = {}
     if manifest_path.exists():
-        found = _read_manifest(manifest_path)
+        found = read_manifest(manifest_path)
         old: dict[str, Any] = dict(found.get("config") or {})
         before = (old.get("job") or {}).get("corpus", {}).get("fingerprint")
         now = config["job"].get("corpus", {}).get("fingerprint")
@@ -568,12 +603,12 @@ def _run(
         diff = _first_difference(old, dict(config))
         if diff:
             raise ValueError(f"{out}: holds a different job ({diff}); use another --out or --overwrite")
-        done = {s["index"]: s for s in [*found.get("shards", []), *_read_progress(out)]}
+        done = {s["index"]: s for s in [*found.get("shards", []), *read_progress(out)]}
         # A shard counts as done only if its files are there, whole: else it is written again.
         done = {
             i: s
             for i, s in done.items()
-            if i < n_shards and s.get("files") and _files(out / s["path"]) == s["files"]
+            if i < n_shards and s.get("files") and shard_files(out / s["path"]) == s["files"]
         }
     for stale in out.glob(".tmp-*"):  # partial shards of an interrupted run
         shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink()
@@ -625,9 +660,9 @@ def _run(
     try:
         if engine == "local":
             for i in todo:
-                record(write_shard(ds, out, i, *bounds[i], output_format))
+                record(write_shard(ds, out, i, *bounds[i], output_format, lean))
         else:
-            _run_ray(ds, out, todo, bounds, output_format, record)
+            _run_ray(ds, out, todo, bounds, output_format, lean, record)
     except BaseException:
         log.close()
         save()  # e.g. Ctrl-C: the manifest lists what is done (the progress file did already)
@@ -706,7 +741,7 @@ def _delete_own_files(out: Path) -> None:
             shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
 
 
-def _read_manifest(path: Path) -> Manifest:
+def read_manifest(path: Path) -> Manifest:
     try:
         manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -719,7 +754,7 @@ def _read_manifest(path: Path) -> Manifest:
     return cast(Manifest, manifest)  # its config is compared key by key before anything else is read
 
 
-def _read_progress(out: Path) -> list[ShardEntry]:
+def read_progress(out: Path) -> list[ShardEntry]:
     """Shard entries of the progress file; a line cut short by a crash is ignored."""
     path = out / PROGRESS
     if not path.exists():
@@ -755,6 +790,8 @@ def _finish(manifest: Manifest, ds: DenoisingDataset, n_items: int, n_shards: in
             for i, (p, c) in enumerate(zip(manifest["plan"], per, strict=True))
         },
         "bytes": sum(s["bytes"] for s in shards),
+        "token_bytes": used * ds.dtype.itemsize,
+        "bytes_per_token_byte": sum(s["bytes"] for s in shards) / max(1, used * ds.dtype.itemsize),
     }
     if complete and n_items == len(ds) and ds.stream_length - used != ds.tail:
         raise RuntimeError(
@@ -768,6 +805,7 @@ def _run_ray(
     todo: list[int],
     bounds: dict[int, tuple[int, int]],
     output_format: str,
+    lean: bool,
     record: Callable[[ShardEntry], None],
 ) -> None:
     try:
@@ -779,7 +817,7 @@ def _run_ray(
     # Ray's overloads of remote() take a TypedDict-returning function for one of four arguments.
     task: Any = ray.remote(write_shard)
     ds_ref = ray.put(ds)  # the dataset pickles by its arguments (memmaps by file name)
-    pending = [task.remote(ds_ref, str(out), i, *bounds[i], output_format) for i in todo]
+    pending = [task.remote(ds_ref, str(out), i, *bounds[i], output_format, lean) for i in todo]
     while pending:
         finished, pending = ray.wait(pending, num_returns=1)
         for ref in finished:

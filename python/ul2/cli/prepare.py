@@ -25,6 +25,7 @@ class PrepareOptions:
     field: str = "text"
     shard_size: int = 4096
     output_format: str = "npy"
+    lean: bool = False
     documents: str = "concat"
     separator: bool = True
     pack: bool = False
@@ -53,6 +54,11 @@ class PrepareOptions:
     default="npy",
     show_default=True,
     help="one .npy per feature per shard, or one Parquet file per shard",
+)
+@click.option(
+    "--lean",
+    is_flag=True,
+    help="write only the token buffers and segments (about 1.1x the tokens); ul2.shards derives the rest",
 )
 @click.option(
     "--documents",
@@ -196,6 +202,7 @@ def _run(o: Options, p: PrepareOptions) -> None:
             p.out,
             shard_size=p.shard_size,
             output_format=p.output_format,
+            lean=p.lean,
             job=job,
             max_items=p.max_items,
             max_shards=p.max_shards,
@@ -222,6 +229,11 @@ def _run(o: Options, p: PrepareOptions) -> None:
     print(
         f"  {c['items']:,} items, {c['samples']:,} samples, {c['tokens_used']:,} tokens used"
         + (f", tail {c['tail']:,}" if c["tail"] is not None else "")
+    )
+    print(
+        f"  {c['bytes']:,} bytes in shards, {c['bytes_per_token_byte']:.2f}x the tokens used"
+        f" ({c['token_bytes']:,} bytes as {ds.dtype})"
+        + (", lean: read them with ul2.shards" if p.lean else "")
     )
     print(f"  this run {state['tokens']:,} tokens in {this['seconds']:.1f} s:")
     for line in phase_lines(this["phases"], this["seconds"]):

@@ -9,7 +9,7 @@ use crate::batch::denoise_rows;
 use crate::denoise::sentinels::Sentinels;
 use crate::denoise::{Mixture, RowConfig, example_bounds};
 use crate::error::{Error, Result};
-use crate::format::{Family, Field, Format, Layout, Options, Selection, format};
+use crate::format::{Denoised, Family, Field, Format, Layout, Options, Selection, format, reformat};
 use crate::index::SampleIndex;
 use crate::pack::pack;
 use crate::plan::{Budget, plan_denoiser};
@@ -154,6 +154,13 @@ type NoLengths = fn(usize) -> usize;
 pub enum Fields {
     Int32(Vec<Field<i32>>),
     Int64(Vec<Field<i64>>),
+}
+
+/// Denoised rows of the configured width, before naming: what a lean shard stores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DenoisedRows {
+    Int32(Denoised<i32>),
+    Int64(Denoised<i64>),
 }
 
 /// One call's outputs, the fraction of their positions holding tokens, and its counts.
@@ -384,16 +391,24 @@ impl Engine {
         keys: &[u64],
         bins: Bins<impl Fn(usize) -> usize + Sync>,
     ) -> Result<(Vec<Field<O>>, f64, u64)> {
+        let d = self.denoise_as(source, keys, bins)?;
+        let (fill, (used, total)) = (d.fill_rate(), d.positions());
+        Ok((format(d, self.format, O::from_i64(self.config.pad_id), self.options)?, fill, total - used))
+    }
+
+    fn denoise_as<T: Token, O: OutToken, S: RowSource<T>>(
+        &self,
+        source: &S,
+        keys: &[u64],
+        bins: Bins<impl Fn(usize) -> usize + Sync>,
+    ) -> Result<Denoised<O>> {
         let cfg = self.row_config();
-        let pad = O::from_i64(self.config.pad_id);
         let bins = match bins {
             Bins::One => (0..=keys.len()).collect(),
             Bins::Pack(lengths) => pack(&cfg, lengths, keys, self.layout)?.0,
             Bins::Given(b) => b,
         };
-        let d = denoise_rows(&cfg, source, keys, &bins, self.layout, pad)?;
-        let (fill, (used, total)) = (d.fill_rate(), d.positions());
-        Ok((format(d, self.format, pad, self.options)?, fill, total - used))
+        denoise_rows(&cfg, source, keys, &bins, self.layout, O::from_i64(self.config.pad_id))
     }
 
     /// A corpus over `tokens` whose `separator` is checked as outputs carry it (see
@@ -454,6 +469,35 @@ impl Engine {
 
     /// Items `ids` of a dataset (samples, or packed rows of samples) as one batch.
     pub fn run_items<T: Token>(&self, corpus: &Corpus<'_, T>, index: &DatasetIndex, ids: &[u64]) -> Result<Output> {
+        let (samples, bins) = Self::items(index, ids)?;
+        // A sample is its denoiser's raw length or shorter: nothing to cut.
+        let source = Samples { corpus: *corpus, index: &index.index, ids: &samples };
+        self.run_counted(&source, &samples, bins, Stats::default())
+    }
+
+    /// Items `ids` of a dataset as [`run_items`](Self::run_items) denoises them, before
+    /// naming: [`crate::format::reformat`] with this engine's format, padding and options
+    /// gives `run_items`' fields.
+    pub fn denoise_items<T: Token>(&self, corpus: &Corpus<'_, T>, index: &DatasetIndex, ids: &[u64]) -> Result<DenoisedRows> {
+        let (samples, bins) = Self::items(index, ids)?;
+        let source = Samples { corpus: *corpus, index: &index.index, ids: &samples };
+        Ok(match self.config.dtype {
+            Dtype::Int32 => DenoisedRows::Int32(self.denoise_as(&source, &samples, bins)?),
+            Dtype::Int64 => DenoisedRows::Int64(self.denoise_as(&source, &samples, bins)?),
+        })
+    }
+
+    /// `rows`' named arrays under this engine's format, padding and options.
+    pub fn format_rows(&self, rows: DenoisedRows) -> Result<Fields> {
+        let pad = self.config.pad_id;
+        Ok(match rows {
+            DenoisedRows::Int32(d) => Fields::Int32(reformat(d, self.format, i32::from_i64(pad), self.options)?),
+            DenoisedRows::Int64(d) => Fields::Int64(reformat(d, self.format, pad, self.options)?),
+        })
+    }
+
+    /// The samples items `ids` hold, and how they group into rows.
+    fn items(index: &DatasetIndex, ids: &[u64]) -> Result<(Vec<u64>, Bins<NoLengths>)> {
         let n = index.len() as u64;
         if ids.is_empty() {
             return Err(Error::invalid("keys", "[]", "empty batch (0 keys)"));
@@ -461,7 +505,7 @@ impl Engine {
         if let Some(&bad) = ids.iter().find(|&&k| k >= n) {
             return Err(Error::OutOfRange { arg: "keys", index: bad, len: n, what: "rows" });
         }
-        let (samples, bins): (Vec<u64>, Bins<NoLengths>) = match &index.rows {
+        Ok(match &index.rows {
             None => (ids.to_vec(), Bins::One),
             Some(rows) => {
                 let mut samples = Vec::new();
@@ -472,10 +516,7 @@ impl Engine {
                 }
                 (samples, Bins::Given(bins))
             }
-        };
-        // A sample is its denoiser's raw length or shorter: nothing to cut.
-        let source = Samples { corpus: *corpus, index: &index.index, ids: &samples };
-        self.run_counted(&source, &samples, bins, Stats::default())
+        })
     }
 }
 

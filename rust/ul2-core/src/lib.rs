@@ -32,9 +32,11 @@ pub use denoise::prefix::{prefix_bounds, prefix_split};
 pub use denoise::sentinels::{Overflow, Sentinels};
 pub use denoise::spans::{Composer, Runs, SpanParams, SpanScratch, noise_mask, span_counts};
 pub use denoise::{Denoiser, Kind, Mixture, RowConfig, RowLengths, RowScratch, denoise_row, example_bounds};
-pub use engine::{Bins, Config, DatasetIndex, Dtype, Engine, Fields, KeyCounter, LongRows, Output, RunningStats, Stats};
+pub use engine::{
+    Bins, Config, DatasetIndex, DenoisedRows, Dtype, Engine, Fields, KeyCounter, LongRows, Output, RunningStats, Stats,
+};
 pub use error::{Error, Result, Where};
-pub use format::{Denoised, Family, Field, Format, Layout, Options, Segment, Selection, format};
+pub use format::{Denoised, Family, Field, Format, Layout, Options, SEGMENT_COLUMNS, Segment, Selection, format, reformat};
 pub use index::SampleIndex;
 pub use pack::{NextFit, pack, pack_bins};
 pub use plan::{Budget, PlanRow, plan_denoiser, plan_span_corruption};

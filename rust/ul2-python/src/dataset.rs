@@ -147,4 +147,16 @@ impl PyDataset {
         });
         to_dict(py_, out.fields)
     }
+
+    /// Rows `ids` before naming (what a lean shard stores): `first`, `second`
+    /// (encoder-decoder), `segments` and `row_starts`.
+    fn denoised<'py>(&self, py_: Python<'py>, ids: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
+        let ids = keys_arg(ids, None)?;
+        let (t, _) = arrays::tokens(self.tokens.bind(py_), "tokens", 1)?;
+        let rows = with_tokens!(&t, b => {
+            let corpus = self.corpus(b.line()?)?;
+            run_detached(py_, self.engine.work(ids.len()), || self.engine.denoise_items(&corpus, &self.index, &ids))?
+        });
+        crate::shards::rows_dict(py_, rows)
+    }
 }

@@ -13,6 +13,7 @@ mod dataset;
 mod detach;
 mod errors;
 mod infilling;
+mod shards;
 mod spans;
 mod stream;
 
@@ -31,6 +32,8 @@ mod _ul2 {
     use super::errors::SentinelOverflowError;
     #[pymodule_export]
     use super::infilling::_infill_layout;
+    #[pymodule_export]
+    use super::shards::_format_rows;
     #[pymodule_export]
     use super::spans::{_prefix_bounds, PySentinels, apply_mask, noise_mask, plan_span_corruption, prefix_split, span_counts};
     #[pymodule_export]

@@ -255,3 +255,5 @@ impl Format {
 
 mod fields;
 pub use fields::format;
+mod denoised;
+pub use denoised::{SEGMENT_COLUMNS, reformat};
