@@ -133,10 +133,12 @@ fn decoder_row<T: Token, O: OutToken>(
     pad: O,
 ) -> Result<RowLengths> {
     let room = row.len();
-    tbuf.clear();
-    crate::alloc::reserve(tbuf, room, "sequence_length")?;
-    tbuf.resize(room, pad);
-    let l = denoise_row(cfg, tokens, key, scratch, row, tbuf)?;
+    // Scratch for the targets, grown once: denoise_row writes what is read of it.
+    if tbuf.len() < room {
+        crate::alloc::reserve(tbuf, room, "sequence_length")?;
+        tbuf.resize(room, pad);
+    }
+    let l = denoise_row(cfg, tokens, key, scratch, row, &mut tbuf[..room])?;
     if l.inputs + l.targets > room {
         row[..l.inputs].fill(pad);
         return Err(Error::DoesNotFit {

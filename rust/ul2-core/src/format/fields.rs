@@ -4,6 +4,7 @@ use rayon::prelude::*;
 
 use super::{Denoised, Field, Format, IGNORE_INDEX, Options, Segment};
 use crate::OutToken;
+use crate::alloc::RowOut;
 use crate::error::{Error, Result};
 
 /// Which part of a row a per-token array describes: the encoder or decoder buffer, or in
@@ -17,18 +18,15 @@ enum Part {
     Targets,
 }
 
-/// Fills a `[rows, width]` array in parallel from each row's index and segments.
+/// A `[rows, width]` array written in parallel, each row once: `f` writes it front to back
+/// from the row's index and segments, `tail` fills the rest.
 fn per_row<O: OutToken>(
     d: &Denoised<O>,
     width: usize,
-    init: O,
-    f: impl Fn(usize, &[Segment], &mut [O]) + Sync,
+    tail: O,
+    f: impl Fn(usize, &[Segment], &mut RowOut<'_, O>) + Sync,
 ) -> Result<Vec<O>> {
-    let mut out = crate::alloc::filled(d.rows.saturating_mul(width), init, "rows")?;
-    if width > 0 {
-        out.par_chunks_mut(width).enumerate().for_each(|(r, row)| f(r, d.row_segments(r), row));
-    }
-    Ok(out)
+    crate::alloc::rows(d.rows, width, tail, "rows", |r, out| f(r, d.row_segments(r), out))
 }
 
 /// `(start, length, segment)` of each segment's span in one part of a row.
@@ -58,18 +56,22 @@ fn mark<O: OutToken>(
     init: i64,
     value: impl Fn(usize, &Segment) -> i64 + Sync,
 ) -> Result<Vec<O>> {
-    per_row(d, width, O::from_i64(init), |_, segs, row| {
+    let init = O::from_i64(init);
+    per_row(d, width, init, |_, segs, out| {
         for (i, (s, l, seg)) in spans(segs, part).enumerate() {
-            row[s..s + l].fill(O::from_i64(value(i, seg)));
+            out.fill_to(init, s);
+            out.fill(O::from_i64(value(i, seg)), l);
         }
     })
 }
 
 fn positions<O: OutToken>(d: &Denoised<O>, width: usize, part: Part) -> Result<Vec<O>> {
-    per_row(d, width, O::from_i64(0), |_, segs, row| {
+    let zero = O::from_i64(0);
+    per_row(d, width, zero, |_, segs, out| {
         for (s, l, _) in spans(segs, part) {
-            for (p, v) in row[s..s + l].iter_mut().enumerate() {
-                *v = O::from_i64(p as i64);
+            out.fill_to(zero, s);
+            for p in 0..l {
+                out.push(O::from_i64(p as i64));
             }
         }
     })
@@ -88,13 +90,14 @@ fn shifted<O: OutToken>(
     pad: O,
     packed: bool,
 ) -> Result<Vec<O>> {
-    per_row(d, width, pad, |r, segs, row| {
+    per_row(d, width, pad, |r, segs, out| {
         let src = &tokens[r * width..(r + 1) * width];
         for (s, l, _) in spans(segs, part) {
             let n = if packed { l } else { (l + 1).min(width - s) };
             if n > 0 {
-                row[s] = start;
-                row[s + 1..s + n].copy_from_slice(&src[s..s + n - 1]);
+                out.fill_to(pad, s);
+                out.push(start);
+                out.copy(&src[s..s + n - 1]);
             }
         }
     })
@@ -210,10 +213,12 @@ pub fn format<O: OutToken>(d: Denoised<O>, format: Format, pad: O, opts: Options
             if format == Format::Decoder {
                 let labels = want("labels")
                     .then(|| {
-                        per_row(&d, w0, O::from_i64(IGNORE_INDEX), |r, segs, row| {
+                        let ignore = O::from_i64(IGNORE_INDEX);
+                        per_row(&d, w0, ignore, |r, segs, out| {
                             let src = &d.first[r * w0..(r + 1) * w0];
                             for (s, l, _) in spans(segs, Part::Targets) {
-                                row[s..s + l].copy_from_slice(&src[s..s + l]);
+                                out.fill_to(ignore, s);
+                                out.copy(&src[s..s + l]);
                             }
                         })
                     })
@@ -245,10 +250,10 @@ pub fn format<O: OutToken>(d: Denoised<O>, format: Format, pad: O, opts: Options
                 // position more (`position < len(inputs) + 1`).
                 let causal = want("decoder_causal_attention")
                     .then(|| {
-                        per_row(&d, w0, zero, |_, segs, row| {
+                        per_row(&d, w0, zero, |_, segs, out| {
                             for (s, l, seg) in spans(segs, Part::Sequence) {
-                                let n = (seg.inputs as usize + 1).min(l);
-                                row[s..s + n].fill(O::from_i64(1));
+                                out.fill_to(zero, s);
+                                out.fill(O::from_i64(1), (seg.inputs as usize + 1).min(l));
                             }
                         })
                     })
