@@ -3,7 +3,7 @@
 
 use std::mem::MaybeUninit;
 
-use rayon::iter::{IndexedParallelIterator, ParallelExtend, ParallelIterator};
+use rayon::iter::{IndexedParallelIterator, IntoParallelIterator, ParallelExtend, ParallelIterator};
 use rayon::slice::ParallelSliceMut;
 
 use crate::error::{Error, Result};
@@ -63,6 +63,21 @@ impl<O: Copy> RowOut<'_, O> {
         self.at += 1;
     }
 
+    /// The whole row, its rest filled with `value` first: for writers that need the row as a
+    /// slice (its fill is then a second write, but one into a row in cache, not a pass over
+    /// the whole buffer before any row is written).
+    #[inline]
+    pub(crate) fn filled(&mut self, value: O) -> &mut [O] {
+        let at = self.at;
+        self.fill(value, self.row.len() - at);
+        #[allow(unsafe_code)]
+        // SAFETY: every value of the row is initialised: `[0, at)` by the appends before,
+        // the rest by the fill just above; `MaybeUninit<O>` has `O`'s layout.
+        unsafe {
+            &mut *(std::ptr::from_mut::<[MaybeUninit<O>]>(self.row) as *mut [O])
+        }
+    }
+
     /// `value` up to position `to` (nothing when already there).
     #[inline]
     pub(crate) fn fill_to(&mut self, value: O, to: usize) {
@@ -100,4 +115,68 @@ pub(crate) fn rows<O: Copy + Send + Sync>(
         v.set_len(len);
     }
     Ok(v)
+}
+
+/// Two `[rows, width]` buffers (`widths`), each value written once, in parallel tasks of
+/// `chunk` rows: `row(state, r, a, b)` writes row `r` of each front to back and `tails` fill
+/// the rest, with one `init()` state per rayon job and `finish(state)` per task, in row order.
+/// The first error in row order wins (each task stops at its first).
+#[allow(clippy::too_many_arguments, clippy::type_complexity)] // the one helper behind the batch stage
+pub(crate) fn row_pairs<O, S, T, E>(
+    rows: usize,
+    widths: (usize, usize),
+    tails: (O, O),
+    chunk: usize,
+    args: (&'static str, &'static str),
+    init: impl Fn() -> S + Sync + Send,
+    row: impl Fn(&mut S, usize, &mut RowOut<'_, O>, &mut RowOut<'_, O>) -> std::result::Result<(), E> + Sync + Send,
+    finish: impl Fn(&mut S) -> T + Sync + Send,
+) -> Result<std::result::Result<(Vec<O>, Vec<O>, Vec<T>), E>>
+where
+    O: Copy + Send + Sync,
+    T: Send,
+    E: Send,
+{
+    let (w0, w1) = widths;
+    let (l0, l1) = (rows.saturating_mul(w0), rows.saturating_mul(w1));
+    let (mut a, mut b): (Vec<O>, Vec<O>) = (with_capacity(l0, args.0)?, with_capacity(l1, args.1)?);
+    let chunk = chunk.max(1);
+    // Each task's rows of both buffers (built by hand: a width may be 0).
+    let mut tasks = Vec::with_capacity(rows.div_ceil(chunk));
+    let (mut rest_a, mut rest_b) = (&mut a.spare_capacity_mut()[..l0], &mut b.spare_capacity_mut()[..l1]);
+    for first in (0..rows).step_by(chunk) {
+        let n = chunk.min(rows - first);
+        let (ta, ra) = std::mem::take(&mut rest_a).split_at_mut(n * w0);
+        let (tb, rb) = std::mem::take(&mut rest_b).split_at_mut(n * w1);
+        (rest_a, rest_b) = (ra, rb);
+        tasks.push((first, n, ta, tb));
+    }
+    let done = tasks
+        .into_par_iter()
+        .map_init(&init, |state, (first, n, ta, tb)| {
+            for j in 0..n {
+                let mut oa = RowOut { row: &mut ta[j * w0..(j + 1) * w0], at: 0 };
+                let mut ob = RowOut { row: &mut tb[j * w1..(j + 1) * w1], at: 0 };
+                row(state, first + j, &mut oa, &mut ob)?;
+                for (out, tail) in [(oa, tails.0), (ob, tails.1)] {
+                    let RowOut { row, at } = out;
+                    row[at..].fill(MaybeUninit::new(tail));
+                }
+            }
+            Ok(finish(state))
+        })
+        .collect::<Vec<std::result::Result<T, E>>>();
+    let done = match done.into_iter().collect::<std::result::Result<Vec<T>, E>>() {
+        Ok(done) => done,
+        Err(e) => return Ok(Err(e)),
+    };
+    #[allow(unsafe_code)]
+    // SAFETY: no task failed, so every row of every task was written: `[0, at)` by `RowOut`'s
+    // appends (each writes exactly the positions it advances `at` over, never past the row's
+    // end), then `[at, width)` by the tail's fill; the tasks cover all `rows` rows.
+    unsafe {
+        a.set_len(l0);
+        b.set_len(l1);
+    }
+    Ok(Ok((a, b, done)))
 }

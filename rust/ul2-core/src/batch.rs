@@ -1,8 +1,6 @@
 //! The batch stage: many rows at once, written straight into output buffers that are
 //! allocated once, one disjoint chunk per row, so results never depend on threads.
 
-use rayon::prelude::*;
-
 use crate::denoise::{RowConfig, RowLengths, RowScratch, denoise_row};
 use crate::error::{Error, Result, Where};
 use crate::format::{Denoised, Family, Layout, Segment};
@@ -35,7 +33,8 @@ pub fn denoise_batch<T: Token, O: OutToken>(
 
 /// Denoises examples `0..keys.len()` of `source` (example `i` is keyed `keys[i]`) into
 /// output rows, row `r` holding examples `bins[r]..bins[r + 1]` one after another, in
-/// parallel on the current rayon pool. The error of the lowest example wins.
+/// parallel on the current rayon pool. The error of the lowest example wins (tasks run in
+/// row order, each stopping at its first).
 pub fn denoise_rows<T: Token, O: OutToken, S: RowSource<T>>(
     cfg: &RowConfig<'_>,
     source: &S,
@@ -55,70 +54,43 @@ pub fn denoise_rows<T: Token, O: OutToken, S: RowSource<T>>(
     }
     let rows = bins.len() - 1;
     let (w0, w1) = layout.widths;
-    // Decoder rows have no second buffer; a one-slot stand-in keeps the zip below uniform.
-    let (c0, c1) = (w0.max(1), if layout.family == Family::Decoder { 1 } else { w1.max(1) });
-    let budget = if layout.family == Family::Decoder { "sequence_length" } else { "inputs_length" };
-    let mut first = crate::alloc::filled(rows.saturating_mul(c0), pad, budget)?;
-    let mut second = crate::alloc::filled(rows.saturating_mul(c1), pad, "targets_length")?;
-    let chunk = rows_per_task(rows);
-    let parts = first
-        .par_chunks_mut(c0 * chunk)
-        .zip(second.par_chunks_mut(c1 * chunk))
-        .enumerate()
-        .map_init(
-            || (RowScratch::default(), Vec::<T>::new(), Vec::<O>::new()),
-            |(scratch, gather, tbuf), (c, (firsts, seconds))| {
-                let mut segments = Vec::new();
-                for (j, (a, b)) in firsts.chunks_mut(c0).zip(seconds.chunks_mut(c1)).enumerate() {
-                    let r = c * chunk + j;
-                    let (a, b) = (&mut a[..w0], &mut b[..if layout.family == Family::Decoder { 0 } else { w1 }]);
-                    let (mut oa, mut ob) = (0usize, 0usize);
-                    for (i, &key) in (bins[r]..bins[r + 1]).zip(&keys[bins[r]..bins[r + 1]]) {
-                        let tokens = source.row(i, gather).map_err(|e| (i, e))?;
-                        let l = match layout.family {
-                            Family::EncoderDecoder => denoise_row(cfg, tokens, key, scratch, &mut a[oa..], &mut b[ob..]),
-                            Family::Decoder => decoder_row(cfg, tokens, key, scratch, &mut a[oa..], tbuf, pad),
-                        }
-                        .map_err(|e| (i, source.locate(i, e)))?;
-                        segments.push(Segment {
-                            denoiser: l.denoiser as u32,
-                            inputs: l.inputs as u32,
-                            targets: l.targets as u32,
-                        });
-                        match layout.family {
-                            Family::EncoderDecoder => {
-                                oa += l.inputs;
-                                ob += l.targets;
-                            }
-                            Family::Decoder => oa += l.inputs + l.targets,
-                        }
-                    }
+    let decoder = layout.family == Family::Decoder;
+    let w1 = if decoder { 0 } else { w1 };
+    let budget = if decoder { "sequence_length" } else { "inputs_length" };
+    // Each row is filled with padding just before its examples are written into it, in
+    // cache: the buffers are never filled in a pass of their own.
+    let written = crate::alloc::row_pairs(
+        rows,
+        (w0, w1),
+        (pad, pad),
+        rows_per_task(rows),
+        (budget, "targets_length"),
+        || (RowScratch::default(), Vec::<T>::new(), Vec::<O>::new(), Vec::<Segment>::new()),
+        |(scratch, gather, tbuf, segments), r, a, b| -> Result<()> {
+            let (a, b) = (a.filled(pad), b.filled(pad));
+            let (mut oa, mut ob) = (0usize, 0usize);
+            for (i, &key) in (bins[r]..bins[r + 1]).zip(&keys[bins[r]..bins[r + 1]]) {
+                let tokens = source.row(i, gather)?;
+                let l = if decoder {
+                    decoder_row(cfg, tokens, key, scratch, &mut a[oa..], tbuf, pad)
+                } else {
+                    denoise_row(cfg, tokens, key, scratch, &mut a[oa..], &mut b[ob..])
                 }
-                Ok(segments)
-            },
-        )
-        .collect::<Vec<std::result::Result<Vec<Segment>, (usize, Error)>>>();
-    let mut segments = Vec::with_capacity(keys.len());
-    let mut first_error: Option<(usize, Error)> = None;
-    for p in parts {
-        match p {
-            Ok(s) => segments.extend(s),
-            Err((i, e)) => {
-                if first_error.as_ref().is_none_or(|(j, _)| i < *j) {
-                    first_error = Some((i, e));
+                .map_err(|e| source.locate(i, e))?;
+                segments.push(Segment { denoiser: l.denoiser as u32, inputs: l.inputs as u32, targets: l.targets as u32 });
+                if decoder {
+                    oa += l.inputs + l.targets;
+                } else {
+                    oa += l.inputs;
+                    ob += l.targets;
                 }
             }
-        }
-    }
-    if let Some((_, e)) = first_error {
-        return Err(e);
-    }
-    if w0 == 0 {
-        first.clear();
-    }
-    if layout.family == Family::Decoder || w1 == 0 {
-        second.clear();
-    }
+            Ok(())
+        },
+        |(_, _, _, segments)| std::mem::take(segments),
+    )?;
+    let (first, second, parts) = written?;
+    let segments = parts.concat();
     Ok(Denoised { rows, family: layout.family, widths: layout.widths, first, second, segments, row_starts: bins.to_vec() })
 }
 
