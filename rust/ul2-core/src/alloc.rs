@@ -1,9 +1,7 @@
 //! Allocations whose size follows from the caller's input: fallible, so that too much is a
 //! `MemoryError` naming the argument, never the allocator aborting the process.
 
-use std::mem::MaybeUninit;
-
-use rayon::iter::{IndexedParallelIterator, IntoParallelIterator, ParallelExtend, ParallelIterator};
+use rayon::iter::{IndexedParallelIterator, ParallelExtend, ParallelIterator};
 use rayon::slice::ParallelSliceMut;
 
 use crate::error::{Error, Result};
@@ -34,48 +32,50 @@ pub(crate) fn filled<T: Clone + Send + Sync>(len: usize, value: T, arg: &'static
     Ok(v)
 }
 
-/// A row of [`rows`] being written front to back: each append writes exactly the positions
-/// it moves past (and panics rather than pass the row's end).
+/// One row of [`rows`], written front to back: appended to the buffer when one thread
+/// writes the rows in order, written over its filled slice when several write rows at once.
 pub(crate) struct RowOut<'a, O> {
-    row: &'a mut [MaybeUninit<O>],
+    dst: Dst<'a, O>,
+    width: usize,
     at: usize,
 }
 
+enum Dst<'a, O> {
+    Append(&'a mut Vec<O>),
+    Over(&'a mut [O]),
+}
+
 impl<O: Copy> RowOut<'_, O> {
+    /// Room for `n` more values, or a panic: a row never runs into the next.
+    #[inline]
+    fn advance(&mut self, n: usize) -> usize {
+        let at = self.at;
+        assert!(at + n <= self.width, "row of {} written past its end", self.width);
+        self.at += n;
+        at
+    }
+
     #[inline]
     pub(crate) fn copy(&mut self, src: &[O]) {
-        // (`write_copy_of_slice` is newer than the crate's MSRV; this loop is a memcpy.)
-        for (d, &v) in self.row[self.at..self.at + src.len()].iter_mut().zip(src) {
-            d.write(v);
+        let at = self.advance(src.len());
+        match &mut self.dst {
+            Dst::Append(v) => v.extend_from_slice(src),
+            Dst::Over(row) => row[at..at + src.len()].copy_from_slice(src),
         }
-        self.at += src.len();
     }
 
     #[inline]
     pub(crate) fn fill(&mut self, value: O, n: usize) {
-        self.row[self.at..self.at + n].fill(MaybeUninit::new(value));
-        self.at += n;
+        let at = self.advance(n);
+        match &mut self.dst {
+            Dst::Append(v) => v.extend(std::iter::repeat_n(value, n)),
+            Dst::Over(row) => row[at..at + n].fill(value),
+        }
     }
 
     #[inline]
     pub(crate) fn push(&mut self, value: O) {
-        self.row[self.at].write(value);
-        self.at += 1;
-    }
-
-    /// The whole row, its rest filled with `value` first: for writers that need the row as a
-    /// slice (its fill is then a second write, but one into a row in cache, not a pass over
-    /// the whole buffer before any row is written).
-    #[inline]
-    pub(crate) fn filled(&mut self, value: O) -> &mut [O] {
-        let at = self.at;
-        self.fill(value, self.row.len() - at);
-        #[allow(unsafe_code)]
-        // SAFETY: every value of the row is initialised: `[0, at)` by the appends before,
-        // the rest by the fill just above; `MaybeUninit<O>` has `O`'s layout.
-        unsafe {
-            &mut *(std::ptr::from_mut::<[MaybeUninit<O>]>(self.row) as *mut [O])
-        }
+        self.fill(value, 1);
     }
 
     /// `value` up to position `to` (nothing when already there).
@@ -85,10 +85,13 @@ impl<O: Copy> RowOut<'_, O> {
     }
 }
 
-/// `rows × width` values written in parallel, row `r` front to back by `f(r, out)` and the
-/// rest of each row after that `tail`: every value is written once. Filling the buffer first
-/// and then writing the rows over it wrote most bytes twice (the buffers' pre-fill was 14% of
-/// a T5 call, 22% of a 4096-row one, where it is a pass through memory of its own).
+/// `rows × width` values, row `r` written front to back by `f(r, out)` and the rest of each
+/// row after that `tail`. On one thread the rows are appended in order, so each value is
+/// written once: filling the buffer first and then writing the rows over it wrote most bytes
+/// twice (the buffers' pre-fill was 14% of a T5 call, 22% of a 4096-row one, where it is a
+/// pass through memory of its own). On several threads the rows are written in parallel over
+/// a buffer filled with `tail` first: safe code cannot share an unfilled buffer between
+/// threads, and the core forbids `unsafe`.
 pub(crate) fn rows<O: Copy + Send + Sync>(
     rows: usize,
     width: usize,
@@ -97,86 +100,74 @@ pub(crate) fn rows<O: Copy + Send + Sync>(
     f: impl Fn(usize, &mut RowOut<'_, O>) + Sync,
 ) -> Result<Vec<O>> {
     let len = rows.saturating_mul(width);
-    let mut v: Vec<O> = with_capacity(len, arg)?;
-    if width > 0 {
-        v.spare_capacity_mut()[..len].par_chunks_mut(width).enumerate().for_each(|(r, row)| {
-            let mut out = RowOut { row, at: 0 };
-            f(r, &mut out);
-            let RowOut { row, at } = out;
-            row[at..].fill(MaybeUninit::new(tail));
-        });
+    if rayon::current_num_threads() > 1 {
+        let mut v = filled(len, tail, arg)?;
+        if width > 0 {
+            v.par_chunks_mut(width).enumerate().for_each(|(r, row)| f(r, &mut RowOut { dst: Dst::Over(row), width, at: 0 }));
+        }
+        return Ok(v);
     }
-    #[allow(unsafe_code)]
-    // SAFETY: each of the first `len` values was written above: in every row, `[0, at)` by
-    // `RowOut`'s appends (each writes exactly the positions it advances `at` over, and `at`
-    // never passes the row's end, as slicing would panic first), then `[at, width)` by the
-    // fill. A panic in `f` leaves this function before the length is set.
-    unsafe {
-        v.set_len(len);
+    let mut v = with_capacity(len, arg)?;
+    for r in 0..rows {
+        let mut out = RowOut { dst: Dst::Append(&mut v), width, at: 0 };
+        f(r, &mut out);
+        out.fill_to(tail, width);
     }
     Ok(v)
 }
 
-/// Two `[rows, width]` buffers (`widths`), each value written once, in parallel tasks of
-/// `chunk` rows: `row(state, r, a, b)` writes row `r` of each front to back and `tails` fill
-/// the rest, with one `init()` state per rayon job and `finish(state)` per task, in row order.
-/// The first error in row order wins (each task stops at its first).
-#[allow(clippy::too_many_arguments, clippy::type_complexity)] // the one helper behind the batch stage
-pub(crate) fn row_pairs<O, S, T, E>(
+/// Two `[rows, width]` buffers (`widths`) holding `pad` but where `row(state, r, a, b)`
+/// writes row `r` of each, with one `init()` state per rayon job and `finish(state)` per task
+/// of `chunk` rows, in row order. On one thread each row is padded as it is appended, just
+/// before `row` writes it, in cache; on several the buffers are filled first (see [`rows`]).
+/// The error of the lowest row wins (each task stops at its first).
+#[allow(clippy::too_many_arguments)] // the batch stage's shape, its state and its arguments' names
+pub(crate) fn row_pairs<O, S, T>(
     rows: usize,
     widths: (usize, usize),
-    tails: (O, O),
+    pad: O,
     chunk: usize,
     args: (&'static str, &'static str),
     init: impl Fn() -> S + Sync + Send,
-    row: impl Fn(&mut S, usize, &mut RowOut<'_, O>, &mut RowOut<'_, O>) -> std::result::Result<(), E> + Sync + Send,
+    row: impl Fn(&mut S, usize, &mut [O], &mut [O]) -> Result<()> + Sync + Send,
     finish: impl Fn(&mut S) -> T + Sync + Send,
-) -> Result<std::result::Result<(Vec<O>, Vec<O>, Vec<T>), E>>
+) -> Result<(Vec<O>, Vec<O>, Vec<T>)>
 where
     O: Copy + Send + Sync,
     T: Send,
-    E: Send,
 {
     let (w0, w1) = widths;
-    let (l0, l1) = (rows.saturating_mul(w0), rows.saturating_mul(w1));
-    let (mut a, mut b): (Vec<O>, Vec<O>) = (with_capacity(l0, args.0)?, with_capacity(l1, args.1)?);
-    let chunk = chunk.max(1);
-    // Each task's rows of both buffers (built by hand: a width may be 0).
-    let mut tasks = Vec::with_capacity(rows.div_ceil(chunk));
-    let (mut rest_a, mut rest_b) = (&mut a.spare_capacity_mut()[..l0], &mut b.spare_capacity_mut()[..l1]);
-    for first in (0..rows).step_by(chunk) {
-        let n = chunk.min(rows - first);
-        let (ta, ra) = std::mem::take(&mut rest_a).split_at_mut(n * w0);
-        let (tb, rb) = std::mem::take(&mut rest_b).split_at_mut(n * w1);
-        (rest_a, rest_b) = (ra, rb);
-        tasks.push((first, n, ta, tb));
+    if rayon::current_num_threads() == 1 {
+        let (mut a, mut b) = (with_capacity(rows.saturating_mul(w0), args.0)?, with_capacity(rows.saturating_mul(w1), args.1)?);
+        let mut state = init();
+        for r in 0..rows {
+            a.extend(std::iter::repeat_n(pad, w0));
+            b.extend(std::iter::repeat_n(pad, w1));
+            row(&mut state, r, &mut a[r * w0..], &mut b[r * w1..])?;
+        }
+        return Ok((a, b, vec![finish(&mut state)]));
     }
-    let done = tasks
-        .into_par_iter()
-        .map_init(&init, |state, (first, n, ta, tb)| {
-            for j in 0..n {
-                let mut oa = RowOut { row: &mut ta[j * w0..(j + 1) * w0], at: 0 };
-                let mut ob = RowOut { row: &mut tb[j * w1..(j + 1) * w1], at: 0 };
-                row(state, first + j, &mut oa, &mut ob)?;
-                for (out, tail) in [(oa, tails.0), (ob, tails.1)] {
-                    let RowOut { row, at } = out;
-                    row[at..].fill(MaybeUninit::new(tail));
-                }
+    // A width of 0 gets a one-slot stand-in, so that the zip below stays uniform.
+    let (c0, c1) = (w0.max(1), w1.max(1));
+    let mut a = filled(rows.saturating_mul(c0), pad, args.0)?;
+    let mut b = filled(rows.saturating_mul(c1), pad, args.1)?;
+    let chunk = chunk.max(1);
+    let done = a
+        .par_chunks_mut(c0 * chunk)
+        .zip(b.par_chunks_mut(c1 * chunk))
+        .enumerate()
+        .map_init(&init, |state, (c, (ta, tb))| {
+            for (j, (ra, rb)) in ta.chunks_mut(c0).zip(tb.chunks_mut(c1)).enumerate() {
+                row(state, c * chunk + j, &mut ra[..w0], &mut rb[..w1])?;
             }
             Ok(finish(state))
         })
-        .collect::<Vec<std::result::Result<T, E>>>();
-    let done = match done.into_iter().collect::<std::result::Result<Vec<T>, E>>() {
-        Ok(done) => done,
-        Err(e) => return Ok(Err(e)),
-    };
-    #[allow(unsafe_code)]
-    // SAFETY: no task failed, so every row of every task was written: `[0, at)` by `RowOut`'s
-    // appends (each writes exactly the positions it advances `at` over, never past the row's
-    // end), then `[at, width)` by the tail's fill; the tasks cover all `rows` rows.
-    unsafe {
-        a.set_len(l0);
-        b.set_len(l1);
+        .collect::<Vec<Result<T>>>();
+    let done = done.into_iter().collect::<Result<Vec<T>>>()?;
+    for (v, w) in [(&mut a, w0), (&mut b, w1)] {
+        if w == 0 {
+            v.clear();
+        }
     }
-    Ok(Ok((a, b, done)))
+    Ok((a, b, done))
 }

@@ -57,17 +57,16 @@ pub fn denoise_rows<T: Token, O: OutToken, S: RowSource<T>>(
     let decoder = layout.family == Family::Decoder;
     let w1 = if decoder { 0 } else { w1 };
     let budget = if decoder { "sequence_length" } else { "inputs_length" };
-    // Each row is filled with padding just before its examples are written into it, in
-    // cache: the buffers are never filled in a pass of their own.
-    let written = crate::alloc::row_pairs(
+    // On one thread each row is padded just before its examples are written into it, in
+    // cache, rather than both buffers filled in a pass of their own first.
+    let (first, second, parts) = crate::alloc::row_pairs(
         rows,
         (w0, w1),
-        (pad, pad),
+        pad,
         rows_per_task(rows),
         (budget, "targets_length"),
         || (RowScratch::default(), Vec::<T>::new(), Vec::<O>::new(), Vec::<Segment>::new()),
         |(scratch, gather, tbuf, segments), r, a, b| -> Result<()> {
-            let (a, b) = (a.filled(pad), b.filled(pad));
             let (mut oa, mut ob) = (0usize, 0usize);
             for (i, &key) in (bins[r]..bins[r + 1]).zip(&keys[bins[r]..bins[r + 1]]) {
                 let tokens = source.row(i, gather)?;
@@ -89,7 +88,6 @@ pub fn denoise_rows<T: Token, O: OutToken, S: RowSource<T>>(
         },
         |(_, _, _, segments)| std::mem::take(segments),
     )?;
-    let (first, second, parts) = written?;
     let segments = parts.concat();
     Ok(Denoised { rows, family: layout.family, widths: layout.widths, first, second, segments, row_starts: bins.to_vec() })
 }

@@ -7,9 +7,7 @@
 //! in advance → packing into rows ([`pack`]) → the rows of a batch ([`batch`]) → named arrays
 //! ([`format`]). [`engine`] runs the whole pipeline from one validated [`Config`], read by key
 //! through [`arguments`]. No Python here: the `ul2-python` crate converts and dispatches.
-// One audited exception: `alloc::rows`, which writes output buffers once instead of filling
-// them first (its SAFETY comment says why it is sound).
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 mod alloc;
 pub mod arguments;

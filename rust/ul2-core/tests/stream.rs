@@ -805,7 +805,7 @@ struct RunOutput {
     samples: Denoised<i32>,
 }
 
-fn run_everything(family: Family, docs: &[Vec<i32>], rows: &[Vec<i32>], keys: &[u64]) -> RunOutput {
+fn run_everything(family: Family, pad: i32, docs: &[Vec<i32>], rows: &[Vec<i32>], keys: &[u64]) -> RunOutput {
     let entries = (0..POOL_SIZE).map(|c| (pool_denoiser(c, c % 3), 1.0 + c as f64)).collect();
     let mixture = Mixture::new(entries).unwrap();
     let sentinels = sentinels();
@@ -818,16 +818,16 @@ fn run_everything(family: Family, docs: &[Vec<i32>], rows: &[Vec<i32>], keys: &[
     let source = Rows::Ragged(rows.iter().map(Vec::as_slice).collect());
     let bins = pack_bins(&cfg, |i| rows[i].len(), keys, layout).unwrap();
     let single: Vec<usize> = (0..=rows.len()).collect();
-    let unpacked = denoise_rows(&cfg, &source, keys, &single, layout, 0i32).unwrap();
-    let packed = denoise_rows(&cfg, &source, keys, &bins, layout, 0i32).unwrap();
+    let unpacked = denoise_rows(&cfg, &source, keys, &single, layout, pad).unwrap();
+    let packed = denoise_rows(&cfg, &source, keys, &bins, layout, pad).unwrap();
     let fmt = match family {
         Family::EncoderDecoder => [Format::Hf, Format::Seqio],
         Family::Decoder => [Format::Decoder, Format::SeqioDecoder],
     };
     let mut fields = Vec::new();
     for f in fmt {
-        fields.extend(format(packed.clone(), f, 0, opts(true, true, true)).unwrap());
-        fields.extend(format(unpacked.clone(), f, 0, opts(false, true, true)).unwrap());
+        fields.extend(format(packed.clone(), f, pad, opts(true, true, true)).unwrap());
+        fields.extend(format(unpacked.clone(), f, pad, opts(false, true, true)).unwrap());
     }
     let (tokens, offsets) = flatten(docs);
     let corpus = Corpus { tokens: (&tokens).into(), doc_offsets: Some(&offsets[..]), separator: Some(1) };
@@ -836,7 +836,7 @@ fn run_everything(family: Family, docs: &[Vec<i32>], rows: &[Vec<i32>], keys: &[
     let ids: Vec<u64> = (0..index.len() as u64).rev().collect();
     let samples = Samples { corpus, index: &index, ids: &ids };
     let sample_bins: Vec<usize> = (0..=ids.len()).collect();
-    let samples = denoise_rows(&cfg, &samples, &ids, &sample_bins, layout, 0i32).unwrap();
+    let samples = denoise_rows(&cfg, &samples, &ids, &sample_bins, layout, pad).unwrap();
     RunOutput { bins, unpacked, packed, fields, samples }
 }
 
@@ -846,18 +846,43 @@ fn results_do_not_depend_on_the_thread_count() {
     let rows: Vec<Vec<i32>> = (0..300).map(|_| (0..g.below(48)).map(|_| 2 + g.below(898) as i32).collect()).collect();
     let keys: Vec<u64> = (0..rows.len() as u64).map(|i| i * 7 + 3).collect();
     let docs: Vec<Vec<i32>> = (0..60).map(|_| (0..g.below(60)).map(|_| 2 + g.below(898) as i32).collect()).collect();
-    for family in [Family::EncoderDecoder, Family::Decoder] {
+    // One thread appends each row to the outputs; several write them over filled buffers: a
+    // padding other than 0 tells the two apart wherever a row would be left unwritten.
+    for (family, pad) in [(Family::EncoderDecoder, 0), (Family::Decoder, 0), (Family::EncoderDecoder, 7), (Family::Decoder, 7)] {
         let runs: Vec<RunOutput> = [1, 2, 3]
             .into_iter()
             .map(|threads| {
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-                pool.install(|| run_everything(family, &docs, &rows, &keys))
+                pool.install(|| run_everything(family, pad, &docs, &rows, &keys))
             })
             .collect();
         assert!(runs[0].packed.rows < rows.len(), "packing should merge rows");
         assert!(runs[0].samples.rows > 10);
+        assert!(runs[0].unpacked.first.contains(&pad), "{family:?}: some padding");
         for (threads, run) in [2, 3].into_iter().zip(&runs[1..]) {
-            assert!(*run == runs[0], "{family:?}: {threads} threads differ from 1");
+            assert!(*run == runs[0], "{family:?} pad {pad}: {threads} threads differ from 1");
         }
+    }
+}
+
+/// Of several bad rows the lowest one's error is reported, whatever the number of threads
+/// (tasks stop at their first error and are read in row order).
+#[test]
+fn the_lowest_bad_row_is_reported_on_any_thread_count() {
+    let mixture = Mixture::new(vec![(pool_denoiser(0, 0), 1.0)]).unwrap();
+    let sentinels = sentinels();
+    let cfg = RowConfig { max_raw: &[], mixture: &mixture, sentinels: &sentinels, eos_id: Some(1), seed: 17 };
+    let layout = Layout { family: Family::EncoderDecoder, widths: (96, 64) };
+    let mut rows: Vec<Vec<i32>> = (0..400).map(|i| (0..30).map(|j| 2 + ((i * 31 + j) % 800)).collect()).collect();
+    for (r, bad) in [(390, -5), (130, -2), (260, -3)] {
+        rows[r][4] = bad;
+    }
+    let source = Rows::Ragged(rows.iter().map(Vec::as_slice).collect());
+    let keys: Vec<u64> = (0..rows.len() as u64).collect();
+    let single: Vec<usize> = (0..=rows.len()).collect();
+    for threads in [1, 2, 3] {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let err = pool.install(|| denoise_rows(&cfg, &source, &keys, &single, layout, 0i32)).unwrap_err();
+        assert!(err.to_string().contains("-2"), "{threads} threads: {err}");
     }
 }
