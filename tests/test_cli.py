@@ -1004,17 +1004,24 @@ def test_prepare_engine_ray_matches_local(
     corpus: dict[str, Any],
 ) -> None:
     """--engine ray on a real local Ray instance (two CPUs: shards written by worker processes,
-    finishing in any order) writes the local engine's bytes."""
+    finishing in any order) writes the local engine's bytes, full and lean."""
     ray = pytest.importorskip("ray")
     args = [*corpus["paths"], "--preset", "t5", "--inputs-length", "48", "--shard-size", "10", "-q"]
     assert run(capsys, "prepare", *args, "--out", tmp_path / "local")[0] == 0
+    assert run(capsys, "prepare", *args, "--lean", "--out", tmp_path / "local-lean")[0] == 0
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         assert run(capsys, "prepare", *args, "--out", tmp_path / "ray", "--engine", "ray")[0] == 0
+        ray_lean = ["--lean", "--out", tmp_path / "ray-lean", "--engine", "ray"]
+        assert run(capsys, "prepare", *args, *ray_lean)[0] == 0
     finally:
         ray.shutdown()
-    for f in sorted((tmp_path / "local").rglob("*.npy")):
-        assert f.read_bytes() == (tmp_path / "ray" / f.relative_to(tmp_path / "local")).read_bytes()
+    for local, remote in [("local", "ray"), ("local-lean", "ray-lean")]:
+        files = sorted((tmp_path / local).rglob("*.npy"))
+        assert files
+        for f in files:
+            assert f.read_bytes() == (tmp_path / remote / f.relative_to(tmp_path / local)).read_bytes()
+    assert (tmp_path / "ray-lean" / "shard-00000" / "segments.npy").is_file()
     manifest = json.loads((tmp_path / "ray" / "manifest.json").read_text())
     assert manifest["complete"] and [s["index"] for s in manifest["shards"]] == list(
         range(manifest["num_shards"])
